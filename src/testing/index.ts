@@ -3,4 +3,11 @@
  * the real org.bluez D-Bus API, so apps can be tested without Bluetooth hardware.
  * @packageDocumentation
  */
-export {};
+export {
+  startPrivateBus,
+  findDbusDaemon,
+  DbusDaemonNotFoundError,
+  PrivateBusStartError,
+} from './private-bus.js';
+export type { PrivateBus, PrivateBusOptions } from './private-bus.js';
+export type * from './simulator/types.js';
