@@ -1,0 +1,100 @@
+/**
+ * Device1 operations: connect, disconnect, verified disconnect, phantom check.
+ */
+import { removeDevice } from './adapter.js';
+import { bluezCall, remaining, resolveCall, type BluezContext } from './context.js';
+import { BluezError, isAbortError } from './errors.js';
+import type { ConnectOptions, VerifiedDisconnectOutcome } from './client-types.js';
+import type { CallOptions } from './types.js';
+import { devicePath, validateAdapterName, validateMac } from './validate.js';
+import { IFACE } from './variant.js';
+
+/**
+ * Device1.Connect with a deadline. BlueZ cannot cancel a pending Connect through the call itself:
+ * when the deadline or the signal fires the caller must Disconnect the half-open link (the
+ * connection machine's `disconnecting`/`phantom` states do that).
+ */
+export async function connect(
+  ctx: BluezContext,
+  adapter: string,
+  address: string,
+  options?: ConnectOptions,
+): Promise<void> {
+  const name = validateAdapterName(adapter);
+  const mac = validateMac(address);
+  const call = resolveCall(options, ctx.defaults.callTimeoutMs, { adapter: name, device: mac });
+  const startedAt = performance.now();
+  await ctx.bus.call(bluezCall(devicePath(name, mac), IFACE.device, 'Connect'), call);
+  if (!options?.waitServicesResolved) return;
+  await ctx.mirror.waitFor((m) => m.device(name, mac)?.servicesResolved === true, {
+    timeoutMs: remaining(startedAt, call.timeoutMs),
+    signal: call.signal,
+    description: `ServicesResolved=true for ${mac} on ${name}`,
+    errorClass: 'noReply',
+  });
+}
+
+/** Device1.Disconnect with a deadline (default disconnectTimeoutMs). */
+export async function disconnect(
+  ctx: BluezContext,
+  adapter: string,
+  address: string,
+  options?: CallOptions,
+): Promise<void> {
+  const name = validateAdapterName(adapter);
+  const mac = validateMac(address);
+  const call = resolveCall(options, ctx.defaults.disconnectTimeoutMs, { adapter: name, device: mac });
+  await ctx.bus.call(bluezCall(devicePath(name, mac), IFACE.device, 'Disconnect'), call);
+}
+
+/** Connected && !ServicesResolved: a dead link that still occupies a controller slot. */
+export function isPhantom(ctx: BluezContext, adapter: string, address: string): boolean {
+  const d = ctx.mirror.device(validateAdapterName(adapter), validateMac(address));
+  return d !== undefined && d.connected && !d.servicesResolved;
+}
+
+/**
+ * Bounded Disconnect, then wait for Connected=false in the mirror; if the Disconnect fails or hangs
+ * (phantom links do) or Connected stays true, RemoveDevice (bounded), which makes BlueZ drop the
+ * link, and wait for the object to go. `timeoutMs` bounds each of the steps.
+ * @throws the RemoveDevice / wait error when even the fallback does not end the link
+ */
+export async function verifiedDisconnect(
+  ctx: BluezContext,
+  adapter: string,
+  address: string,
+  options?: CallOptions,
+): Promise<VerifiedDisconnectOutcome> {
+  const name = validateAdapterName(adapter);
+  const mac = validateMac(address);
+  const call = resolveCall(options, ctx.defaults.disconnectTimeoutMs, { adapter: name, device: mac });
+  const linkDown = (): boolean => {
+    const d = ctx.mirror.device(name, mac);
+    return d === undefined || !d.connected;
+  };
+  if (linkDown()) return 'notConnected';
+
+  let startedAt = performance.now();
+  try {
+    await ctx.bus.call(bluezCall(devicePath(name, mac), IFACE.device, 'Disconnect'), call);
+    await ctx.mirror.waitFor(linkDown, {
+      timeoutMs: remaining(startedAt, call.timeoutMs),
+      signal: call.signal,
+      description: `Connected=false for ${mac} on ${name}`,
+    });
+    return 'disconnected';
+  } catch (err) {
+    if (isAbortError(err) || call.signal?.aborted) throw err;
+    if (err instanceof BluezError && err.errorClass === 'bluezGone') throw err;
+    // Disconnect failed, hung, or the link stayed up: fall back to RemoveDevice.
+  }
+  if (linkDown()) return 'disconnected';
+  startedAt = performance.now();
+  await removeDevice(ctx, name, mac, call);
+  await ctx.mirror.waitFor(() => ctx.mirror.device(name, mac) === undefined || linkDown(), {
+    timeoutMs: remaining(startedAt, call.timeoutMs),
+    signal: call.signal,
+    description: `${mac} removed from ${name}`,
+  });
+  return 'removed';
+}
