@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import dbus from 'dbus-next';
+import type { BluezError } from '../../src/bluez/errors.js';
 import {
   AbortedError,
   AdapterNotReadyError,
-  BluezError,
   BluezUnavailableError,
   ConnectionFailedError,
   DBusCallError,
