@@ -42,6 +42,11 @@ export interface BusCallOptions {
 
 /** A received D-Bus signal, as handed to `message` listeners. */
 export interface SignalMessage {
+  /**
+   * Arrival order on this connection (shared with replies, see {@link SharedBus.callOrdered}): lets the
+   * mirror tell signals sent before a GetManagedObjects reply from those sent after it.
+   */
+  readonly seq: number;
   readonly sender: string;
   readonly path: string;
   readonly interface: string;
@@ -73,6 +78,8 @@ interface PendingCall {
   reject(err: unknown): void;
 }
 
+const METHOD_RETURN_TYPE = 2;
+const ERROR_TYPE = 3;
 const SIGNAL_TYPE = 4;
 const BACKOFF_START_MS = 100;
 const BACKOFF_MAX_MS = 5000;
@@ -95,6 +102,8 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
   private backoffMs = BACKOFF_START_MS;
   private refs = 0;
   private lastCause: unknown;
+  private rxSeq = 0;
+  private readonly replySeqs = new Map<number, number>();
   /** Number of method calls we have sent (including AddMatch/RemoveMatch). */
   sentCalls = 0;
 
@@ -197,6 +206,15 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
    * D-Bus error replies are converted into the typed errors of errors.ts.
    */
   call(spec: MethodCall, options: BusCallOptions): Promise<unknown[]> {
+    return this.callOrdered(spec, options).then((r) => r.body);
+  }
+
+  /**
+   * Like {@link SharedBus.call}, and also returns the reply's arrival order (`seq`), comparable with
+   * {@link SignalMessage.seq}. dbus-next delivers a reply and the signals behind it in the same
+   * tick, before any promise continuation runs, so arrival order cannot be recovered later.
+   */
+  callOrdered(spec: MethodCall, options: BusCallOptions): Promise<{ body: unknown[]; seq: number }> {
     const timeoutMs = validateTimeoutMs(options.timeoutMs, 'timeoutMs');
     const signal = validateSignal(options.signal);
     const member = `${spec.interface}.${spec.member}`;
@@ -225,14 +243,17 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
       body: spec.body ?? [],
       serial,
     });
-    return new Promise<unknown[]>((resolve, reject) => {
+    return new Promise<{ body: unknown[]; seq: number }>((resolve, reject) => {
       let settled = false;
+      let seq = 0;
       const settle = (): boolean => {
         if (settled) return false;
         settled = true;
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         this.pending.delete(serial);
+        seq = this.replySeqs.get(serial) ?? this.rxSeq;
+        this.replySeqs.delete(serial);
         return true;
       };
       // A call we give up on must not leave dbus-next's reply handler behind (a late reply would
@@ -268,7 +289,7 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
       bus.call(msg).then(
         (reply: DBusMessage | null) => {
           if (!settle()) return;
-          resolve(reply?.body ?? []);
+          resolve({ body: (reply?.body ?? []) as unknown[], seq });
         },
         (err: unknown) => {
           if (!settle()) return;
@@ -342,8 +363,16 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
     const stream = internals._connection?.stream;
     stream?.on('close', () => this.onLost(generation, new Error('D-Bus socket closed')));
     bus.on('message', (msg: DBusMessage) => {
-      if (generation !== this.generation || msg.type !== SIGNAL_TYPE) return;
+      if (generation !== this.generation) return;
+      const seq = ++this.rxSeq;
+      if (msg.type === METHOD_RETURN_TYPE || msg.type === ERROR_TYPE) {
+        const serial = Number(msg.replySerial);
+        if (this.pending.has(serial)) this.replySeqs.set(serial, seq);
+        return;
+      }
+      if (msg.type !== SIGNAL_TYPE) return;
       this.emit('signal', {
+        seq,
         sender: msg.sender,
         path: msg.path,
         interface: msg.interface,

@@ -73,6 +73,8 @@ export interface BluezClient {
   readonly mirror: BluezMirror;
   /** The bus address this client talks to. */
   readonly busAddress: string;
+  /** Our unique name on the bus (e.g. `:1.42`) while connected; changes after a reconnect. */
+  readonly uniqueName: string | undefined;
 
   /** Adapters known to BlueZ right now (from the mirror; no D-Bus traffic). */
   adapters(): AdapterSnapshot[];

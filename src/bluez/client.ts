@@ -108,6 +108,10 @@ class Client implements BluezClient {
     this.busAddress = ctx.bus.address;
   }
 
+  get uniqueName(): string | undefined {
+    return this.bus.uniqueName;
+  }
+
   adapters(): AdapterSnapshot[] {
     return this.mirror.adapters();
   }

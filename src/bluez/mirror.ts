@@ -113,6 +113,8 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
   private ownerValue: string | undefined;
   private syncedValue = false;
   private syncGeneration = 0;
+  /** Signals that arrived while a sync was running; replayed if they came after its reply. */
+  private buffered: SignalMessage[] = [];
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelayMs = 500;
   private closed = false;
@@ -339,8 +341,9 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
 
   /**
    * Rebuilds the tree from GetNameOwner + GetManagedObjects and emits the differences.
-   * Signals that arrive while a sync runs are dropped: bluetoothd sends them before the reply on the
-   * same ordered stream, so the reply already contains their effect.
+   * Signals that arrive while a sync runs are buffered: those that arrived before the
+   * GetManagedObjects reply are already reflected in it (bluetoothd writes both to one ordered
+   * stream) and are dropped; those after it are replayed on the new tree.
    */
   private async resync(reason: RebuildReason): Promise<void> {
     if (this.closed) return;
@@ -348,12 +351,20 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     this.syncedValue = false;
+    this.buffered = [];
     let owner: string | undefined;
     let next: Tree;
+    let replySeq = Number.POSITIVE_INFINITY;
     try {
       owner = await this.getOwner();
       if (generation !== this.syncGeneration) return;
-      next = owner === undefined ? new Map() : await this.getManagedObjects(owner);
+      if (owner === undefined) {
+        next = new Map();
+      } else {
+        const reply = await this.getManagedObjects(owner);
+        next = reply.tree;
+        replySeq = reply.seq;
+      }
     } catch (err) {
       if (generation !== this.syncGeneration || this.closed) return;
       this.emit('syncFailed', err);
@@ -367,6 +378,9 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
     this.ownerValue = owner;
     this.replaceTree(next);
     this.syncedValue = true;
+    const late = this.buffered.filter((m) => m.seq > replySeq);
+    this.buffered = [];
+    for (const msg of late) this.applyBluezSignal(msg);
     if (previousOwner !== owner) this.emit('ownerChanged', { previous: previousOwner, current: owner });
     this.emit('rebuilt', { reason, owner, objects: this.tree.size });
   }
@@ -402,12 +416,12 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
     }
   }
 
-  private async getManagedObjects(owner: string): Promise<Tree> {
-    const body = await this.bus.call(
+  private async getManagedObjects(owner: string): Promise<{ tree: Tree; seq: number }> {
+    const { body, seq } = await this.bus.callOrdered(
       { destination: owner, path: '/', interface: IFACE.objectManager, member: 'GetManagedObjects' },
       { timeoutMs: this.timeouts.callTimeoutMs },
     );
-    return decodeManagedObjects(body[0]);
+    return { tree: decodeManagedObjects(body[0]), seq };
   }
 
   private replaceTree(next: Tree): void {
@@ -452,6 +466,7 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
         // bluetoothd went away: drop its whole tree at once (its InterfacesRemoved never come).
         this.syncGeneration += 1;
         this.syncedValue = true;
+        this.buffered = [];
         const previous = this.ownerValue;
         this.ownerValue = undefined;
         this.replaceTree(new Map());
@@ -462,8 +477,16 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
       }
       return;
     }
-    // Only the current owner's signals, and only when synced (see resync for why dropping is safe).
-    if (!this.syncedValue || this.ownerValue === undefined || msg.sender !== this.ownerValue) return;
+    if (!this.syncedValue) {
+      if (this.buffered.length < 100_000) this.buffered.push(msg);
+      return;
+    }
+    this.applyBluezSignal(msg);
+  }
+
+  private applyBluezSignal(msg: SignalMessage): void {
+    // Only the current owner's signals: a previous bluetoothd's late signals must not touch the new tree.
+    if (this.ownerValue === undefined || msg.sender !== this.ownerValue) return;
     if (msg.interface === IFACE.objectManager) {
       if (msg.member === 'InterfacesAdded') this.onInterfacesAdded(msg.body);
       else if (msg.member === 'InterfacesRemoved') this.onInterfacesRemoved(msg.body);
