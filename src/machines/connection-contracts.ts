@@ -1,0 +1,207 @@
+/**
+ * The typed contracts of the connection machine: its input, context, events, and the input/output
+ * of every named actor. src/actors implements the actors against these shapes; tests inject fakes
+ * with the same shapes. Everything here is plain data so the Stately inspector can show it.
+ */
+import type { ErrorClass } from '../bluez/errors.js';
+import type { EscalationAction, EscalationConfig, EscalationLedger } from './escalation.js';
+
+/**
+ * Why an attempt failed: the SPEC §5 classes, plus `validation` (connected but failed validation;
+ * counted by escalation, unlike the original, defect B16) and `phantom` (Connected without
+ * ServicesResolved, left alone because `closeInactiveConnections` is off).
+ */
+export type FailureClass = ErrorClass | 'validation' | 'phantom';
+
+/** The cause of one failed attempt (plain data, taken from the typed error). */
+export interface FailureCause {
+  readonly class: FailureClass;
+  /** Stable code of the error (`IN_PROGRESS`, `ATTEMPT_DEADLINE`, …). */
+  readonly code: string;
+  /** Error name (`InProgressError`, …). */
+  readonly name: string;
+  /** D-Bus error name when the error came from D-Bus. */
+  readonly dbusName?: string;
+  readonly message: string;
+}
+
+/** One attempt: where, how long, and how it ended. */
+export interface ConnectionAttempt {
+  /** 1-based. */
+  readonly number: number;
+  readonly adapter: string;
+  /** Epoch ms. */
+  readonly startedAt: number;
+  /** Set when the attempt ended. */
+  readonly durationMs: number | null;
+  /** `cancelled`: ended by the caller's AbortSignal or overallTimeoutMs; never counted as a failure. */
+  readonly outcome: 'pending' | 'connected' | 'failed' | 'cancelled';
+  /** Set for failed attempts. */
+  readonly cause: FailureCause | null;
+  /** The escalation step chosen after this attempt failed. */
+  readonly escalation: EscalationAction | null;
+  /** True when the attempt adopted a connection that was already up and resolved. */
+  readonly adopted: boolean;
+}
+
+/** Why the actor is tearing a link down in `disconnecting`. */
+export type TeardownReason = 'requested' | 'validation-failed' | 'attempt-deadline' | 'cancelled';
+
+/** How a cancellation arrived: the caller's AbortSignal or `overallTimeoutMs`. */
+export type CancellationReason = 'aborted' | 'timed-out';
+
+/** Input of the connection machine. */
+export interface ConnectionInput {
+  /** Device address, upper-case AA:BB:CC:DD:EE:FF. */
+  readonly address: string;
+  /** Adapters to use, in rotation order (at least one). */
+  readonly adapters: readonly string[];
+  /** True when a parent pool assigns adapters (then rotate asks the pool). */
+  readonly pooled?: boolean;
+  readonly maxAttempts: number;
+  readonly attemptTimeoutMs: number;
+  readonly closeInactiveConnections: boolean;
+  readonly escalation: EscalationConfig;
+  /** The ledger to start from (a shared policy's current one). */
+  readonly ledger?: EscalationLedger;
+  /** Backoff per failure class; missing classes use {@link DEFAULT_BACKOFF_MS}. */
+  readonly backoffMs?: Partial<Record<FailureClass, number>>;
+}
+
+/** Context of the connection machine (serialisable; the only class instances are errors). */
+export interface ConnectionContext {
+  readonly address: string;
+  readonly adapters: readonly string[];
+  readonly pooled: boolean;
+  /** Adapter of the current (or last) attempt. */
+  readonly adapter: string;
+  /** Adapter the pool assigned for the next attempt, if any. */
+  readonly assignedAdapter: string | null;
+  readonly maxAttempts: number;
+  readonly attemptTimeoutMs: number;
+  readonly closeInactiveConnections: boolean;
+  readonly escalation: EscalationConfig;
+  readonly ledger: EscalationLedger;
+  readonly backoffMs: Readonly<Record<FailureClass, number>>;
+  readonly attempts: readonly ConnectionAttempt[];
+  /** Lease of the per-device lock (an id the lock actor understands), or null. */
+  readonly lease: string | null;
+  /** InProgress was seen: the next pass cancels BlueZ's pending connect before connecting. */
+  readonly staleInProgress: boolean;
+  /** Escalation asked for a thorough inspection before the next attempt. */
+  readonly diagnoseNext: boolean;
+  /** Escalation asked to clear BlueZ's device cache before the next attempt. */
+  readonly clearCacheNext: boolean;
+  /** Our Connect may have left a link or a pending connect that must be torn down on cancellation. */
+  readonly linkMayBeOpen: boolean;
+  /** Why `disconnecting` was entered. */
+  readonly teardown: TeardownReason | null;
+  /** Set once a cancellation arrived. */
+  readonly cancellation: CancellationReason | null;
+  /** The last device inspection (for the inspector and for reports). */
+  readonly finding: DeviceFinding | null;
+  /** The final error (in `failed`). */
+  readonly error: Error | null;
+}
+
+/** Output of the machine when it reaches `failed`. */
+export interface ConnectionOutput {
+  readonly error: Error;
+  readonly attempts: readonly ConnectionAttempt[];
+}
+
+/** Events the machine accepts from outside. */
+export type ConnectionExternalEvent =
+  | { type: 'CONNECT' }
+  | { type: 'DISCONNECT' }
+  | { type: 'CANCEL'; reason: CancellationReason }
+  /** From the parent pool after a rotation request. */
+  | { type: 'ADAPTER_ASSIGNED'; adapter: string }
+  /** From the `watchLink` actor while connected. */
+  | { type: 'LINK_LOST'; reason: string };
+
+/** Event sent to the parent pool when escalation chooses to rotate. */
+export interface RotationRequest {
+  readonly type: 'ROTATION_REQUESTED';
+  readonly address: string;
+  readonly fromAdapter: string;
+  readonly failureClass: FailureClass | null;
+}
+
+// ---- named actors: input and output -------------------------------------------------------------
+
+/** `acquireDeviceLock` input. */
+export interface LockInput {
+  readonly address: string;
+  readonly adapter: string;
+  /** The lease already held by this actor (re-entry after backoff), or null. */
+  readonly lease: string | null;
+}
+/** `acquireDeviceLock` output. */
+export interface LockOutput {
+  readonly lease: string;
+  /** True when the lock could not be taken in time and the attempt goes on unlocked (SPEC §2 locking). */
+  readonly degraded: boolean;
+}
+
+/** `inspectDevice` input. */
+export interface InspectInput {
+  readonly address: string;
+  readonly adapter: string;
+  /** Escalation asked to diagnose: read BlueZ itself, not only the mirror, and check the adapter. */
+  readonly thorough: boolean;
+}
+/** What the device looks like in BlueZ before an attempt. */
+export interface DeviceFinding {
+  /** A Device1 object exists on the adapter. */
+  readonly known: boolean;
+  readonly connected: boolean;
+  readonly servicesResolved: boolean;
+}
+
+/** Input of the actors that act on one device on one adapter. */
+export interface DeviceOnAdapter {
+  readonly address: string;
+  readonly adapter: string;
+}
+
+/** `connectWithDeadline` input. */
+export interface ConnectInput extends DeviceOnAdapter {
+  /** The per-attempt deadline (the machine also enforces it with `after`). */
+  readonly timeoutMs: number;
+}
+
+/** `verifiedDisconnect` input. */
+export interface DisconnectInput extends DeviceOnAdapter {
+  readonly reason: TeardownReason;
+}
+/** `verifiedDisconnect` output. */
+export interface DisconnectOutput {
+  readonly outcome: 'disconnected' | 'removed' | 'notConnected';
+}
+
+/** `clearPhantom` output. */
+export interface ClearPhantomOutput {
+  /** The Device1 object is back (rediscovered) after RemoveDevice. */
+  readonly reappeared: boolean;
+}
+
+/** `resetAdapter` input. */
+export interface ResetInput {
+  readonly adapter: string;
+}
+
+/** Default backoff per failure class in ms (SPEC §5 table; bluezGone uses a timer here until the pool waits for org.bluez). */
+export const DEFAULT_BACKOFF_MS: Readonly<Record<FailureClass, number>> = Object.freeze({
+  inProgress: 250,
+  aborted: 250,
+  outOfSlots: 4000,
+  notFound: 4000,
+  notReady: 1000,
+  noReply: 250,
+  bluezGone: 2000,
+  notConnected: 0,
+  other: 100,
+  validation: 250,
+  phantom: 1000,
+});

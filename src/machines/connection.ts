@@ -1,0 +1,743 @@
+/**
+ * The connection machine (SPEC §2): one per device, every BlueZ workaround a named state, guard,
+ * delay or actor. No I/O here: the actors are contracts (connection-contracts.ts) implemented in
+ * src/actors and swapped in with `.provide()`; the defaults below only say they were not provided.
+ *
+ *   idle → locking → clearing-stale → connecting → validating → connected
+ *   around them: phantom, escalating, resetting, backoff, disconnecting, failed
+ *
+ * Cancellation (CANCEL, sent for an AbortSignal or overallTimeoutMs) is not a failed attempt: it
+ * leaves through `disconnecting` when our Connect may have left a link or a pending connect (so
+ * BlueZ is not left Connected on the adapter actually used), releases the device lock, and ends in
+ * `failed` with an AbortError/TimeoutError DOMException. The original swallowed it (defect B5).
+ */
+import { and, assign, emit, fromCallback, fromPromise, not, sendParent, setup } from 'xstate';
+import { ConnectionFailedError, type AttemptRecord } from '../bluez/errors.js';
+import {
+  DEFAULT_BACKOFF_MS,
+  type CancellationReason,
+  type ClearPhantomOutput,
+  type ConnectInput,
+  type ConnectionAttempt,
+  type ConnectionContext,
+  type ConnectionExternalEvent,
+  type ConnectionInput,
+  type ConnectionOutput,
+  type DeviceFinding,
+  type DeviceOnAdapter,
+  type DisconnectInput,
+  type DisconnectOutput,
+  type FailureCause,
+  type FailureClass,
+  type InspectInput,
+  type LockInput,
+  type LockOutput,
+  type ResetInput,
+  type RotationRequest,
+  type TeardownReason,
+} from './connection-contracts.js';
+import {
+  decideEscalation,
+  emptyLedger,
+  recordFailure,
+  recordReset,
+  recordSuccess,
+  type EscalationAction,
+} from './escalation.js';
+import type { LedgerChange } from './escalation-policy.js';
+
+/** Events the machine emits for observers (`actor.on(type, …)`); the runtime turns them into logs. */
+export type ConnectionEmitted =
+  | { type: 'lock-degraded'; address: string; adapter: string }
+  | { type: 'phantom-left-alone'; address: string; adapter: string }
+  | { type: 'escalation'; address: string; adapter: string; action: EscalationAction; failures: number }
+  | { type: 'link-lost'; address: string; adapter: string; reason: string };
+
+function notProvided(name: string): never {
+  throw new Error(
+    `connection actor "${name}" is not provided: create the machine through createConnectionActor()`,
+  );
+}
+
+const FAILURE_CLASSES = new Set<string>(Object.keys(DEFAULT_BACKOFF_MS));
+
+/** Turns whatever an actor rejected with into plain data (duck-typed on BluezError's fields). */
+export function describeFailure(error: unknown, fallbackClass: FailureClass = 'other'): FailureCause {
+  if (typeof error === 'object' && error !== null) {
+    const e = error as {
+      errorClass?: unknown;
+      code?: unknown;
+      name?: unknown;
+      message?: unknown;
+      dbusName?: unknown;
+    };
+    const cls =
+      typeof e.errorClass === 'string' && FAILURE_CLASSES.has(e.errorClass) ? e.errorClass : fallbackClass;
+    const cause: FailureCause = {
+      class: cls as FailureClass,
+      code: typeof e.code === 'string' ? e.code : 'UNKNOWN',
+      name: typeof e.name === 'string' ? e.name : 'Error',
+      message: typeof e.message === 'string' ? e.message : String(error),
+    };
+    return typeof e.dbusName === 'string' ? { ...cause, dbusName: e.dbusName } : cause;
+  }
+  return { class: fallbackClass, code: 'UNKNOWN', name: 'Error', message: String(error) };
+}
+
+function endCurrentAttempt(
+  context: ConnectionContext,
+  patch: Pick<ConnectionAttempt, 'outcome' | 'cause'> & Partial<ConnectionAttempt>,
+): ConnectionAttempt[] {
+  const attempts = [...context.attempts];
+  const last = attempts[attempts.length - 1];
+  if (last === undefined || last.outcome !== 'pending') return attempts;
+  attempts[attempts.length - 1] = { ...last, durationMs: Date.now() - last.startedAt, ...patch };
+  return attempts;
+}
+
+function failureWith(context: ConnectionContext, cause: FailureCause): Partial<ConnectionContext> {
+  return {
+    attempts: endCurrentAttempt(context, { outcome: 'failed', cause }),
+    ledger: recordFailure(context.ledger, context.adapter),
+    staleInProgress: cause.class === 'inProgress',
+  };
+}
+
+function lastCause(context: ConnectionContext): FailureCause | null {
+  return context.attempts[context.attempts.length - 1]?.cause ?? null;
+}
+
+function decide(context: ConnectionContext): EscalationAction {
+  return decideEscalation(context.escalation, context.ledger, {
+    adapter: context.adapter,
+    failureClass: lastCause(context)?.class ?? 'other',
+    now: Date.now(),
+    canRotate: context.pooled || context.adapters.length > 1,
+  });
+}
+
+/** The attempts as {@link ConnectionFailedError} lists them. */
+export function toAttemptRecords(attempts: readonly ConnectionAttempt[]): AttemptRecord[] {
+  return attempts
+    .filter((a) => a.cause !== null)
+    .map((a) => ({
+      attempt: a.number,
+      adapter: a.adapter,
+      errorClass:
+        a.cause?.class === 'validation' || a.cause?.class === 'phantom'
+          ? 'other'
+          : (a.cause?.class ?? 'other'),
+      code: a.cause?.code ?? 'UNKNOWN',
+      message: `${a.cause?.class ?? 'other'}: ${a.cause?.message ?? ''}`,
+    }));
+}
+
+function exhaustedError(context: ConnectionContext): ConnectionFailedError {
+  const causes = context.attempts
+    .filter((a) => a.cause !== null)
+    .map((a) => `#${a.number} on ${a.adapter}: ${a.cause?.class} (${a.cause?.message})`)
+    .join('; ');
+  const last = lastCause(context);
+  const lastClass =
+    last === null || last.class === 'validation' || last.class === 'phantom' ? 'other' : last.class;
+  return new ConnectionFailedError(
+    `${context.address}: failed to connect after ${context.attempts.length} attempts: ${causes}`,
+    {
+      device: context.address,
+      adapter: context.adapter,
+      attempts: toAttemptRecords(context.attempts),
+      errorClass: lastClass,
+    },
+  );
+}
+
+function cancellationError(context: ConnectionContext, reason: CancellationReason): DOMException {
+  return reason === 'timed-out'
+    ? new DOMException(`${context.address}: not connected within overallTimeoutMs`, 'TimeoutError')
+    : new DOMException(`${context.address}: connecting was aborted`, 'AbortError');
+}
+
+/** The machine with its contracts; implementations come from `.provide()` (see src/actors). */
+export const connectionSetup = setup({
+  types: {
+    context: {} as ConnectionContext,
+    events: {} as ConnectionExternalEvent,
+    input: {} as ConnectionInput,
+    output: {} as ConnectionOutput,
+    emitted: {} as ConnectionEmitted,
+  },
+  actors: {
+    /** In-process per-device mutex now; the cross-process adapter slot (flock) is a later issue's. */
+    acquireDeviceLock: fromPromise<LockOutput, LockInput>(async () => notProvided('acquireDeviceLock')),
+    /** Reads Device1 (Connected, ServicesResolved) for the phantom and adoption checks. */
+    inspectDevice: fromPromise<DeviceFinding, InspectInput>(async () => notProvided('inspectDevice')),
+    /** A pending connect BlueZ still holds (InProgress seen) is cancelled with a bounded Disconnect. */
+    cancelStalePendingConnect: fromPromise<void, DeviceOnAdapter>(async () =>
+      notProvided('cancelStalePendingConnect'),
+    ),
+    /** Escalation "clear": RemoveDevice, then wait (bounded) for discovery to bring the device back. */
+    clearDeviceCache: fromPromise<void, DeviceOnAdapter>(async () => notProvided('clearDeviceCache')),
+    /** Bounded Disconnect, then RemoveDevice, then wait for the device to reappear. */
+    clearPhantom: fromPromise<ClearPhantomOutput, DeviceOnAdapter>(async () => notProvided('clearPhantom')),
+    /** Device1.Connect, then ServicesResolved; the machine's `after` is the per-attempt deadline. */
+    connectWithDeadline: fromPromise<void, ConnectInput>(async () => notProvided('connectWithDeadline')),
+    /** GATT not empty + the user validator, retried at growing delays for services that appear late. */
+    validateWithLateGattRetry: fromPromise<void, DeviceOnAdapter>(async () =>
+      notProvided('validateWithLateGattRetry'),
+    ),
+    /** Disconnect with deadline, wait for Connected=false, RemoveDevice fallback. */
+    verifiedDisconnect: fromPromise<DisconnectOutput, DisconnectInput>(async () =>
+      notProvided('verifiedDisconnect'),
+    ),
+    /** Adapter recovery; a D-Bus power cycle until the reset-ladder issue replaces it. */
+    resetAdapter: fromPromise<void, ResetInput>(async () => notProvided('resetAdapter')),
+    /** Sends LINK_LOST when Connected goes false (or the object disappears) while connected. */
+    watchLink: fromCallback<ConnectionExternalEvent, DeviceOnAdapter>(() => notProvided('watchLink')),
+  },
+  guards: {
+    lockWasDegraded: ({ event }) => (event as unknown as { output: LockOutput }).output.degraded,
+    // Both read the inspection that just finished (guards run before the transition's actions).
+    isPhantom: ({ event }) => {
+      const finding = (event as unknown as { output: DeviceFinding }).output;
+      return finding.connected && !finding.servicesResolved;
+    },
+    isHealthyConnection: ({ event }) => {
+      const finding = (event as unknown as { output: DeviceFinding }).output;
+      return finding.connected && finding.servicesResolved;
+    },
+    mayCloseInactiveConnections: ({ context }) => context.closeInactiveConnections,
+    sawStaleInProgress: ({ context }) => context.staleInProgress,
+    cacheClearRequested: ({ context }) => context.clearCacheNext,
+    attemptsExhausted: ({ context }) => context.attempts.length >= context.maxAttempts,
+    escalationSaysReset: ({ context }) => decide(context) === 'reset',
+    escalationSaysClear: ({ context }) => decide(context) === 'clear',
+    escalationSaysRotate: ({ context }) => decide(context) === 'rotate',
+    escalationSaysDiagnose: ({ context }) => decide(context) === 'diagnose',
+    hasParentPool: ({ context }) => context.pooled,
+    linkMayBeOpen: ({ context }) => context.linkMayBeOpen,
+    cancellationArrived: ({ context }) => context.cancellation !== null,
+    disconnectWasRequested: ({ context }) => context.teardown === 'requested',
+    teardownEndsFailedAttempt: ({ context }) =>
+      context.teardown === 'validation-failed' || context.teardown === 'attempt-deadline',
+  },
+  delays: {
+    /** SPEC §6 attemptTimeoutMs: a Connect that never replies must not hold the attempt. */
+    attemptDeadline: ({ context }) => context.attemptTimeoutMs,
+    /** SPEC §5: the wait before the next attempt depends on why the last one failed. */
+    backoffForErrorClass: ({ context }) => context.backoffMs[lastCause(context)?.class ?? 'other'],
+  },
+  actions: {
+    startFresh: assign({
+      attempts: [],
+      cancellation: null,
+      error: null,
+      teardown: null,
+      staleInProgress: false,
+    }),
+    beginAttempt: assign(({ context }) => {
+      const adapter = context.assignedAdapter ?? context.adapter;
+      const attempt: ConnectionAttempt = {
+        number: context.attempts.length + 1,
+        adapter,
+        startedAt: Date.now(),
+        durationMs: null,
+        outcome: 'pending',
+        cause: null,
+        escalation: null,
+        adopted: false,
+      };
+      return { adapter, assignedAdapter: null, attempts: [...context.attempts, attempt], teardown: null };
+    }),
+    takeLease: assign({ lease: ({ event }) => (event as unknown as { output: LockOutput }).output.lease }),
+    reportDegradedLock: emit(({ context }) => ({
+      type: 'lock-degraded' as const,
+      address: context.address,
+      adapter: context.adapter,
+    })),
+    /** Releases the per-device lock (implemented by the runtime; the lease id is the parameter). */
+    releaseDeviceLock: (_, _params: { lease: string | null }) => {},
+    forgetLease: assign({ lease: null }),
+    recordFinding: assign({ finding: ({ event }) => (event as unknown as { output: DeviceFinding }).output }),
+    forgetStaleInProgress: assign({ staleInProgress: false }),
+    forgetDiagnoseRequest: assign({ diagnoseNext: false }),
+    forgetCacheClearRequest: assign({ clearCacheNext: false }),
+    markAdopted: assign({
+      attempts: ({ context }) => {
+        const attempts = [...context.attempts];
+        const last = attempts[attempts.length - 1];
+        if (last !== undefined) attempts[attempts.length - 1] = { ...last, adopted: true };
+        return attempts;
+      },
+      linkMayBeOpen: true,
+    }),
+    recordAttemptFailure: assign(({ context, event }) =>
+      failureWith(context, describeFailure((event as unknown as { error: unknown }).error)),
+    ),
+    recordValidationFailure: assign(({ context, event }) =>
+      failureWith(context, describeFailure((event as unknown as { error: unknown }).error, 'validation')),
+    ),
+    recordAttemptDeadline: assign(({ context }) =>
+      failureWith(context, {
+        class: 'noReply',
+        code: 'ATTEMPT_DEADLINE',
+        name: 'TimeoutError',
+        message: `no connection within attemptTimeoutMs (${context.attemptTimeoutMs} ms) on ${context.adapter}`,
+      }),
+    ),
+    recordPhantomLeftAlone: assign(({ context }) =>
+      failureWith(context, {
+        class: 'phantom',
+        code: 'PHANTOM_CONNECTION',
+        name: 'PhantomConnection',
+        message:
+          `Connected without ServicesResolved on ${context.adapter}; left alone because closeInactiveConnections ` +
+          'is off (another process may own this link)',
+      }),
+    ),
+    reportPhantomLeftAlone: emit(({ context }) => ({
+      type: 'phantom-left-alone' as const,
+      address: context.address,
+      adapter: context.adapter,
+    })),
+    recordAttemptSuccess: assign(({ context }) => ({
+      attempts: endCurrentAttempt(context, { outcome: 'connected', cause: null }),
+      ledger: recordSuccess(context.ledger, context.adapter),
+      staleInProgress: false,
+    })),
+    /** Applies a ledger change to a shared EscalationPolicy (implemented by the runtime). */
+    shareLedgerChange: (_, _change: LedgerChange) => {},
+    markLinkMayBeOpen: assign({ linkMayBeOpen: true }),
+    markLinkClosed: assign({ linkMayBeOpen: false }),
+    setTeardown: assign((_, params: { reason: TeardownReason }) => ({ teardown: params.reason })),
+    recordCancellation: assign(({ context, event }) => ({
+      cancellation: context.cancellation ?? (event as { reason?: CancellationReason }).reason ?? 'aborted',
+      attempts: endCurrentAttempt(context, { outcome: 'cancelled', cause: null }),
+    })),
+    failWithCancellation: assign(({ context }) => ({
+      error: cancellationError(context, context.cancellation ?? 'aborted'),
+    })),
+    failWithExhaustedAttempts: assign(({ context }) => ({ error: exhaustedError(context) })),
+    noteEscalation: assign(({ context }, params: { action: EscalationAction }) => {
+      const attempts = [...context.attempts];
+      const last = attempts[attempts.length - 1];
+      if (last !== undefined) attempts[attempts.length - 1] = { ...last, escalation: params.action };
+      return { attempts };
+    }),
+    reportEscalation: emit(({ context }, params: { action: EscalationAction }) => ({
+      type: 'escalation' as const,
+      address: context.address,
+      adapter: context.adapter,
+      action: params.action,
+      failures: context.ledger.failures[context.adapter] ?? 0,
+    })),
+    markDiagnoseNext: assign({ diagnoseNext: true }),
+    markClearCacheNext: assign({ clearCacheNext: true }),
+    rotateToNextConfiguredAdapter: assign(({ context }) => {
+      const index = context.adapters.indexOf(context.adapter);
+      return { assignedAdapter: context.adapters[(index + 1) % context.adapters.length] ?? context.adapter };
+    }),
+    requestRotationFromPool: sendParent(({ context }): RotationRequest => ({
+      type: 'ROTATION_REQUESTED',
+      address: context.address,
+      fromAdapter: context.adapter,
+      failureClass: lastCause(context)?.class ?? null,
+    })),
+    adoptAssignedAdapter: assign(({ event }) => ({
+      assignedAdapter: (event as { adapter?: string }).adapter ?? null,
+    })),
+    recordResetAttempt: assign(({ context }) => ({
+      ledger: recordReset(context.ledger, context.adapter, Date.now()),
+    })),
+    reportLinkLoss: emit(({ context, event }) => ({
+      type: 'link-lost' as const,
+      address: context.address,
+      adapter: context.adapter,
+      reason: (event as { reason?: string }).reason ?? 'link lost',
+    })),
+  },
+});
+
+const releaseLock = [
+  {
+    type: 'releaseDeviceLock',
+    params: ({ context }: { context: ConnectionContext }) => ({ lease: context.lease }),
+  },
+  'forgetLease',
+] as const;
+
+const shareFailure = {
+  type: 'shareLedgerChange',
+  params: ({ context }: { context: ConnectionContext }): LedgerChange => ({
+    kind: 'failure',
+    adapter: context.adapter,
+  }),
+} as const;
+
+/** CANCEL once our Connect was sent: tear down the link or pending connect on the adapter in use. */
+const cancelAfterConnectSent = {
+  target: '#connection.disconnecting',
+  actions: ['recordCancellation', { type: 'setTeardown', params: { reason: 'cancelled' } }],
+} as const;
+
+/** CANCEL outside connecting/validating: tear down what an earlier Connect may have opened, else fail at once. */
+const cancelDuringAttempt = [
+  {
+    guard: 'linkMayBeOpen',
+    target: '#connection.disconnecting',
+    actions: ['recordCancellation', { type: 'setTeardown', params: { reason: 'cancelled' } }],
+  },
+  { target: '#connection.failed', actions: ['recordCancellation', 'failWithCancellation'] },
+] as const;
+
+/** The connection machine of SPEC §2. */
+export const connectionMachine = connectionSetup.createMachine({
+  id: 'connection',
+  initial: 'idle',
+  context: ({ input }) => ({
+    address: input.address,
+    adapters: [...input.adapters],
+    pooled: input.pooled ?? false,
+    adapter: input.adapters[0] ?? 'hci0',
+    assignedAdapter: null,
+    maxAttempts: input.maxAttempts,
+    attemptTimeoutMs: input.attemptTimeoutMs,
+    closeInactiveConnections: input.closeInactiveConnections,
+    escalation: input.escalation,
+    ledger: input.ledger ?? emptyLedger(),
+    backoffMs: { ...DEFAULT_BACKOFF_MS, ...input.backoffMs },
+    attempts: [],
+    lease: null,
+    staleInProgress: false,
+    diagnoseNext: false,
+    clearCacheNext: false,
+    linkMayBeOpen: false,
+    teardown: null,
+    cancellation: null,
+    finding: null,
+    error: null,
+  }),
+  on: {
+    ADAPTER_ASSIGNED: { actions: 'adoptAssignedAdapter' },
+  },
+  output: ({ context }) => ({
+    error: context.error ?? new Error('connection machine ended without an error'),
+    attempts: context.attempts,
+  }),
+  states: {
+    idle: {
+      entry: [...releaseLock],
+      on: {
+        CONNECT: {
+          target: 'locking',
+          actions: ['startFresh', 'beginAttempt'],
+        },
+      },
+    },
+    locking: {
+      invoke: {
+        id: 'acquireDeviceLock',
+        src: 'acquireDeviceLock',
+        input: ({ context }) => ({
+          address: context.address,
+          adapter: context.adapter,
+          lease: context.lease,
+        }),
+        onDone: [
+          {
+            guard: 'lockWasDegraded',
+            target: 'clearing-stale',
+            actions: ['takeLease', 'reportDegradedLock'],
+          },
+          { target: 'clearing-stale', actions: 'takeLease' },
+        ],
+        onError: { target: 'escalating', actions: ['recordAttemptFailure', shareFailure] },
+      },
+      on: { CANCEL: [...cancelDuringAttempt] },
+    },
+    'clearing-stale': {
+      initial: 'inspecting',
+      on: { CANCEL: [...cancelDuringAttempt] },
+      states: {
+        inspecting: {
+          invoke: {
+            id: 'inspectDevice',
+            src: 'inspectDevice',
+            input: ({ context }) => ({
+              address: context.address,
+              adapter: context.adapter,
+              thorough: context.diagnoseNext,
+            }),
+            onDone: [
+              // Order matters: a phantom must never be adopted as a live connection (the upstream
+              // library adopts any Connected device; bleak-retry-connector#231).
+              {
+                guard: 'isPhantom',
+                target: '#connection.phantom',
+                actions: ['recordFinding', 'forgetDiagnoseRequest'],
+              },
+              {
+                guard: 'isHealthyConnection',
+                target: '#connection.validating',
+                actions: ['recordFinding', 'forgetDiagnoseRequest', 'markAdopted'],
+              },
+              {
+                guard: 'sawStaleInProgress',
+                target: 'cancelling-stale-connect',
+                actions: ['recordFinding', 'forgetDiagnoseRequest'],
+              },
+              {
+                guard: 'cacheClearRequested',
+                target: 'clearing-device-cache',
+                actions: ['recordFinding', 'forgetDiagnoseRequest'],
+              },
+              { target: '#connection.connecting', actions: ['recordFinding', 'forgetDiagnoseRequest'] },
+            ],
+            onError: { target: '#connection.escalating', actions: ['recordAttemptFailure', shareFailure] },
+          },
+        },
+        'cancelling-stale-connect': {
+          invoke: {
+            id: 'cancelStalePendingConnect',
+            src: 'cancelStalePendingConnect',
+            input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
+            onDone: { target: '#connection.connecting', actions: 'forgetStaleInProgress' },
+            onError: {
+              target: '#connection.escalating',
+              actions: ['forgetStaleInProgress', 'recordAttemptFailure', shareFailure],
+            },
+          },
+        },
+        'clearing-device-cache': {
+          invoke: {
+            id: 'clearDeviceCache',
+            src: 'clearDeviceCache',
+            input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
+            onDone: { target: '#connection.connecting', actions: 'forgetCacheClearRequest' },
+            onError: {
+              target: '#connection.escalating',
+              actions: ['forgetCacheClearRequest', 'recordAttemptFailure', shareFailure],
+            },
+          },
+        },
+      },
+    },
+    phantom: {
+      // Without the opt-in the phantom is reported and left alone: it may be another process's link
+      // that is still resolving services (bleak-retry-connector#226, #231).
+      always: {
+        guard: not('mayCloseInactiveConnections'),
+        target: 'escalating',
+        actions: ['recordPhantomLeftAlone', shareFailure, 'reportPhantomLeftAlone'],
+      },
+      invoke: {
+        id: 'clearPhantom',
+        src: 'clearPhantom',
+        input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
+        onDone: { target: 'connecting' },
+        onError: { target: 'escalating', actions: ['recordAttemptFailure', shareFailure] },
+      },
+      on: { CANCEL: [...cancelDuringAttempt] },
+    },
+    connecting: {
+      entry: 'markLinkMayBeOpen',
+      invoke: {
+        id: 'connectWithDeadline',
+        src: 'connectWithDeadline',
+        input: ({ context }) => ({
+          address: context.address,
+          adapter: context.adapter,
+          timeoutMs: context.attemptTimeoutMs,
+        }),
+        onDone: { target: 'validating' },
+        // The connect actor itself waits for Connected=false after an RF abort before rejecting.
+        onError: { target: 'escalating', actions: ['recordAttemptFailure', shareFailure] },
+      },
+      after: {
+        attemptDeadline: {
+          target: 'disconnecting',
+          actions: [
+            'recordAttemptDeadline',
+            shareFailure,
+            { type: 'setTeardown', params: { reason: 'attempt-deadline' } },
+          ],
+        },
+      },
+      on: { CANCEL: cancelAfterConnectSent },
+    },
+    validating: {
+      invoke: {
+        id: 'validateWithLateGattRetry',
+        src: 'validateWithLateGattRetry',
+        input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
+        onDone: { target: 'connected' },
+        onError: {
+          target: 'disconnecting',
+          actions: [
+            'recordValidationFailure',
+            shareFailure,
+            { type: 'setTeardown', params: { reason: 'validation-failed' } },
+          ],
+        },
+      },
+      on: { CANCEL: cancelAfterConnectSent },
+    },
+    connected: {
+      entry: [
+        'recordAttemptSuccess',
+        {
+          type: 'shareLedgerChange',
+          params: ({ context }: { context: ConnectionContext }): LedgerChange => ({
+            kind: 'success',
+            adapter: context.adapter,
+          }),
+        },
+        ...releaseLock,
+      ],
+      invoke: {
+        id: 'watchLink',
+        src: 'watchLink',
+        input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
+      },
+      on: {
+        DISCONNECT: {
+          target: 'disconnecting',
+          actions: { type: 'setTeardown', params: { reason: 'requested' } },
+        },
+        LINK_LOST: { target: 'idle', actions: ['markLinkClosed', 'reportLinkLoss'] },
+      },
+    },
+    disconnecting: {
+      invoke: {
+        id: 'verifiedDisconnect',
+        src: 'verifiedDisconnect',
+        input: ({ context }) => ({
+          address: context.address,
+          adapter: context.adapter,
+          reason: context.teardown ?? 'requested',
+        }),
+        onDone: [
+          {
+            guard: 'cancellationArrived',
+            target: 'failed',
+            actions: ['markLinkClosed', 'failWithCancellation'],
+          },
+          { guard: 'teardownEndsFailedAttempt', target: 'escalating', actions: 'markLinkClosed' },
+          { target: 'idle', actions: 'markLinkClosed' },
+        ],
+        // A disconnect that could not be verified is still the end of this teardown: the next
+        // attempt's inspection (or the caller) sees what BlueZ really holds.
+        onError: [
+          { guard: 'cancellationArrived', target: 'failed', actions: 'failWithCancellation' },
+          { guard: 'teardownEndsFailedAttempt', target: 'escalating' },
+          { target: 'idle' },
+        ],
+      },
+      // A requested disconnect of an established link is not a connect to cancel.
+      on: { CANCEL: { guard: not('disconnectWasRequested'), actions: 'recordCancellation' } },
+    },
+    escalating: {
+      always: [
+        { guard: 'attemptsExhausted', target: 'failed', actions: 'failWithExhaustedAttempts' },
+        {
+          guard: 'escalationSaysReset',
+          target: 'resetting',
+          actions: [
+            { type: 'noteEscalation', params: { action: 'reset' } },
+            { type: 'reportEscalation', params: { action: 'reset' } },
+          ],
+        },
+        {
+          guard: 'escalationSaysClear',
+          target: 'backoff',
+          actions: [
+            { type: 'noteEscalation', params: { action: 'clear' } },
+            { type: 'reportEscalation', params: { action: 'clear' } },
+            'markClearCacheNext',
+          ],
+        },
+        {
+          guard: and(['escalationSaysRotate', 'hasParentPool']),
+          target: 'backoff',
+          actions: [
+            { type: 'noteEscalation', params: { action: 'rotate' } },
+            { type: 'reportEscalation', params: { action: 'rotate' } },
+            'requestRotationFromPool',
+          ],
+        },
+        {
+          guard: 'escalationSaysRotate',
+          target: 'backoff',
+          actions: [
+            { type: 'noteEscalation', params: { action: 'rotate' } },
+            { type: 'reportEscalation', params: { action: 'rotate' } },
+            'rotateToNextConfiguredAdapter',
+          ],
+        },
+        {
+          guard: 'escalationSaysDiagnose',
+          target: 'backoff',
+          actions: [
+            { type: 'noteEscalation', params: { action: 'diagnose' } },
+            { type: 'reportEscalation', params: { action: 'diagnose' } },
+            'markDiagnoseNext',
+          ],
+        },
+        {
+          target: 'backoff',
+          actions: [
+            { type: 'noteEscalation', params: { action: 'retry' } },
+            { type: 'reportEscalation', params: { action: 'retry' } },
+          ],
+        },
+      ],
+    },
+    resetting: {
+      invoke: {
+        id: 'resetAdapter',
+        src: 'resetAdapter',
+        input: ({ context }) => ({ adapter: context.adapter }),
+        // Success or failure, the cooldown starts (original defect B21a: a failing reset was
+        // retried on every following failure).
+        onDone: {
+          target: 'backoff',
+          actions: [
+            'recordResetAttempt',
+            {
+              type: 'shareLedgerChange',
+              params: ({ context }: { context: ConnectionContext }): LedgerChange => ({
+                kind: 'reset',
+                adapter: context.adapter,
+                at: Date.now(),
+              }),
+            },
+          ],
+        },
+        onError: {
+          target: 'backoff',
+          actions: [
+            'recordResetAttempt',
+            {
+              type: 'shareLedgerChange',
+              params: ({ context }: { context: ConnectionContext }): LedgerChange => ({
+                kind: 'reset',
+                adapter: context.adapter,
+                at: Date.now(),
+              }),
+            },
+          ],
+        },
+      },
+      on: { CANCEL: [...cancelDuringAttempt] },
+    },
+    backoff: {
+      after: {
+        backoffForErrorClass: { target: 'locking', actions: 'beginAttempt' },
+      },
+      on: { CANCEL: [...cancelDuringAttempt] },
+    },
+    failed: {
+      type: 'final',
+      entry: [...releaseLock],
+    },
+  },
+});

@@ -1,0 +1,60 @@
+/**
+ * Escalation profiles with the original's numbers (research/original-spec.md §4.2, §4.5), frozen:
+ * the original's profiles were shared mutable module objects (defect B21), so one caller's tweak
+ * changed every other caller's policy.
+ */
+import type { EscalationConfig } from './escalation.js';
+
+/** SPEC §6 default: diagnose at 1 failure, rotate at 2, clear at 4, reset at 6 (off), cooldown 300 s. */
+export const DEFAULT_ESCALATION: EscalationConfig = Object.freeze({
+  diagnose: true,
+  clear: true,
+  rotate: true,
+  reset: false,
+  rotateAfter: 2,
+  clearAfter: 4,
+  resetAfter: 6,
+  resetCooldownMs: 300_000,
+  maxLevel: 'reset',
+});
+
+/**
+ * Battery monitors (BMS): the link matters more than the other links on the adapter, so a reset is
+ * allowed after 6 consecutive failures, at most once per 300 s per adapter.
+ */
+export const PROFILE_BATTERY: EscalationConfig = Object.freeze({
+  ...DEFAULT_ESCALATION,
+  reset: true,
+  resetAfter: 6,
+  resetCooldownMs: 300_000,
+});
+
+/** Sensors (~60 s cadence): never reset an adapter for a sensor; rotation is the ceiling. */
+export const PROFILE_SENSOR: EscalationConfig = Object.freeze({
+  ...DEFAULT_ESCALATION,
+  reset: false,
+  maxLevel: 'rotate',
+});
+
+/**
+ * Connect-on-demand devices (relays, locks): rotate on the first failure, never clear or reset.
+ * Unlike the original, where rotate was a no-op and this profile did nothing at all, rotation here
+ * really changes the adapter (with one adapter and no pool it falls back to retry).
+ */
+export const PROFILE_ON_DEMAND: EscalationConfig = Object.freeze({
+  ...DEFAULT_ESCALATION,
+  clear: false,
+  reset: false,
+  rotateAfter: 1,
+  maxLevel: 'rotate',
+});
+
+/** Names accepted wherever a profile can be given. */
+export type EscalationProfileName = 'battery' | 'sensor' | 'onDemand';
+
+/** The profiles by name. */
+export const ESCALATION_PROFILES: Readonly<Record<EscalationProfileName, EscalationConfig>> = Object.freeze({
+  battery: PROFILE_BATTERY,
+  sensor: PROFILE_SENSOR,
+  onDemand: PROFILE_ON_DEMAND,
+});

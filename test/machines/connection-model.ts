@@ -1,0 +1,336 @@
+/**
+ * The model of the connection machine for model-based tests: the events each state can receive
+ * (with the actor outputs and errors that drive it), a coarse state serialisation that keeps the
+ * traversal finite, path generation with @xstate/graph, and transition keys for a coverage check
+ * (@xstate/graph only guarantees state coverage).
+ */
+import { getAdjacencyMap, getShortestPaths, joinPaths, serializeEvent, type StatePath } from '@xstate/graph';
+import type { AnyStateNode, AnyTransitionDefinition, EventObject, SnapshotFrom } from 'xstate';
+import {
+  AbortedError,
+  AdapterError,
+  DeviceNotFoundError,
+  InProgressError,
+  NoReplyError,
+  OutOfSlotsError,
+  ValidationError,
+} from '../../src/bluez/errors.js';
+import { connectionMachine } from '../../src/machines/connection.js';
+import type { ConnectionInput } from '../../src/machines/connection-contracts.js';
+import { DEFAULT_ESCALATION } from '../../src/machines/profiles.js';
+
+export type ConnectionSnapshot = SnapshotFrom<typeof connectionMachine>;
+export type ModelPath = StatePath<ConnectionSnapshot, EventObject>;
+
+/**
+ * Inputs that together reach every transition: opt-in phantom cleanup or not, two adapters with
+ * the whole ladder (thresholds lowered so reset is reachable within the attempts), and one with
+ * diagnose off so plain retry is chosen.
+ */
+export const MODEL_INPUTS: Record<string, ConnectionInput> = {
+  ladder: {
+    address: 'AA:BB:CC:DD:EE:10',
+    adapters: ['hci0', 'hci1'],
+    maxAttempts: 4,
+    attemptTimeoutMs: 400,
+    closeInactiveConnections: true,
+    escalation: {
+      ...DEFAULT_ESCALATION,
+      reset: true,
+      rotateAfter: 2,
+      clearAfter: 2,
+      resetAfter: 3,
+      resetCooldownMs: 0,
+    },
+    backoffMs: {
+      aborted: 20,
+      inProgress: 20,
+      outOfSlots: 20,
+      validation: 20,
+      noReply: 20,
+      phantom: 20,
+      other: 20,
+    },
+  },
+  pooled: {
+    address: 'AA:BB:CC:DD:EE:12',
+    adapters: ['hci0'],
+    pooled: true,
+    maxAttempts: 2,
+    attemptTimeoutMs: 400,
+    closeInactiveConnections: false,
+    escalation: { ...DEFAULT_ESCALATION, rotateAfter: 1, maxLevel: 'rotate' },
+    backoffMs: {
+      aborted: 20,
+      inProgress: 20,
+      outOfSlots: 20,
+      validation: 20,
+      noReply: 20,
+      phantom: 20,
+      other: 20,
+    },
+  },
+  plain: {
+    address: 'AA:BB:CC:DD:EE:11',
+    adapters: ['hci0'],
+    maxAttempts: 2,
+    attemptTimeoutMs: 400,
+    closeInactiveConnections: false,
+    escalation: { ...DEFAULT_ESCALATION, diagnose: false },
+    backoffMs: {
+      aborted: 20,
+      inProgress: 20,
+      outOfSlots: 20,
+      validation: 20,
+      noReply: 20,
+      phantom: 20,
+      other: 20,
+    },
+  },
+};
+
+const rf = () => new AbortedError('le-connection-abort-by-local', { dbusName: 'org.bluez.Error.Failed' });
+
+/** The events (actor outcomes and external events) the model offers in each state. */
+export function modelEvents(snapshot: ConnectionSnapshot): EventObject[] {
+  const m = (s: string) => snapshot.matches(s as never);
+  const events: EventObject[] = [];
+  const cancel = { type: 'CANCEL', reason: 'aborted' };
+  if (m('idle')) events.push({ type: 'CONNECT' });
+  if (m('locking')) {
+    events.push(
+      { type: 'xstate.done.actor.acquireDeviceLock', output: { lease: 'lease-1', degraded: false } },
+      { type: 'xstate.done.actor.acquireDeviceLock', output: { lease: 'lease-1', degraded: true } },
+      { type: 'xstate.error.actor.acquireDeviceLock', error: new Error('lock registry failed') },
+      cancel,
+    );
+  }
+  if (m({ 'clearing-stale': 'inspecting' } as never)) {
+    events.push(
+      {
+        type: 'xstate.done.actor.inspectDevice',
+        output: { known: true, connected: false, servicesResolved: false },
+      },
+      {
+        type: 'xstate.done.actor.inspectDevice',
+        output: { known: true, connected: true, servicesResolved: false },
+      },
+      {
+        type: 'xstate.done.actor.inspectDevice',
+        output: { known: true, connected: true, servicesResolved: true },
+      },
+      { type: 'xstate.error.actor.inspectDevice', error: new AdapterError('adapter hci0 is gone') },
+      cancel,
+    );
+  }
+  if (m({ 'clearing-stale': 'cancelling-stale-connect' } as never)) {
+    events.push(
+      { type: 'xstate.done.actor.cancelStalePendingConnect' },
+      {
+        type: 'xstate.error.actor.cancelStalePendingConnect',
+        error: new InProgressError('still in progress'),
+      },
+    );
+  }
+  if (m({ 'clearing-stale': 'clearing-device-cache' } as never)) {
+    events.push(
+      { type: 'xstate.done.actor.clearDeviceCache' },
+      {
+        type: 'xstate.error.actor.clearDeviceCache',
+        error: new DeviceNotFoundError('device did not reappear'),
+      },
+    );
+  }
+  if (m('phantom')) {
+    events.push(
+      { type: 'xstate.done.actor.clearPhantom', output: { reappeared: true } },
+      { type: 'xstate.error.actor.clearPhantom', error: new DeviceNotFoundError('device did not reappear') },
+      cancel,
+    );
+  }
+  if (m('connecting')) {
+    events.push(
+      { type: 'xstate.done.actor.connectWithDeadline' },
+      { type: 'xstate.error.actor.connectWithDeadline', error: rf() },
+      {
+        type: 'xstate.error.actor.connectWithDeadline',
+        error: new InProgressError('Operation already in progress'),
+      },
+      {
+        type: 'xstate.error.actor.connectWithDeadline',
+        error: new OutOfSlotsError('No available connection slot'),
+      },
+      cancel,
+    );
+  }
+  if (m('validating')) {
+    events.push(
+      { type: 'xstate.done.actor.validateWithLateGattRetry' },
+      {
+        type: 'xstate.error.actor.validateWithLateGattRetry',
+        error: new ValidationError('no GATT services'),
+      },
+      cancel,
+    );
+  }
+  if (m('connected')) events.push({ type: 'DISCONNECT' }, { type: 'LINK_LOST', reason: 'Connected=false' });
+  if (m('disconnecting')) {
+    events.push(
+      { type: 'xstate.done.actor.verifiedDisconnect', output: { outcome: 'disconnected' } },
+      {
+        type: 'xstate.error.actor.verifiedDisconnect',
+        error: new NoReplyError('RemoveDevice did not reply'),
+      },
+      cancel,
+    );
+  }
+  if (m('resetting')) {
+    events.push(
+      { type: 'xstate.done.actor.resetAdapter' },
+      { type: 'xstate.error.actor.resetAdapter', error: new AdapterError('power cycle not verified') },
+      cancel,
+    );
+  }
+  if (m('backoff')) events.push(cancel, { type: 'ADAPTER_ASSIGNED', adapter: 'hci1' });
+  // Delays: the `after` transitions of the active states (fired by time in a replay).
+  for (const node of snapshot._nodes) {
+    for (const type of node.transitions.keys()) if (type.startsWith('xstate.after.')) events.push({ type });
+  }
+  return events;
+}
+
+/** What decides behaviour: state, attempt count, the streak on the adapter and the flags. */
+export function serializeModelState(snapshot: ConnectionSnapshot): string {
+  const c = snapshot.context;
+  return JSON.stringify([
+    snapshot.value,
+    snapshot.status,
+    c.adapter,
+    c.assignedAdapter,
+    c.attempts.length,
+    c.ledger.failures[c.adapter] ?? 0,
+    c.adapter in c.ledger.lastResetAt,
+    c.staleInProgress,
+    c.diagnoseNext,
+    c.clearCacheNext,
+    c.linkMayBeOpen,
+    c.teardown,
+    c.cancellation,
+  ]);
+}
+
+/** A stable key for a transition definition: source state id, event, position among its siblings. */
+export function transitionKey(t: AnyTransitionDefinition): string {
+  const source = t.source as AnyStateNode;
+  const siblings: readonly AnyTransitionDefinition[] =
+    t.eventType === '' ? (source.always ?? []) : (source.transitions.get(t.eventType) ?? []);
+  const index = siblings.indexOf(t);
+  return `${source.id} | ${t.eventType === '' ? '(always)' : t.eventType} | #${index}${
+    t.target?.length ? ` → ${t.target.map((n) => n.id).join(',')}` : ''
+  }`;
+}
+
+/** Every transition definition of the machine, by key. */
+export function allTransitionKeys(machine: typeof connectionMachine = connectionMachine): string[] {
+  const keys: string[] = [];
+  const visit = (node: AnyStateNode): void => {
+    for (const list of node.transitions.values()) for (const t of list) keys.push(transitionKey(t));
+    for (const t of node.always ?? []) keys.push(transitionKey(t));
+    for (const child of Object.values(node.states)) visit(child as AnyStateNode);
+  };
+  visit(machine.root as AnyStateNode);
+  return [...new Set(keys)];
+}
+
+/** The state without counters: what the next transition's choice can depend on, coarsely. */
+function abstractState(snapshot: ConnectionSnapshot): string {
+  const c = snapshot.context;
+  return JSON.stringify([
+    snapshot.value,
+    snapshot.status,
+    c.assignedAdapter !== null,
+    c.staleInProgress,
+    c.diagnoseNext,
+    c.clearCacheNext,
+    c.linkMayBeOpen,
+    c.teardown,
+    c.cancellation,
+    Object.keys(c.ledger.lastResetAt).length > 0,
+  ]);
+}
+
+function edgeKey(from: ConnectionSnapshot, event: EventObject, to: ConnectionSnapshot): string {
+  return `${abstractState(from)} -${serializeEvent(event)}-> ${abstractState(to)}`;
+}
+
+/**
+ * Paths for one model input. @xstate/graph's shortest paths reach every model state; many differ
+ * only in counters, so a path is kept when it reaches a new abstract state or takes a new abstract
+ * edge. Then every adjacency edge not yet taken is added as "shortest path to its source + the
+ * edge", so every (state, event, outcome) is exercised and not only every state.
+ */
+export function generatePaths(input: ConnectionInput): ModelPath[] {
+  // Traversal runs without a parent, so the pool request is a no-op here (replays have a parent).
+  const machine = connectionMachine.provide({ actions: { requestRotationFromPool: () => {} } });
+  const options = {
+    input,
+    events: modelEvents,
+    serializeState: (s: ConnectionSnapshot) => serializeModelState(s),
+  } as const;
+  const shortest = (getShortestPaths(machine, options as never) as unknown as ModelPath[]).sort(
+    (a, b) => a.weight - b.weight,
+  );
+  const bySource = new Map<string, ModelPath>();
+  for (const path of shortest) bySource.set(serializeModelState(path.state), path);
+  const seenStates = new Set<string>();
+  const seenEdges = new Set<string>();
+  const chosen: ModelPath[] = [];
+  const take = (path: ModelPath): void => {
+    chosen.push(path);
+    path.steps.forEach((step, i) => {
+      seenStates.add(abstractState(step.state));
+      const prev = path.steps[i - 1];
+      if (prev) seenEdges.add(edgeKey(prev.state, step.event, step.state));
+    });
+  };
+  for (const path of shortest) {
+    const novel = path.steps.some((step, i) => {
+      const prev = path.steps[i - 1];
+      return (
+        !seenStates.has(abstractState(step.state)) ||
+        (prev && !seenEdges.has(edgeKey(prev.state, step.event, step.state)))
+      );
+    });
+    if (novel) take(path);
+  }
+  const adjacency = getAdjacencyMap(machine, options as never);
+  for (const [source, value] of Object.entries(adjacency)) {
+    const head = bySource.get(source);
+    if (head === undefined) continue;
+    for (const { event, state } of Object.values(value.transitions)) {
+      const next = state as ConnectionSnapshot;
+      if (seenEdges.has(edgeKey(head.state, event, next))) continue;
+      const tail: ModelPath = {
+        state: next,
+        steps: [
+          { state: head.state, event: { type: 'xstate.init' } },
+          { state: next, event },
+        ],
+        weight: 1,
+      };
+      take(joinPaths(head, tail) as ModelPath);
+    }
+  }
+  return chosen;
+}
+
+/** Top-level state names along a path (the expected state sequence of a run). */
+export function expectedStates(path: ModelPath): string[] {
+  const out: string[] = [];
+  for (const step of path.steps) {
+    const v = step.state.value;
+    const name = typeof v === 'string' ? v : (Object.keys(v)[0] ?? '');
+    if (out[out.length - 1] !== name) out.push(name);
+  }
+  return out;
+}
