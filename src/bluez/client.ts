@@ -64,7 +64,10 @@ export async function openBluez(options: OpenBluezOptions = {}): Promise<BluezCl
       callTimeoutMs: defaults.callTimeoutMs,
       matchTimeoutMs: defaults.propertyTimeoutMs,
     });
-    await firstSync(mirror, openTimeoutMs, signal);
+    // start() ends after the first sync attempt (each of its calls has a deadline); if the bus
+    // dropped in between, wait (bounded) for the sync that follows the reconnect.
+    await mirror.whenStarted();
+    if (!mirror.synced) await firstSync(mirror, openTimeoutMs, signal);
   } catch (err) {
     await mirror?.close();
     await bus.release();

@@ -24,7 +24,15 @@ export async function connect(
   const mac = validateMac(address);
   const call = resolveCall(options, ctx.defaults.callTimeoutMs, { adapter: name, device: mac });
   const startedAt = performance.now();
-  await ctx.bus.call(bluezCall(devicePath(name, mac), IFACE.device, 'Connect'), call);
+  try {
+    await ctx.bus.call(bluezCall(devicePath(name, mac), IFACE.device, 'Connect'), call);
+  } catch (err) {
+    // Record how full the controller was: the only way to tell a saturated adapter from an RF abort.
+    if (err instanceof BluezError && err.linksOnAdapter === undefined) {
+      err.linksOnAdapter = ctx.mirror.devices(name).filter((d) => d.connected && d.address !== mac).length;
+    }
+    throw err;
+  }
   if (!options?.waitServicesResolved) return;
   await ctx.mirror.waitFor((m) => m.device(name, mac)?.servicesResolved === true, {
     timeoutMs: remaining(startedAt, call.timeoutMs),

@@ -72,6 +72,8 @@ export interface BluezErrorOptions {
   attempts?: readonly AttemptRecord[];
   /** The underlying error. */
   cause?: unknown;
+  /** Connected devices on the adapter when the error happened (set by connect; see {@link classifyError}). */
+  linksOnAdapter?: number;
 }
 
 const CLASS_TABLE: Record<ErrorClass, { backoffMs: number; action: DefaultAction; advice: string }> = {
@@ -157,6 +159,12 @@ export class BluezError extends Error {
   readonly advice: string;
   /** Every attempt that led here (empty for single-call errors). */
   readonly attempts: readonly AttemptRecord[];
+  /**
+   * Connected devices on the adapter when a connect failed. bluetoothd reports a saturated
+   * controller (HCI 0x0d) with the same "le-connection-abort-by-local" as an RF abort, so only this
+   * count tells the two apart (see {@link classifyError}'s `slotsPerAdapter`).
+   */
+  linksOnAdapter: number | undefined;
 
   /**
    * @param code - stable code
@@ -174,6 +182,7 @@ export class BluezError extends Error {
     this.device = options.device;
     this.advice = options.advice ?? CLASS_TABLE[errorClass].advice;
     this.attempts = options.attempts ?? [];
+    this.linksOnAdapter = options.linksOnAdapter;
   }
 }
 
@@ -395,12 +404,33 @@ function classOfText(text: string): ErrorClass {
   return 'other';
 }
 
+/** Context that sharpens {@link classifyError}. */
+export interface ClassifyContext {
+  /**
+   * The adapter's connection slot limit. An `aborted` connect error on an adapter that already held
+   * this many links is `outOfSlots`: bluetoothd folds HCI 0x0d (limited resources) into
+   * ECONNABORTED → "le-connection-abort-by-local", the same text as an RF abort.
+   */
+  slotsPerAdapter?: number;
+  /** Links on the adapter when the error happened; defaults to the error's own `linksOnAdapter`. */
+  linksOnAdapter?: number;
+}
+
 /**
  * Classifies any error by the SPEC §5 table: D-Bus error name first, text second.
  * Accepts dbus-next `DBusError`s, our {@link BluezError}s, node-ble's plain Errors and anything else.
  */
-export function classifyError(err: unknown): Classification {
-  const cls = classOf(err);
+export function classifyError(err: unknown, context: ClassifyContext = {}): Classification {
+  let cls = classOf(err);
+  const links = context.linksOnAdapter ?? (err instanceof BluezError ? err.linksOnAdapter : undefined);
+  if (
+    cls === 'aborted' &&
+    context.slotsPerAdapter !== undefined &&
+    links !== undefined &&
+    links >= context.slotsPerAdapter
+  ) {
+    cls = 'outOfSlots';
+  }
   const row = CLASS_TABLE[cls];
   return { class: cls, backoffMs: row.backoffMs, action: row.action };
 }
@@ -419,6 +449,8 @@ export function isAbortError(err: unknown): boolean {
 export interface ErrorContext {
   /** Adapter involved. */
   adapter?: string;
+  /** Connected devices on the adapter at the time (connect failures). */
+  linksOnAdapter?: number;
   /** Device address involved. */
   device?: string;
   /** `Interface.Member` of the call, used in the message. */
@@ -442,7 +474,13 @@ export function toBluezError(err: unknown, ctx: ErrorContext = {}): Error {
       : String(err);
   const where = ctx.member ? `${ctx.member}${ctx.path ? ` on ${ctx.path}` : ''}: ` : '';
   const message = `${where}${text}${dbusName ? ` (${dbusName})` : ''}`;
-  const options: BluezErrorOptions = { dbusName, adapter: ctx.adapter, device: ctx.device, cause: err };
+  const options: BluezErrorOptions = {
+    dbusName,
+    adapter: ctx.adapter,
+    device: ctx.device,
+    cause: err,
+    linksOnAdapter: ctx.linksOnAdapter,
+  };
   switch (classOf(err)) {
     case 'inProgress':
       return new InProgressError(message, options);

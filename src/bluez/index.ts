@@ -45,6 +45,7 @@ export type {
   AttemptRecord,
   BluezErrorOptions,
   Classification,
+  ClassifyContext,
   DefaultAction,
   ErrorClass,
   ErrorContext,

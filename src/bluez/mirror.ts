@@ -156,7 +156,7 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
     return this.tree.size;
   }
 
-  /** Resolves after the first sync attempt finished (successful or not). @internal */
+  /** Resolves after the match rules are in place and the first sync attempt finished; rejects when a rule was refused. @internal */
   whenStarted(): Promise<void> {
     return this.started;
   }
@@ -331,10 +331,10 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
   private async start(): Promise<void> {
     // Rules first, then the snapshot: a change between the two is then either in the snapshot
     // or delivered as a signal after it, never lost.
+    // A rule that the daemon refused would silently blind the mirror, so that failure is fatal
+    // (a lost bus is not: the rule stays registered and is re-added on reconnect).
     await Promise.all(
-      MIRROR_MATCH_RULES.map((rule) =>
-        this.bus.addMatch(rule, { timeoutMs: this.timeouts.matchTimeoutMs }).catch(() => undefined),
-      ),
+      MIRROR_MATCH_RULES.map((rule) => this.bus.addMatch(rule, { timeoutMs: this.timeouts.matchTimeoutMs })),
     );
     if (this.bus.state === 'connected') await this.resync('initial');
   }
