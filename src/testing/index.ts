@@ -11,3 +11,21 @@ export {
 } from './private-bus.js';
 export type { PrivateBus, PrivateBusOptions } from './private-bus.js';
 export type * from './simulator/types.js';
+export { BluezSimulator } from './simulator/simulator.js';
+export type {
+  BluezSimulatorOptions,
+  SimState,
+  AdapterState,
+  DeviceState,
+  BluezBehaviour,
+  GattWrite,
+} from './simulator/simulator.js';
+export { DEFAULT_TIMING, resolveTiming } from './simulator/timing.js';
+export {
+  validateScenario,
+  validateFault,
+  validateAdapterSpec,
+  validateDeviceSpec,
+} from './simulator/validate.js';
+export { startSimulatedBluez } from './simulated-bluez.js';
+export type { SimulatedBluez, SimulatedBluezOptions } from './simulated-bluez.js';

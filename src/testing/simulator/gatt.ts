@@ -1,0 +1,360 @@
+/**
+ * GATT objects of one connected device, as bluetoothd's gatt-client exports
+ * them: /…/dev_XX/serviceHHHH/charHHHH/descHHHH, named by attribute handle.
+ * The bytes live on the peripheral (World); the D-Bus `Value` property is
+ * bluetoothd's cache, updated by reads and notifications only (a WriteValue
+ * does not change it, as in BlueZ).
+ */
+import type { DaemonContext } from './context.js';
+import { DaemonStopped } from './context.js';
+import { createInterface } from './exported.js';
+import type { ExportedInterface } from './exported.js';
+import {
+  BluezErrors,
+  BluezTexts,
+  GATT_CHARACTERISTIC1,
+  GATT_DESCRIPTOR1,
+  GATT_SERVICE1,
+} from './bluez-interfaces.js';
+import { dbusError } from './sim-bus.js';
+import type { CharacteristicSpec, DescriptorSpec, ServiceSpec } from './types.js';
+
+/** What the GATT objects need from their device. */
+export interface GattOwner {
+  readonly path: string;
+  readonly adapterName: string;
+  readonly address: string;
+  /** The link is up (GATT requests can be sent). */
+  linkUp(): boolean;
+  /** Notifications are being swallowed (zombie link). */
+  zombie(): boolean;
+}
+
+const MTU = 247;
+
+function readOffset(options: unknown): number {
+  const o = (options ?? {}) as Record<string, { value?: unknown }>;
+  const v = o.offset?.value;
+  return typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : 0;
+}
+
+function writeType(options: unknown): string | undefined {
+  const o = (options ?? {}) as Record<string, { value?: unknown }>;
+  const v = o.type?.value;
+  return typeof v === 'string' ? v : undefined;
+}
+
+function toBytes(v: unknown): number[] {
+  if (Buffer.isBuffer(v)) return [...v];
+  if (Array.isArray(v)) return v.map((b) => Number(b) & 0xff);
+  throw dbusError(BluezErrors.InvalidArguments, 'Invalid arguments in method call');
+}
+
+export class GattDescriptor {
+  readonly iface: ExportedInterface;
+  cached: number[] = [];
+  constructor(
+    readonly path: string,
+    readonly handle: number,
+    readonly spec: DescriptorSpec,
+    readonly chrc: GattCharacteristic,
+  ) {
+    this.iface = createInterface(GATT_DESCRIPTOR1, {
+      get: (name) => {
+        switch (name) {
+          case 'UUID':
+            return spec.uuid.toLowerCase();
+          case 'Characteristic':
+            return chrc.path;
+          case 'Value':
+            return Buffer.from(this.cached);
+          case 'Flags':
+            return spec.flags ?? ['read'];
+          case 'Handle':
+            return handle;
+          default:
+            return undefined;
+        }
+      },
+      call: (member, args) => this.call(member, args),
+    });
+  }
+
+  private async call(member: string, args: unknown[]): Promise<unknown> {
+    const ctx = this.chrc.ctx;
+    if (!this.chrc.owner.linkUp()) throw dbusError(BluezErrors.Failed, 'Not connected');
+    if (!(await ctx.timers.sleep(ctx.timing.gattMs))) throw new DaemonStopped();
+    if (!this.chrc.owner.linkUp()) throw dbusError(BluezErrors.Failed, 'Not connected');
+    if (member === 'ReadValue') {
+      const bytes = (this.spec.value ?? []).slice(readOffset(args[0]));
+      this.cached = bytes;
+      this.chrc.ctx.bus.changed(this.iface, ['Value']);
+      return Buffer.from(bytes);
+    }
+    if (member === 'WriteValue') {
+      this.spec.value = toBytes(args[0]);
+      return undefined;
+    }
+    throw dbusError(BluezErrors.NotSupported, BluezTexts.notSupported);
+  }
+}
+
+export class GattCharacteristic {
+  readonly iface: ExportedInterface;
+  readonly descriptors: GattDescriptor[] = [];
+  /** bluetoothd's cached Value (what the D-Bus property shows). */
+  cached: number[] = [];
+  /** Bus names with a notify session (StartNotify). */
+  readonly sessions = new Set<string>();
+  private counter = 0;
+  private stopTicker: (() => void) | undefined;
+
+  constructor(
+    readonly ctx: DaemonContext,
+    readonly owner: GattOwner,
+    readonly path: string,
+    readonly handle: number,
+    readonly spec: CharacteristicSpec,
+    readonly service: GattService,
+  ) {
+    this.iface = createInterface(GATT_CHARACTERISTIC1, {
+      get: (name) => {
+        switch (name) {
+          case 'UUID':
+            return spec.uuid.toLowerCase();
+          case 'Service':
+            return service.path;
+          case 'Value':
+            return Buffer.from(this.cached);
+          case 'Notifying':
+            return spec.flags.includes('notify') || spec.flags.includes('indicate')
+              ? this.notifying
+              : undefined;
+          case 'Flags':
+            return spec.flags;
+          case 'Handle':
+            return handle;
+          case 'MTU':
+            return MTU;
+          default:
+            return undefined; // WriteAcquired / NotifyAcquired: no fd passing over dbus-next without usocket
+        }
+      },
+      call: (member, args) => this.call(member, args),
+    });
+  }
+
+  get notifying(): boolean {
+    return this.sessions.size > 0;
+  }
+
+  get uuid(): string {
+    return this.spec.uuid.toLowerCase();
+  }
+
+  private async roundTrip(): Promise<void> {
+    if (!this.owner.linkUp()) throw dbusError(BluezErrors.Failed, 'Not connected');
+    if (!(await this.ctx.timers.sleep(this.ctx.timing.gattMs))) throw new DaemonStopped();
+    if (!this.owner.linkUp()) throw dbusError(BluezErrors.Failed, 'Not connected');
+  }
+
+  private async call(member: string, args: unknown[]): Promise<unknown> {
+    const sender = this.ctx.bus.currentSender; // read before the first await
+    switch (member) {
+      case 'ReadValue': {
+        if (!this.spec.flags.includes('read')) {
+          await this.roundTrip();
+          throw dbusError(BluezErrors.NotPermitted, 'Read not permitted');
+        }
+        await this.roundTrip();
+        const bytes = (this.spec.value ?? []).slice(readOffset(args[0]));
+        this.setCached(bytes);
+        return Buffer.from(bytes);
+      }
+      case 'WriteValue': {
+        const value = toBytes(args[0]);
+        const type = writeType(args[1]);
+        const canRequest = this.spec.flags.includes('write') || this.spec.flags.includes('reliable-write');
+        const canCommand = this.spec.flags.includes('write-without-response');
+        const asCommand = type === 'command' ? canCommand : !canRequest && canCommand && type === undefined;
+        if (!asCommand && !canRequest) throw dbusError(BluezErrors.NotSupported, BluezTexts.notSupported);
+        if (!this.owner.linkUp()) throw dbusError(BluezErrors.Failed, 'Not connected');
+        if (!asCommand) await this.roundTrip();
+        this.spec.value = value;
+        this.ctx.recordWrite({
+          at: this.ctx.now(),
+          adapter: this.owner.adapterName,
+          address: this.owner.address,
+          uuid: this.uuid,
+          value,
+          type: asCommand ? 'command' : 'request',
+        });
+        return undefined;
+      }
+      case 'StartNotify':
+        if (!this.spec.flags.includes('notify') && !this.spec.flags.includes('indicate')) {
+          throw dbusError(BluezErrors.NotSupported, BluezTexts.notSupported);
+        }
+        if (this.sessions.has(sender)) return undefined;
+        await this.roundTrip(); // the CCCD write
+        this.sessions.add(sender);
+        if (this.sessions.size === 1) {
+          this.ctx.bus.changed(this.iface, ['Notifying']);
+          this.startTicker();
+        }
+        return undefined;
+      case 'StopNotify':
+        if (!this.sessions.has(sender)) throw dbusError(BluezErrors.Failed, 'No notify session started');
+        this.dropSession(sender);
+        return undefined;
+      case 'AcquireWrite':
+      case 'AcquireNotify':
+        throw dbusError(BluezErrors.NotSupported, BluezTexts.notSupported);
+      default:
+        throw dbusError(BluezErrors.NotSupported, BluezTexts.notSupported);
+    }
+  }
+
+  /** A bus client went away or stopped notifications. */
+  dropSession(sender: string): void {
+    if (!this.sessions.delete(sender)) return;
+    if (this.sessions.size === 0) {
+      this.stopTicker?.();
+      this.stopTicker = undefined;
+      this.ctx.bus.changed(this.iface, ['Notifying']);
+    }
+  }
+
+  private setCached(bytes: number[]): void {
+    this.cached = bytes;
+    this.ctx.bus.changed(this.iface, ['Value']);
+  }
+
+  private startTicker(): void {
+    const every = this.spec.notifyIntervalMs;
+    if (every === undefined || this.stopTicker) return;
+    this.stopTicker = this.ctx.timers.every(every, () => {
+      this.counter = (this.counter + 1) & 0xff;
+      const rest = (this.spec.value ?? []).slice(1);
+      this.notify([this.counter, ...rest]);
+    });
+  }
+
+  /** The peripheral sends a notification. Returns whether bluetoothd delivered it to D-Bus. */
+  notify(bytes: number[]): boolean {
+    this.spec.value = bytes;
+    if (!this.notifying || !this.owner.linkUp() || this.owner.zombie()) return false;
+    this.setCached(bytes);
+    return true;
+  }
+
+  stop(): void {
+    this.stopTicker?.();
+    this.stopTicker = undefined;
+  }
+}
+
+export class GattService {
+  readonly iface: ExportedInterface;
+  readonly characteristics: GattCharacteristic[] = [];
+  constructor(
+    readonly path: string,
+    readonly handle: number,
+    readonly spec: ServiceSpec,
+    owner: GattOwner,
+  ) {
+    this.iface = createInterface(GATT_SERVICE1, {
+      get: (name) => {
+        switch (name) {
+          case 'UUID':
+            return spec.uuid.toLowerCase();
+          case 'Primary':
+            return spec.primary ?? true;
+          case 'Device':
+            return owner.path;
+          case 'Includes':
+            return [];
+          case 'Handle':
+            return handle;
+          default:
+            return undefined;
+        }
+      },
+      call: () => {
+        throw dbusError(BluezErrors.NotSupported, BluezTexts.notSupported);
+      },
+    });
+  }
+}
+
+const hex4 = (n: number) => n.toString(16).padStart(4, '0');
+
+/** The exported GATT database of one device on one adapter. */
+export class GattTree {
+  readonly services: GattService[] = [];
+  private exported = false;
+
+  constructor(
+    private readonly ctx: DaemonContext,
+    owner: GattOwner,
+    specs: ServiceSpec[],
+  ) {
+    // Handles as a real database would number them: service declaration, then
+    // per characteristic a declaration and a value handle, then its descriptors.
+    let handle = 0x0010;
+    for (const s of specs) {
+      const svc = new GattService(`${owner.path}/service${hex4(handle)}`, handle, s, owner);
+      handle += 1;
+      for (const c of s.characteristics) {
+        const chrc = new GattCharacteristic(ctx, owner, `${svc.path}/char${hex4(handle)}`, handle, c, svc);
+        handle += 2;
+        for (const d of c.descriptors ?? []) {
+          chrc.descriptors.push(new GattDescriptor(`${chrc.path}/desc${hex4(handle)}`, handle, d, chrc));
+          handle += 1;
+        }
+        svc.characteristics.push(chrc);
+      }
+      this.services.push(svc);
+      handle = (handle + 0x10) & ~0x0f;
+    }
+  }
+
+  get isExported(): boolean {
+    return this.exported;
+  }
+
+  export(): void {
+    if (this.exported) return;
+    this.exported = true;
+    for (const s of this.services) {
+      this.ctx.bus.add({ path: s.path, interfaces: [s.iface] });
+      for (const c of s.characteristics) {
+        this.ctx.bus.add({ path: c.path, interfaces: [c.iface] });
+        for (const d of c.descriptors) this.ctx.bus.add({ path: d.path, interfaces: [d.iface] });
+      }
+    }
+  }
+
+  /** Removes the objects (children first, as bluetoothd does). */
+  unexport(): void {
+    for (const c of this.characteristics()) c.stop();
+    if (!this.exported) return;
+    this.exported = false;
+    for (const s of [...this.services].reverse()) {
+      for (const c of [...s.characteristics].reverse()) {
+        for (const d of [...c.descriptors].reverse()) this.ctx.bus.remove(d.path);
+        this.ctx.bus.remove(c.path);
+      }
+      this.ctx.bus.remove(s.path);
+    }
+  }
+
+  characteristics(): GattCharacteristic[] {
+    return this.services.flatMap((s) => s.characteristics);
+  }
+
+  find(uuid: string): GattCharacteristic | undefined {
+    const u = uuid.toLowerCase();
+    return this.characteristics().find((c) => c.uuid === u);
+  }
+}

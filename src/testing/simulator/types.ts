@@ -1,0 +1,150 @@
+/**
+ * The BlueZ simulator's control contract (SPEC §8). Tests, the `bluez-cm sim`
+ * command and scenario files all drive the simulator through these shapes, so
+ * a fault described in JSON and a fault injected from code are the same thing.
+ */
+
+/** Latencies of the simulated bluetoothd, in milliseconds, before `latencyScale`. */
+export interface SimTiming {
+  /** Device1.Connect: request → Connected=true. Real LE connects take 100 ms–1 s. */
+  connectMs: number;
+  /** Connected=true → GATT objects exported → ServicesResolved=true. */
+  resolveServicesMs: number;
+  /** Device1.Disconnect: request → Connected=false (real bluetoothd waits ≈2 s for the link to close). */
+  disconnectMs: number;
+  /** While discovering, how often an in-range advertising device is "seen" again (RSSI update). */
+  advertisingIntervalMs: number;
+  /** An unpaired, disconnected device not seen for this long is removed (BlueZ TemporaryTimeout, 30 s). */
+  temporaryTimeoutMs: number;
+  /** GATT ReadValue / WriteValue / StartNotify round trip. */
+  gattMs: number;
+  /**
+   * Device1.Connect to a device that is not advertising in range: how long the
+   * controller keeps trying before the Connect fails (kernel LE create-connection
+   * timeout, 20 s). Optional for compatibility; default 20 000.
+   */
+  connectTimeoutMs?: number;
+}
+
+/** A GATT descriptor of a simulated device. */
+export interface DescriptorSpec {
+  uuid: string;
+  /** Initial value; bytes. */
+  value?: number[];
+  flags?: string[];
+}
+
+/** A GATT characteristic of a simulated device. */
+export interface CharacteristicSpec {
+  uuid: string;
+  /** BlueZ flag strings: read, write, write-without-response, notify, indicate, … */
+  flags: string[];
+  /** Initial value; bytes. */
+  value?: number[];
+  descriptors?: DescriptorSpec[];
+  /**
+   * When set, the peripheral sends a notification this often while notifying
+   * (a counter in the first byte), like a BMS or a sensor would.
+   */
+  notifyIntervalMs?: number;
+}
+
+/** A GATT service of a simulated device. */
+export interface ServiceSpec {
+  uuid: string;
+  primary?: boolean;
+  characteristics: CharacteristicSpec[];
+}
+
+/** An adapter (controller) of the simulated host. */
+export interface AdapterSpec {
+  /** hciN */
+  name: string;
+  /** Defaults to a deterministic address derived from N. */
+  address?: string;
+  alias?: string;
+  /** Default true. */
+  powered?: boolean;
+  /**
+   * How many LE links the controller holds before a Connect fails the way a
+   * saturated controller does. Default: unlimited.
+   */
+  slotLimit?: number;
+}
+
+/** A peripheral in the simulated air. */
+export interface DeviceSpec {
+  /** AA:BB:CC:DD:EE:FF */
+  address: string;
+  name?: string;
+  addressType?: 'public' | 'random';
+  /** RSSI seen by every adapter unless `rssiByAdapter` says otherwise. Default -60. */
+  rssi?: number;
+  rssiByAdapter?: Record<string, number>;
+  txPower?: number;
+  manufacturerData?: Record<number, number[]>;
+  serviceData?: Record<string, number[]>;
+  /** Advertised service UUIDs. */
+  uuids?: string[];
+  services?: ServiceSpec[];
+  /** Which adapters can hear it: true = all (default), false = none, or a list of adapter names. */
+  inRange?: boolean | string[];
+  /** Already in bluetoothd's cache (a Device1 object exists) on these adapters at start. */
+  knownOn?: string[];
+  paired?: boolean;
+}
+
+/** Where a fault applies. */
+export type FaultTarget = { device: string; adapter?: string } | { adapter: string } | { daemon: true };
+
+/**
+ * One injectable fault. The `kind` names are shared by code, scenario files and
+ * the CLI. Faults without a duration stay until cleared (or, for counted faults,
+ * until used up).
+ */
+export type FaultSpec =
+  | { kind: 'connect-latency'; target: FaultTarget; ms: number }
+  | { kind: 'fail-connect'; target: FaultTarget; count: number; errorName: string; message: string }
+  | { kind: 'link-drop'; target: FaultTarget; afterMs?: number }
+  | { kind: 'disappear'; target: FaultTarget; forMs?: number }
+  | { kind: 'hang'; target: FaultTarget; interface: string; member: string; count?: number }
+  | { kind: 'phantom'; target: FaultTarget }
+  | { kind: 'stale-in-progress'; target: FaultTarget }
+  | { kind: 'empty-gatt'; target: FaultTarget; count?: number }
+  | { kind: 'late-gatt'; target: FaultTarget; ms: number }
+  | { kind: 'rf-abort'; target: FaultTarget; count: number; linkUpMs?: number }
+  | { kind: 'zombie'; target: FaultTarget }
+  | { kind: 'slot-limit'; target: FaultTarget; slots: number }
+  | { kind: 'power-off'; target: FaultTarget }
+  | { kind: 'remove-adapter'; target: FaultTarget; forMs?: number }
+  | { kind: 'external-scanner'; target: FaultTarget }
+  | { kind: 'restart-daemon'; target: FaultTarget; downMs?: number }
+  | { kind: 'bus-stall'; target: FaultTarget; ms: number };
+
+/** A fault that was injected; `clear()` removes it (no-op when already used up). */
+export interface FaultHandle {
+  readonly spec: FaultSpec;
+  clear(): void;
+}
+
+/** A scenario file (`bluez-cm sim --scenario FILE.json`). */
+export interface Scenario {
+  /** Multiplies every default latency; 1 = realistic, 0.01 for fast tests. */
+  latencyScale?: number;
+  timing?: Partial<SimTiming>;
+  adapters: AdapterSpec[];
+  devices?: DeviceSpec[];
+  faults?: FaultSpec[];
+}
+
+/** One method call the simulator received (for "idle silence" and ordering checks). */
+export interface SimCall {
+  /** ms since the simulator started (performance.now based). */
+  at: number;
+  sender: string;
+  path: string;
+  interface: string;
+  member: string;
+  /** D-Bus error name when the call failed. */
+  error?: string;
+}
