@@ -243,8 +243,10 @@ export class SimAdapter implements DeviceHost {
       if (!this.reachable(p)) continue;
       const existing = this.devices.get(p.address);
       if (existing?.connected) continue; // a connected peripheral stops advertising
-      const device = existing ?? this.addDevice(p, true);
-      device.seen(this.ctx.world.rssi(p, this.name), p.spec.txPower);
+      const rssi = this.ctx.world.rssi(p, this.name);
+      if (existing) existing.seen(rssi, p.spec.txPower);
+      // A new device is announced with what the advertisement carried (InterfacesAdded has RSSI).
+      else this.addDevice(p, true, { rssi, txPower: p.spec.txPower });
     }
   }
 
@@ -271,10 +273,18 @@ export class SimAdapter implements DeviceHost {
     return Math.min(this.controller.spec.slotLimit ?? Infinity, fault ? fault.spec.slots : Infinity);
   }
 
-  addDevice(p: Peripheral, temporary: boolean): SimDevice {
+  addDevice(
+    p: Peripheral,
+    temporary: boolean,
+    seen?: { rssi: number; txPower: number | undefined },
+  ): SimDevice {
     const existing = this.devices.get(p.address);
     if (existing) return existing;
     const d = new SimDevice(this.ctx, this, p, { temporary });
+    if (seen) {
+      d.rssi = seen.rssi;
+      d.txPower = seen.txPower;
+    }
     this.devices.set(p.address, d);
     this.ctx.bus.add({ path: d.path, interfaces: [d.iface] });
     if (temporary) d.restartExpiry();

@@ -1,0 +1,163 @@
+/**
+ * A plain dbus-next client for simulator tests: calls with a deadline (dbus-next
+ * has none) and a log of org.bluez signals and call outcomes in wire order, so
+ * tests can assert "Connected, then the reply, then ServicesResolved".
+ */
+import dbus from 'dbus-next';
+
+export interface LogEntry {
+  kind: 'signal' | 'reply' | 'error';
+  path: string;
+  member: string;
+  /** For PropertiesChanged: interface + changed names=values; for replies: the call's member. */
+  detail: string;
+  body: unknown[];
+}
+
+export interface CallOutcome {
+  ok: boolean;
+  errorName?: string;
+  text?: string;
+  body: unknown[];
+}
+
+export class NoReplyWithin extends Error {
+  constructor(member: string, ms: number) {
+    super(`${member}: no reply within ${ms} ms`);
+    this.name = 'NoReplyWithin';
+  }
+}
+
+interface RawMsg {
+  type: number;
+  path: string;
+  interface: string;
+  member: string;
+  sender: string;
+  body: unknown[];
+}
+
+function describe(body: unknown[]): string {
+  const [iface, changed, invalidated] = body as [string, Record<string, dbus.Variant>, string[]];
+  const parts = Object.entries(changed ?? {}).map(([k, v]) => `${k}=${JSON.stringify(v.value)}`);
+  for (const k of invalidated ?? []) parts.push(`${k}=<invalidated>`);
+  return `${iface.replace('org.bluez.', '')} ${parts.join(' ')}`;
+}
+
+export class RawClient {
+  readonly bus: dbus.MessageBus;
+  readonly log: LogEntry[] = [];
+  private closed = false;
+
+  private constructor(address: string) {
+    this.bus = dbus.sessionBus({ busAddress: address });
+    this.bus.on('error', () => undefined);
+    this.bus.on('message', (m: dbus.Message) => {
+      const msg = m as unknown as RawMsg;
+      if (msg.type !== 4 || msg.interface === 'org.freedesktop.DBus') return;
+      const detail =
+        msg.member === 'PropertiesChanged'
+          ? describe(msg.body)
+          : msg.member === 'InterfacesAdded' || msg.member === 'InterfacesRemoved'
+            ? String(msg.body[0])
+            : '';
+      this.log.push({ kind: 'signal', path: msg.path, member: msg.member, detail, body: msg.body });
+    });
+  }
+
+  static async connect(address: string): Promise<RawClient> {
+    const c = new RawClient(address);
+    await c.call(
+      '/org/freedesktop/DBus',
+      'org.freedesktop.DBus',
+      'AddMatch',
+      's',
+      ["type='signal',sender='org.bluez'"],
+      {
+        destination: 'org.freedesktop.DBus',
+      },
+    );
+    return c;
+  }
+
+  get name(): string {
+    return (this.bus as unknown as { name: string }).name;
+  }
+
+  /** Calls a method; rejects with NoReplyWithin after `timeoutMs`. D-Bus errors resolve as { ok: false }. */
+  async call(
+    path: string,
+    iface: string,
+    member: string,
+    signature = '',
+    body: unknown[] = [],
+    opts: { timeoutMs?: number; destination?: string } = {},
+  ): Promise<CallOutcome> {
+    const timeoutMs = opts.timeoutMs ?? 5000;
+    const msg = new dbus.Message({
+      destination: opts.destination ?? 'org.bluez',
+      path,
+      interface: iface,
+      member,
+      signature,
+      body,
+    });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new NoReplyWithin(member, timeoutMs)), timeoutMs);
+    });
+    try {
+      const reply = await Promise.race([this.bus.call(msg), deadline]);
+      this.log.push({ kind: 'reply', path, member, detail: member, body: reply?.body ?? [] });
+      return { ok: true, body: reply?.body ?? [] };
+    } catch (e) {
+      if (e instanceof dbus.DBusError) {
+        this.log.push({ kind: 'error', path, member, detail: `${member} ${e.type}`, body: [] });
+        return { ok: false, errorName: e.type, text: e.text, body: [] };
+      }
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  get(path: string, iface: string, prop: string): Promise<CallOutcome> {
+    return this.call(path, 'org.freedesktop.DBus.Properties', 'Get', 'ss', [iface, prop]);
+  }
+
+  async value(path: string, iface: string, prop: string): Promise<unknown> {
+    const r = await this.get(path, iface, prop);
+    if (!r.ok) throw new Error(`Get ${prop}: ${r.errorName} ${r.text}`);
+    return (r.body[0] as dbus.Variant).value;
+  }
+
+  set(path: string, iface: string, prop: string, signature: string, value: unknown): Promise<CallOutcome> {
+    return this.call(path, 'org.freedesktop.DBus.Properties', 'Set', 'ssv', [
+      iface,
+      prop,
+      new dbus.Variant(signature, value),
+    ]);
+  }
+
+  async managedPaths(): Promise<string[]> {
+    const r = await this.call('/', 'org.freedesktop.DBus.ObjectManager', 'GetManagedObjects');
+    return Object.keys(r.body[0] as Record<string, unknown>).sort();
+  }
+
+  /** Log lines like "signal Device1 Connected=true" for order assertions. */
+  lines(filter: (e: LogEntry) => boolean = () => true): string[] {
+    return this.log
+      .filter(filter)
+      .map((e) =>
+        `${e.kind} ${e.member === 'PropertiesChanged' ? e.detail : `${e.member} ${e.detail}`}`.trim(),
+      );
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.bus.disconnect();
+  }
+}
+
+export const DEV = (adapter: string, mac: string) => `/org/bluez/${adapter}/dev_${mac.replace(/:/g, '_')}`;

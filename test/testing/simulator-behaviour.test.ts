@@ -1,0 +1,295 @@
+import dbus from 'dbus-next';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startSimulatedBluez } from '../../src/testing/index.js';
+import type { Scenario, SimulatedBluez, SimulatedBluezOptions } from '../../src/testing/index.js';
+import { BATTERY_LEVEL, bms, eventually } from './fixtures.js';
+import { DEV, RawClient } from './helpers/raw-client.js';
+
+const MAC = 'AA:BB:CC:DD:EE:01';
+const D1 = 'org.bluez.Device1';
+const A1 = 'org.bluez.Adapter1';
+const dev0 = DEV('hci0', MAC);
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function start(scenario: Scenario, opts: Omit<SimulatedBluezOptions, 'scenario'> = {}) {
+  const env: SimulatedBluez = await startSimulatedBluez({ latencyScale: 0.01, ...opts, scenario });
+  cleanups.push(() => env.stop());
+  const client = await RawClient.connect(env.address);
+  cleanups.push(() => client.close());
+  return { env, sim: env.sim, client };
+}
+
+const known = (extra = {}) => ({
+  adapters: [{ name: 'hci0' }, { name: 'hci1' }],
+  devices: [bms(MAC, { knownOn: ['hci0'], ...extra })],
+});
+
+function device(env: SimulatedBluez, adapter = 'hci0') {
+  return env.sim
+    .state()
+    .adapters.find((a) => a.name === adapter)
+    ?.devices.find((d) => d.address === MAC);
+}
+
+describe('Device1.Connect / Disconnect as bluetoothd 5.66', () => {
+  it('Connect: Connected=true, then the reply, then GATT objects, then ServicesResolved=true', async () => {
+    const { env, client } = await start(known());
+    const r = await client.call(dev0, D1, 'Connect');
+    expect(r.ok).toBe(true);
+    await eventually('client saw ServicesResolved', () =>
+      client.lines().includes('signal Device1 ServicesResolved=true'),
+    );
+    const lines = client.lines((e) => e.path.startsWith(dev0) || e.path === '/' || e.member === 'Connect');
+    const at = (prefix: string) => lines.findIndex((l) => l.startsWith(prefix));
+    expect(at('signal Device1 Connected=true')).toBeGreaterThanOrEqual(0);
+    expect(at('signal Device1 Connected=true')).toBeLessThan(at('reply Connect'));
+    expect(at('reply Connect')).toBeLessThan(at(`signal InterfacesAdded ${dev0}/service`));
+    expect(at(`signal InterfacesAdded ${dev0}/service`)).toBeLessThan(
+      at('signal Device1 ServicesResolved=true'),
+    );
+    // GATT object paths are named by handle, as bluetoothd's gatt-client does.
+    expect(device(env)?.gattServices.length).toBe(2);
+    expect((await client.managedPaths()).filter((p) => p.startsWith(dev0))).toContain(
+      `${dev0}/service0010/char0011`,
+    );
+    expect(await client.value(dev0, D1, 'UUIDs')).toContain(BATTERY_LEVEL.replace('2a19', '180f'));
+  });
+
+  it('a second Connect while one is pending fails with InProgress (5.82+), or Failed "Operation already in progress" (5.66–5.81)', async () => {
+    const { client } = await start(known(), { timing: { connectMs: 300 } });
+    const first = client.call(dev0, D1, 'Connect');
+    const second = await client.call(dev0, D1, 'Connect');
+    expect(second).toMatchObject({ ok: false, errorName: 'org.bluez.Error.InProgress', text: 'In Progress' });
+    expect((await first).ok).toBe(true);
+
+    const legacy = await start(known(), {
+      timing: { connectMs: 300 },
+      behaviour: { legacyPendingConnectError: true },
+    });
+    const p = legacy.client.call(dev0, D1, 'Connect');
+    expect(await legacy.client.call(dev0, D1, 'Connect')).toMatchObject({
+      ok: false,
+      errorName: 'org.bluez.Error.Failed',
+      text: 'Operation already in progress',
+    });
+    expect((await p).ok).toBe(true);
+  });
+
+  it('Connect on a powered-off adapter fails with NotReady', async () => {
+    const { client } = await start(known());
+    expect((await client.set('/org/bluez/hci0', A1, 'Powered', 'b', false)).ok).toBe(true);
+    expect(await client.call(dev0, D1, 'Connect')).toMatchObject({
+      ok: false,
+      errorName: 'org.bluez.Error.NotReady',
+    });
+  });
+
+  it('Disconnect: ServicesResolved=false at once, GATT objects go, Connected=false, then the reply', async () => {
+    const { env, client } = await start(known());
+    await client.call(dev0, D1, 'Connect');
+    await eventually('client saw ServicesResolved', () =>
+      client.lines().includes('signal Device1 ServicesResolved=true'),
+    );
+    client.log.length = 0;
+    expect((await client.call(dev0, D1, 'Disconnect')).ok).toBe(true);
+    const lines = client.lines((e) => e.path.startsWith(dev0) || e.path === '/' || e.member === 'Disconnect');
+    const at = (prefix: string) => lines.findIndex((l) => l.startsWith(prefix));
+    expect(at('signal Device1 ServicesResolved=false')).toBe(0);
+    expect(at(`signal InterfacesRemoved ${dev0}/service`)).toBeGreaterThan(0);
+    expect(at(`signal InterfacesRemoved ${dev0}/service`)).toBeLessThan(at('signal Device1 Connected=false'));
+    expect(at('signal Device1 Connected=false')).toBeLessThan(at('reply Disconnect'));
+    expect((await client.managedPaths()).filter((p) => p.startsWith(`${dev0}/`))).toEqual([]);
+    // Disconnect of a device that is not connected succeeds, as in bluetoothd.
+    expect((await client.call(dev0, D1, 'Disconnect')).ok).toBe(true);
+  });
+
+  it('Disconnect during a pending Connect cancels it: the Connect fails with br-connection-canceled', async () => {
+    const { env, client } = await start(known(), { timing: { connectMs: 2000 } });
+    const pending = client.call(dev0, D1, 'Connect');
+    await eventually('connecting', () => device(env)?.connecting === true);
+    expect((await client.call(dev0, D1, 'Disconnect')).ok).toBe(true);
+    expect(await pending).toMatchObject({
+      ok: false,
+      errorName: 'org.bluez.Error.Failed',
+      text: 'br-connection-canceled',
+    });
+    expect(device(env)).toMatchObject({ connected: false, connecting: false });
+  });
+
+  it('a device that is not advertising in range makes Connect fail after the LE connect timeout', async () => {
+    const { client } = await start(known({ inRange: false }), { timing: { connectTimeoutMs: 100 } });
+    expect(await client.call(dev0, D1, 'Connect')).toMatchObject({
+      ok: false,
+      errorName: 'org.bluez.Error.Failed',
+      text: 'le-connection-abort-by-local',
+    });
+  });
+
+  it('RemoveDevice of a connected device disconnects it first; unknown paths give DoesNotExist / UnknownObject', async () => {
+    const { env, client } = await start(known());
+    await client.call(dev0, D1, 'Connect');
+    await eventually('client saw ServicesResolved', () =>
+      client.lines().includes('signal Device1 ServicesResolved=true'),
+    );
+    client.log.length = 0;
+    expect((await client.call('/org/bluez/hci0', A1, 'RemoveDevice', 'o', [dev0])).ok).toBe(true);
+    const lines = client.lines((e) => e.path.startsWith(dev0) || e.path === '/');
+    expect(lines.indexOf('signal Device1 Connected=false')).toBeLessThan(
+      lines.indexOf(`signal InterfacesRemoved ${dev0}`),
+    );
+    expect(device(env)).toBeUndefined();
+    expect(await client.call('/org/bluez/hci0', A1, 'RemoveDevice', 'o', [dev0])).toMatchObject({
+      ok: false,
+      errorName: 'org.bluez.Error.DoesNotExist',
+    });
+    expect(await client.call(dev0, D1, 'Connect')).toMatchObject({
+      ok: false,
+      errorName: 'org.freedesktop.DBus.Error.UnknownObject',
+    });
+  });
+
+  it('power-off drops every link on the adapter and ends its discovery', async () => {
+    const { env, client } = await start({
+      adapters: [{ name: 'hci0' }],
+      devices: [bms(MAC, { knownOn: ['hci0'] }), bms('AA:BB:CC:DD:EE:02', { knownOn: ['hci0'] })],
+    });
+    await client.call('/org/bluez/hci0', A1, 'StartDiscovery');
+    await client.call(dev0, D1, 'Connect');
+    await client.call(DEV('hci0', 'AA:BB:CC:DD:EE:02'), D1, 'Connect');
+    await eventually(
+      'both connected',
+      () => env.sim.state().adapters[0]?.devices.every((d) => d.servicesResolved) === true,
+    );
+    expect((await client.set('/org/bluez/hci0', A1, 'Powered', 'b', false)).ok).toBe(true);
+    const a = env.sim.state().adapters[0];
+    expect(a).toMatchObject({ powered: false, discovering: false, discoveryClients: [] });
+    expect(a?.devices.map((d) => d.connected)).toEqual([false, false]);
+    expect(await client.value('/org/bluez/hci0', A1, 'PowerState')).toBe('off');
+  });
+});
+
+describe('properties and objects', () => {
+  it('an optional property bluetoothd has no value for is absent: Get → InvalidArgs, GetAll omits it', async () => {
+    const { client } = await start(known());
+    expect(await client.get(dev0, D1, 'RSSI')).toMatchObject({
+      ok: false,
+      errorName: 'org.freedesktop.DBus.Error.InvalidArgs',
+    });
+    const all = await client.call(dev0, 'org.freedesktop.DBus.Properties', 'GetAll', 's', [D1]);
+    const props = all.body[0] as Record<string, dbus.Variant>;
+    expect(props).not.toHaveProperty('RSSI');
+    expect(props.Address?.value).toBe(MAC);
+    expect(props.ManufacturerData?.signature).toBe('a{qv}');
+    expect(props.Adapter?.value).toBe('/org/bluez/hci0');
+    expect(await client.get(dev0, 'org.bluez.Nope1', 'X')).toMatchObject({
+      errorName: 'org.freedesktop.DBus.Error.InvalidArgs',
+    });
+    expect(await client.set(dev0, D1, 'Connected', 'b', true)).toMatchObject({ ok: false });
+  });
+
+  it('GetManagedObjects lists /org/bluez, the adapters and the cached devices', async () => {
+    const { client } = await start(known());
+    expect(await client.managedPaths()).toEqual(['/org/bluez', '/org/bluez/hci0', dev0, '/org/bluez/hci1']);
+  });
+
+  it('logs every method call it receives, with the error name when it failed', async () => {
+    const { env, client } = await start(known());
+    env.sim.clearCalls();
+    await client.call('/org/bluez/hci0', A1, 'StopDiscovery');
+    await client.get(dev0, D1, 'Connected');
+    const mine = env.sim.calls.filter((c) => c.sender === client.name);
+    expect(mine.map((c) => [c.interface, c.member, c.error])).toEqual([
+      [A1, 'StopDiscovery', 'org.bluez.Error.Failed'],
+      ['org.freedesktop.DBus.Properties', 'Get', undefined],
+    ]);
+    expect(mine.every((c) => c.at >= 0 && c.path.startsWith('/org/bluez'))).toBe(true);
+  });
+});
+
+describe('discovery', () => {
+  it('sessions are per client: same client twice → InProgress, others share, StopDiscovery without one → Failed', async () => {
+    const { env, client } = await start({ adapters: [{ name: 'hci0' }] });
+    const other = await RawClient.connect(env.address);
+    cleanups.push(() => other.close());
+    expect((await client.call('/org/bluez/hci0', A1, 'StartDiscovery')).ok).toBe(true);
+    expect(await client.call('/org/bluez/hci0', A1, 'StartDiscovery')).toMatchObject({
+      ok: false,
+      errorName: 'org.bluez.Error.InProgress',
+      text: 'Operation already in progress',
+    });
+    expect((await other.call('/org/bluez/hci0', A1, 'StartDiscovery')).ok).toBe(true);
+    expect(env.sim.state().adapters[0]?.discoveryClients.sort()).toEqual([client.name, other.name].sort());
+    expect((await client.call('/org/bluez/hci0', A1, 'StopDiscovery')).ok).toBe(true);
+    expect(await client.call('/org/bluez/hci0', A1, 'StopDiscovery')).toMatchObject({
+      ok: false,
+      errorName: 'org.bluez.Error.Failed',
+      text: 'No discovery started',
+    });
+    expect(await client.value('/org/bluez/hci0', A1, 'Discovering')).toBe(true); // `other` still scans
+    other.close(); // leaving the bus ends its session (NameOwnerChanged)
+    await eventually('discovery stopped', () => env.sim.state().adapters[0]?.discovering === false);
+  });
+
+  it('makes in-range devices appear with RSSI, ignores out-of-range ones, and drops temporary devices not seen for TemporaryTimeout', async () => {
+    const { env, client } = await start(
+      {
+        adapters: [{ name: 'hci0' }, { name: 'hci1' }],
+        devices: [
+          bms('AA:BB:CC:DD:EE:01', { inRange: ['hci0'], rssiByAdapter: { hci0: -45 } }),
+          bms('AA:BB:CC:DD:EE:02', { inRange: ['hci1'] }),
+        ],
+      },
+      { timing: { temporaryTimeoutMs: 150 } },
+    );
+    await client.call('/org/bluez/hci0', A1, 'StartDiscovery');
+    await eventually('device appears', () => device(env) !== undefined);
+    expect(await client.value(dev0, D1, 'RSSI')).toBe(-45);
+    expect(env.sim.state().adapters[0]?.devices.map((d) => d.address)).toEqual([MAC]);
+    const added = client.log.find((e) => e.member === 'InterfacesAdded' && e.body[0] === dev0);
+    const props = (added?.body[1] as Record<string, Record<string, dbus.Variant>>)[D1];
+    expect(props?.RSSI?.value).toBe(-45);
+
+    env.sim.setInRange(MAC, false);
+    await eventually('temporary device expired', () => device(env) === undefined, 3000);
+    await client.call('/org/bluez/hci0', A1, 'StopDiscovery');
+  });
+
+  it('a stopped discovery invalidates RSSI', async () => {
+    const { env, client } = await start({ adapters: [{ name: 'hci0' }], devices: [bms(MAC)] });
+    await client.call('/org/bluez/hci0', A1, 'StartDiscovery');
+    await eventually('device appears', () => device(env)?.rssi !== undefined);
+    await client.call('/org/bluez/hci0', A1, 'StopDiscovery');
+    expect(client.lines().some((l) => l === 'signal Device1 RSSI=<invalidated> TxPower=<invalidated>')).toBe(
+      true,
+    );
+    expect(await client.get(dev0, D1, 'RSSI')).toMatchObject({ ok: false });
+  });
+});
+
+describe('bluetoothd restart', () => {
+  it('releases org.bluez (pending calls get NoReply), then a fresh tree keeps only devices its storage knows', async () => {
+    const { env, sim, client } = await start(
+      {
+        adapters: [{ name: 'hci0' }],
+        devices: [bms(MAC, { knownOn: ['hci0'] }), bms('AA:BB:CC:DD:EE:02')],
+      },
+      { timing: { connectMs: 5000 } },
+    );
+    await client.call('/org/bluez/hci0', A1, 'StartDiscovery');
+    await eventually('discovered', () => env.sim.state().adapters[0]?.devices.length === 2);
+    const before = sim.state().busName;
+    const pending = client.call(dev0, D1, 'Connect');
+    await eventually('connecting', () => device(env)?.connecting === true);
+    await sim.restartDaemon({ downMs: 20 });
+    expect(await pending).toMatchObject({ ok: false, errorName: 'org.freedesktop.DBus.Error.NoReply' });
+    const after = sim.state();
+    expect(after.busName).not.toBe(before);
+    expect(after.adapters[0]).toMatchObject({ discovering: false, discoveryClients: [] });
+    expect(after.adapters[0]?.devices.map((d) => d.address)).toEqual([MAC]);
+    expect(after.objects).toEqual(['/org/bluez', '/org/bluez/hci0', dev0]);
+  });
+});
