@@ -1,4 +1,4 @@
-import dbus from 'dbus-next';
+import type dbus from 'dbus-next';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startSimulatedBluez } from '../../src/testing/index.js';
 import type { Scenario, SimulatedBluez, SimulatedBluezOptions } from '../../src/testing/index.js';
@@ -89,7 +89,7 @@ describe('Device1.Connect / Disconnect as bluetoothd 5.66', () => {
   });
 
   it('Disconnect: ServicesResolved=false at once, GATT objects go, Connected=false, then the reply', async () => {
-    const { env, client } = await start(known());
+    const { client } = await start(known());
     await client.call(dev0, D1, 'Connect');
     await eventually('client saw ServicesResolved', () =>
       client.lines().includes('signal Device1 ServicesResolved=true'),
