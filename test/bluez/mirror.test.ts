@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { startSimulatedBluez } from '../../src/testing/index.js';
+import { BluezSimulator, startSimulatedBluez } from '../../src/testing/index.js';
 import type { DeviceSpec, Scenario } from '../../src/testing/index.js';
 import { BusLostError, MIRROR_MATCH_RULES, WaitTimeoutError, openBluez } from '../../src/bluez/index.js';
 import type { BluezClient, MirrorChange } from '../../src/bluez/index.js';
@@ -176,6 +176,34 @@ describe('the ObjectManager mirror', () => {
     // While bluetoothd was away we sent nothing but the resync that follows its return.
     const mine = monitor.messages.filter((m) => m.sender === client.uniqueName).map((m) => m.member);
     expect(mine).toEqual(['GetNameOwner', 'GetManagedObjects']);
+  });
+
+  it('a killed dbus-daemon empties the mirror; when a new daemon and bluetoothd appear at the address it resyncs', async () => {
+    const scenario: Scenario = { adapters: [{ name: 'hci0' }], devices: devices(2) };
+    const env = await start(scenario);
+    const client = await open(env);
+    expect(client.mirror.devices()).toHaveLength(2);
+    const firstName = client.uniqueName;
+    const gone = client.mirror.waitFor((m) => m.owner === undefined && m.size === 0, { timeoutMs: 15_000 });
+    const stuck = client.connect('hci0', mac(1), { timeoutMs: 60_000 }).catch((e: unknown) => e);
+    await env.bus.kill();
+    await gone;
+    expect(await stuck).toBeInstanceOf(BusLostError); // a call in flight is rejected, not left pending
+    await expect(client.waitForBluez({ timeoutMs: 50 })).rejects.toBeInstanceOf(WaitTimeoutError);
+
+    await env.bus.restart();
+    const back = client.waitForBluez({ timeoutMs: 15_000 });
+    const sim2 = await BluezSimulator.start({ busAddress: env.address, scenario, latencyScale: 0.01 });
+    cleanups.push(() => sim2.stop());
+    await back;
+    // (A new daemon numbers connections from :1.0 again, so the unique name may repeat.)
+    expect(firstName).toBeDefined();
+    const rules = (await daemonStats(env.address)).rulesByConnection.get(client.uniqueName ?? '') ?? [];
+    expect(rules.map(normalizeRule).sort()).toEqual([...MIRROR_MATCH_RULES].map(normalizeRule).sort());
+    expect(client.mirror.devices()).toHaveLength(2);
+    // Our match rules were re-added on the new connection: signals flow again.
+    await client.connect('hci0', mac(1), { timeoutMs: 15_000, waitServicesResolved: true });
+    expect(client.device('hci0', mac(1))?.servicesResolved).toBe(true);
   });
 
   it('after close the daemon holds no match rule and no connection from the library', async () => {
