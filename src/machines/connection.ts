@@ -273,9 +273,15 @@ export const connectionSetup = setup({
     recordAttemptFailure: assign(({ context, event }) =>
       failureWith(context, describeFailure((event as unknown as { error: unknown }).error)),
     ),
-    recordValidationFailure: assign(({ context, event }) =>
-      failureWith(context, describeFailure((event as unknown as { error: unknown }).error, 'validation')),
-    ),
+    recordValidationFailure: assign(({ context, event }) => {
+      const cause = describeFailure((event as unknown as { error: unknown }).error, 'validation');
+      // ValidationError carries class `other` in the SPEC §5 table; here it is its own class so
+      // escalation and reports can tell "connected but useless" from a connect error.
+      return failureWith(
+        context,
+        cause.code === 'VALIDATION_FAILED' ? { ...cause, class: 'validation' } : cause,
+      );
+    }),
     recordAttemptDeadline: assign(({ context }) =>
       failureWith(context, {
         class: 'noReply',

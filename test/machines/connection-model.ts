@@ -5,7 +5,7 @@
  * (@xstate/graph only guarantees state coverage).
  */
 import { getAdjacencyMap, getShortestPaths, joinPaths, serializeEvent, type StatePath } from '@xstate/graph';
-import type { AnyStateNode, AnyTransitionDefinition, EventObject, SnapshotFrom } from 'xstate';
+import type { AnyEventObject, AnyStateNode, AnyTransitionDefinition, SnapshotFrom } from 'xstate';
 import {
   AbortedError,
   AdapterError,
@@ -20,7 +20,7 @@ import type { ConnectionInput } from '../../src/machines/connection-contracts.js
 import { DEFAULT_ESCALATION } from '../../src/machines/profiles.js';
 
 export type ConnectionSnapshot = SnapshotFrom<typeof connectionMachine>;
-export type ModelPath = StatePath<ConnectionSnapshot, EventObject>;
+export type ModelPath = StatePath<ConnectionSnapshot, AnyEventObject>;
 
 /**
  * Inputs that together reach every transition: opt-in phantom cleanup or not, two adapters with
@@ -92,9 +92,9 @@ export const MODEL_INPUTS: Record<string, ConnectionInput> = {
 const rf = () => new AbortedError('le-connection-abort-by-local', { dbusName: 'org.bluez.Error.Failed' });
 
 /** The events (actor outcomes and external events) the model offers in each state. */
-export function modelEvents(snapshot: ConnectionSnapshot): EventObject[] {
+export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
   const m = (s: string) => snapshot.matches(s as never);
-  const events: EventObject[] = [];
+  const events: AnyEventObject[] = [];
   const cancel = { type: 'CANCEL', reason: 'aborted' };
   if (m('idle')) events.push({ type: 'CONNECT' });
   if (m('locking')) {
@@ -259,7 +259,7 @@ function abstractState(snapshot: ConnectionSnapshot): string {
   ]);
 }
 
-function edgeKey(from: ConnectionSnapshot, event: EventObject, to: ConnectionSnapshot): string {
+function edgeKey(from: ConnectionSnapshot, event: AnyEventObject, to: ConnectionSnapshot): string {
   return `${abstractState(from)} -${serializeEvent(event)}-> ${abstractState(to)}`;
 }
 
@@ -303,7 +303,10 @@ export function generatePaths(input: ConnectionInput): ModelPath[] {
     });
     if (novel) take(path);
   }
-  const adjacency = getAdjacencyMap(machine, options as never);
+  const adjacency = getAdjacencyMap(machine as never, options as never) as unknown as Record<
+    string,
+    { transitions: Record<string, { event: AnyEventObject; state: unknown }> }
+  >;
   for (const [source, value] of Object.entries(adjacency)) {
     const head = bySource.get(source);
     if (head === undefined) continue;

@@ -53,13 +53,13 @@ async function replay(input: ConnectionInput, path: ModelPath): Promise<string[]
   ];
   const logic = connectionMachine.provide({
     actors: {
-      ...(Object.fromEntries(names.map((n) => [n, manual(n)])) as never),
+      ...Object.fromEntries(names.map((n) => [n, manual(n)])),
       watchLink: fromCallback(({ sendBack }) => {
         const w = (e: EventObject) => sendBack(e as never);
         watchers.add(w);
         return () => watchers.delete(w);
       }),
-    },
+    } as never,
   });
   const trail = createStateTrail();
   // A parent stands in for the pool so that `requestRotationFromPool` has somewhere to go.

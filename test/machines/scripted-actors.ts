@@ -113,13 +113,13 @@ export function scriptedLogic(
   >;
   return connectionMachine.provide({
     actors: {
-      ...(actors as never),
+      ...actors,
       watchLink: fromCallback(({ sendBack }) => {
         const watcher = (event: ConnectionExternalEvent): void => sendBack(event);
         harness.watchers.add(watcher);
         return () => harness.watchers.delete(watcher);
       }),
-    },
+    } as never,
     actions: {
       releaseDeviceLock: (_, params: { lease: string | null }) => {
         harness.releasedLeases.push(params.lease);

@@ -1,0 +1,353 @@
+/**
+ * The I/O behind the connection machine's named actors (src/machines/connection.ts), over
+ * src/bluez. Every call has a deadline and stops when the machine leaves the state (the actor's
+ * AbortSignal). Every cleanup targets the adapter of the attempt, never a fixed hci0 (original
+ * defect B8).
+ */
+import { fromCallback, fromPromise } from 'xstate';
+import type { BluezClient } from '../bluez/client-types.js';
+import {
+  AdapterError,
+  AdapterNotReadyError,
+  BluezError,
+  DeviceNotFoundError,
+  NotConnectedError,
+  ValidationError,
+  isAbortError,
+} from '../bluez/errors.js';
+import type { EscalationPolicy, LedgerChange } from '../machines/escalation-policy.js';
+import type {
+  ClearPhantomOutput,
+  ConnectInput,
+  ConnectionExternalEvent,
+  DeviceFinding,
+  DeviceOnAdapter,
+  DisconnectInput,
+  DisconnectOutput,
+  InspectInput,
+  LockInput,
+  LockOutput,
+  ResetInput,
+} from '../machines/connection-contracts.js';
+import { gattNotEmpty, type Validator } from '../connection/validators.js';
+import { lockDevice } from './device-lock.js';
+import type { LeaseBook } from './lease-book.js';
+
+/** What the actors need. */
+export interface ConnectionActorDeps {
+  readonly bluez: BluezClient;
+  /** The caller's validator, run after the built-in GATT-not-empty check. */
+  readonly validate?: Validator;
+  /** Late-GATT re-check delays (SPEC §6: 2 000, 4 000, 8 000). */
+  readonly lateGattDelaysMs: readonly number[];
+  /** Bound of each disconnect step (SPEC §6: 5 000). */
+  readonly disconnectTimeoutMs: number;
+  /** How long to run discovery for a device that BlueZ does not know (or was just removed). */
+  readonly rediscoveryTimeoutMs: number;
+  /** Leases of the per-device lock held by this connection actor. */
+  readonly leases: LeaseBook;
+  /** A shared escalation policy that should see this actor's ledger changes. */
+  readonly policy?: EscalationPolicy;
+}
+
+function ignoreUnlessAbort(err: unknown): void {
+  if (isAbortError(err)) throw err;
+}
+
+/**
+ * Makes sure BlueZ knows `address` on `adapter`: when it does not (removed, expired, or an adapter
+ * that never saw it; original defect B17), runs discovery until it appears or `timeoutMs` passes.
+ * Another client's discovery session is normal shared discovery (SPEC §7): InProgress is not fatal.
+ */
+export async function rediscover(
+  bluez: BluezClient,
+  adapter: string,
+  address: string,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<boolean> {
+  if (bluez.device(adapter, address) !== undefined) return true;
+  let started = false;
+  try {
+    await bluez.startDiscovery(adapter, { signal });
+    started = true;
+  } catch (err) {
+    if (isAbortError(err)) throw err;
+    if (!(err instanceof BluezError && err.errorClass === 'inProgress')) throw err;
+  }
+  try {
+    await bluez.mirror.waitFor((m) => m.device(adapter, address), {
+      timeoutMs,
+      signal,
+      description: `${address} discovered on ${adapter}`,
+      errorClass: 'notFound',
+    });
+    return true;
+  } catch (err) {
+    if (isAbortError(err) || signal.aborted) throw err;
+    return false;
+  } finally {
+    if (started) {
+      // Bounded, and even when we were cancelled: a discovery session left running keeps the
+      // adapter scanning (original commit 13774d1).
+      await bluez.stopDiscovery(adapter, { timeoutMs: 5000 }).catch(() => {});
+    }
+  }
+}
+
+/** Waits (bounded) for Connected=false: after an RF abort the link is briefly up (user-pain §1). */
+async function waitLinkDown(
+  bluez: BluezClient,
+  { adapter, address }: DeviceOnAdapter,
+  timeoutMs: number,
+  signal: AbortSignal,
+) {
+  await bluez.mirror
+    .waitFor((m) => !(m.device(adapter, address)?.connected ?? false), {
+      timeoutMs,
+      signal,
+      description: `Connected=false for ${address} on ${adapter}`,
+    })
+    .catch(ignoreUnlessAbort);
+}
+
+/** The built-in check plus the caller's validator, once. Returns a reason when it fails. */
+async function validateOnce(
+  deps: ConnectionActorDeps,
+  target: DeviceOnAdapter,
+  signal: AbortSignal,
+): Promise<string | null> {
+  const services = deps.bluez.gattServices(target.adapter, target.address);
+  const context = { bluez: deps.bluez, adapter: target.adapter, address: target.address, services, signal };
+  if (!(await gattNotEmpty(context))) return 'no GATT services exported';
+  if (deps.validate === undefined) return null;
+  try {
+    return (await deps.validate(context)) ? null : 'the validator returned false';
+  } catch (err) {
+    if (isAbortError(err) || signal.aborted) throw err;
+    return `the validator threw: ${err instanceof Error ? err.message : String(err)}`;
+  }
+}
+
+/** Implementations for `connectionMachine.provide(...)`. */
+export function connectionActorImplementations(deps: ConnectionActorDeps) {
+  const { bluez } = deps;
+
+  const acquireDeviceLock = fromPromise<LockOutput, LockInput>(async ({ input, signal }) => {
+    if (input.lease !== null && deps.leases.holds(input.lease))
+      return { lease: input.lease, degraded: false };
+    // The in-process mutex is waited for without a timeout of its own (only cancellation or
+    // overallTimeoutMs end the wait): giving up on it would race the holder into InProgress.
+    const release = await lockDevice(input.address, signal);
+    return { lease: deps.leases.add(release), degraded: false };
+  });
+
+  const inspectDevice = fromPromise<DeviceFinding, InspectInput>(async ({ input }) => {
+    if (input.thorough) {
+      // Diagnose: is the adapter itself usable? A powered-off adapter looks like a device problem.
+      const adapter = bluez.mirror.adapter(input.adapter);
+      if (adapter === undefined) {
+        throw new AdapterError(`adapter ${input.adapter} is not known to BlueZ`, { adapter: input.adapter });
+      }
+      if (!adapter.powered) {
+        throw new AdapterNotReadyError(`adapter ${input.adapter} is powered off`, { adapter: input.adapter });
+      }
+    }
+    const device = bluez.device(input.adapter, input.address);
+    return {
+      known: device !== undefined,
+      connected: device?.connected ?? false,
+      servicesResolved: device?.servicesResolved ?? false,
+    };
+  });
+
+  const cancelStalePendingConnect = fromPromise<void, DeviceOnAdapter>(async ({ input, signal }) => {
+    // A Disconnect makes bluetoothd drop its pending connect (device.c: a pending Connect is
+    // answered with "Cancelled"); unlike RemoveDevice it keeps the freshly discovered device.
+    await bluez
+      .disconnect(input.adapter, input.address, { timeoutMs: deps.disconnectTimeoutMs, signal })
+      .catch((err: unknown) => {
+        ignoreUnlessAbort(err);
+        if (err instanceof BluezError && (err.errorClass === 'notConnected' || err.errorClass === 'notFound'))
+          return;
+        throw err;
+      });
+  });
+
+  const clearDeviceCache = fromPromise<void, DeviceOnAdapter>(async ({ input, signal }) => {
+    const device = bluez.device(input.adapter, input.address);
+    // Never remove a connected device: another process may own that link.
+    if (device === undefined || device.connected) return;
+    await bluez.removeDevice(input.adapter, input.address, { timeoutMs: deps.disconnectTimeoutMs, signal });
+    // Removing a device invalidates it until it is seen again (original commits 43b9ca7, 9a1206a):
+    // bring it back before the next Connect.
+    if (!(await rediscover(bluez, input.adapter, input.address, deps.rediscoveryTimeoutMs, signal))) {
+      throw new DeviceNotFoundError(
+        `${input.address} did not reappear on ${input.adapter} after RemoveDevice`,
+        {
+          adapter: input.adapter,
+          device: input.address,
+        },
+      );
+    }
+  });
+
+  const clearPhantom = fromPromise<ClearPhantomOutput, DeviceOnAdapter>(async ({ input, signal }) => {
+    // Disconnect on a phantom never completes (original f04435e); verifiedDisconnect bounds it
+    // and falls back to RemoveDevice on the same adapter.
+    const outcome = await bluez.verifiedDisconnect(input.adapter, input.address, {
+      timeoutMs: deps.disconnectTimeoutMs,
+      signal,
+    });
+    if (outcome !== 'removed' && bluez.device(input.adapter, input.address) !== undefined)
+      return { reappeared: true };
+    return {
+      reappeared: await rediscover(bluez, input.adapter, input.address, deps.rediscoveryTimeoutMs, signal),
+    };
+  });
+
+  const connectWithDeadline = fromPromise<void, ConnectInput>(async ({ input, signal }) => {
+    const startedAt = performance.now();
+    if (!(await rediscover(bluez, input.adapter, input.address, input.timeoutMs, signal))) {
+      throw new DeviceNotFoundError(
+        `${input.address} is not known on ${input.adapter} and was not discovered`,
+        {
+          adapter: input.adapter,
+          device: input.address,
+        },
+      );
+    }
+    // The machine's `attemptDeadline` ends the attempt; the call's own deadline is only a backstop
+    // a little later, so that the machine (which tears the pending connect down) wins the race.
+    const backstopMs = Math.max(1, input.timeoutMs - (performance.now() - startedAt)) + 1000;
+    try {
+      await bluez.connect(input.adapter, input.address, {
+        waitServicesResolved: true,
+        timeoutMs: backstopMs,
+        signal,
+      });
+    } catch (err) {
+      if (err instanceof BluezError && err.errorClass === 'aborted') {
+        await waitLinkDown(bluez, input, deps.disconnectTimeoutMs, signal);
+      }
+      throw err;
+    }
+  });
+
+  const validateWithLateGattRetry = fromPromise<void, DeviceOnAdapter>(async ({ input, signal }) => {
+    let reason = await validateOnce(deps, input, signal);
+    let waitedMs = 0;
+    for (const delay of deps.lateGattDelaysMs) {
+      if (reason === null) return;
+      const device = bluez.device(input.adapter, input.address);
+      if (!device?.connected) {
+        throw new NotConnectedError(
+          `the link to ${input.address} on ${input.adapter} dropped during validation`,
+          {
+            adapter: input.adapter,
+            device: input.address,
+          },
+        );
+      }
+      // Telink-style chips export their services 2–10 s after ServicesResolved: wait for the
+      // GATT tree to change (early return), at most `delay`.
+      const before = JSON.stringify(
+        bluez.gattServices(input.adapter, input.address).map((s) => [s.uuid, s.characteristics.length]),
+      );
+      const t0 = performance.now();
+      await bluez.mirror
+        .waitFor(
+          (m) => {
+            const d = m.device(input.adapter, input.address);
+            if (!d?.connected) return true;
+            const now = JSON.stringify(
+              bluez.gattServices(input.adapter, input.address).map((s) => [s.uuid, s.characteristics.length]),
+            );
+            return now !== before;
+          },
+          { timeoutMs: delay, signal, description: `GATT change on ${input.address}` },
+        )
+        .catch(ignoreUnlessAbort);
+      waitedMs += performance.now() - t0;
+      reason = await validateOnce(deps, input, signal);
+    }
+    if (reason === null) return;
+    throw new ValidationError(
+      `${input.address} on ${input.adapter} failed validation: ${reason}` +
+        (deps.lateGattDelaysMs.length > 0
+          ? ` (also after waiting ${Math.round(waitedMs)} ms for late GATT services)`
+          : ''),
+      { adapter: input.adapter, device: input.address },
+    );
+  });
+
+  const verifiedDisconnect = fromPromise<DisconnectOutput, DisconnectInput>(async ({ input, signal }) => {
+    const device = bluez.device(input.adapter, input.address);
+    if ((input.reason === 'cancelled' || input.reason === 'attempt-deadline') && !device?.connected) {
+      // Not connected yet, but our Connect may still be pending in bluetoothd: a Disconnect cancels it.
+      await bluez
+        .disconnect(input.adapter, input.address, { timeoutMs: deps.disconnectTimeoutMs, signal })
+        .catch(ignoreUnlessAbort);
+      await waitLinkDown(bluez, input, deps.disconnectTimeoutMs, signal);
+      return { outcome: 'notConnected' };
+    }
+    const outcome = await bluez.verifiedDisconnect(input.adapter, input.address, {
+      timeoutMs: deps.disconnectTimeoutMs,
+      signal,
+    });
+    return { outcome };
+  });
+
+  /**
+   * Placeholder adapter recovery: a D-Bus power cycle of the adapter in use, verified through the
+   * mirror. The reset-ladder issue (SPEC §4) replaces this actor with the full ladder and cooldowns.
+   */
+  const resetAdapter = fromPromise<void, ResetInput>(async ({ input, signal }) => {
+    await bluez.setPowered(input.adapter, false, { timeoutMs: 5000, signal });
+    await bluez.setPowered(input.adapter, true, { timeoutMs: 5000, signal });
+  });
+
+  const watchLink = fromCallback<ConnectionExternalEvent, DeviceOnAdapter>(({ input, sendBack }) => {
+    let sent = false;
+    const lost = (reason: string): void => {
+      if (sent) return;
+      sent = true;
+      sendBack({ type: 'LINK_LOST', reason });
+    };
+    const check = (): void => {
+      const device = bluez.device(input.adapter, input.address);
+      if (device === undefined) lost(`${input.address} removed from ${input.adapter}`);
+      else if (!device.connected) lost('Connected=false');
+    };
+    const offChange = bluez.mirror.on('change', check);
+    const offOwner = bluez.mirror.on('ownerChanged', () => lost('bluetoothd restarted'));
+    check();
+    return () => {
+      offChange();
+      offOwner();
+    };
+  });
+
+  return {
+    actors: {
+      acquireDeviceLock,
+      inspectDevice,
+      cancelStalePendingConnect,
+      clearDeviceCache,
+      clearPhantom,
+      connectWithDeadline,
+      validateWithLateGattRetry,
+      verifiedDisconnect,
+      resetAdapter,
+      watchLink,
+    },
+    actions: {
+      releaseDeviceLock: (_: unknown, params: { lease: string | null }) => {
+        if (params.lease !== null) deps.leases.release(params.lease);
+      },
+      shareLedgerChange: (_: unknown, change: LedgerChange) => {
+        deps.policy?.apply(change);
+      },
+    },
+  };
+}

@@ -1,0 +1,320 @@
+/**
+ * The public entry points: `createConnectionActor` (the running XState actor, for people who want
+ * snapshots, events and the inspector) and `establishConnection` (a promise of a
+ * {@link ManagedConnection}, for everyone else).
+ */
+import { createActor, type Actor } from 'xstate';
+import { openBluez } from '../bluez/client.js';
+import type { BluezClient } from '../bluez/client-types.js';
+import { AdapterError } from '../bluez/errors.js';
+import type { NodeBleDevice, NodeBleGattServer } from '../bluez/node-ble.js';
+import { connectionActorImplementations } from '../actors/connection-actors.js';
+import { LeaseBook } from '../actors/lease-book.js';
+import { connectionMachine } from '../machines/connection.js';
+import type { ConnectionAttempt } from '../machines/connection-contracts.js';
+import { topLevelState } from '../machines/state-trail.js';
+import {
+  resolveOptions,
+  type ConnectionActorOptions,
+  type EstablishOptions,
+  type ResolvedOptions,
+} from './options.js';
+
+/** The running connection actor (XState). Send `CONNECT`, `DISCONNECT`; read snapshots; inspect. */
+export type ConnectionActor = Actor<typeof connectionMachine>;
+
+/** States in which a connection is being established (cancellation and overallTimeoutMs apply). */
+function establishing(snapshot: ReturnType<ConnectionActor['getSnapshot']>): boolean {
+  if (snapshot.status !== 'active') return false;
+  const state = topLevelState(snapshot.value);
+  if (state === 'idle' || state === 'connected') return false;
+  return !(state === 'disconnecting' && snapshot.context.teardown === 'requested');
+}
+
+/** Adapters to rotate through: the given ones, else every adapter, those that know the device first. */
+function chooseAdapters(bluez: BluezClient, resolved: ResolvedOptions): string[] {
+  const known = bluez.adapters().map((a) => a.name);
+  if (resolved.adapters !== undefined) {
+    if (bluez.mirror.bluezReady) {
+      resolved.adapters.forEach((name, i) => {
+        if (!known.includes(name)) {
+          throw new TypeError(
+            `adapters[${i}] "${name}" is not an adapter BlueZ knows (known: ${known.join(', ') || 'none'})`,
+          );
+        }
+      });
+    }
+    return [...resolved.adapters];
+  }
+  if (known.length === 0) {
+    throw new AdapterError('BlueZ reports no adapters: plug one in, or check `bluetoothctl list`', {
+      device: resolved.address,
+    });
+  }
+  const seeing = new Set(bluez.mirror.adaptersSeeing(resolved.address).map((d) => d.adapter));
+  return [...known.filter((n) => seeing.has(n)), ...known.filter((n) => !seeing.has(n))];
+}
+
+/**
+ * Creates and starts the connection actor of SPEC §2 for one device, in `idle`. Send
+ * `{ type: 'CONNECT' }` to connect. The caller's `signal` and `overallTimeoutMs` end establishing
+ * with an AbortError/TimeoutError through the machine's cancellation path; stopping the actor
+ * releases the device lock in any state. Throws TypeError/RangeError for bad options, before any I/O.
+ */
+export function createConnectionActor(options: ConnectionActorOptions): ConnectionActor {
+  const resolved = resolveOptions(options);
+  const bluez = options.bluez;
+  if (typeof bluez !== 'object' || bluez === null || typeof bluez.connect !== 'function') {
+    throw new TypeError('bluez must be a BluezClient from openBluez()');
+  }
+  const adapters = chooseAdapters(bluez, resolved);
+  const leases = new LeaseBook();
+  const implementations = connectionActorImplementations({
+    bluez,
+    validate: resolved.validate,
+    lateGattDelaysMs: resolved.lateGattDelaysMs,
+    disconnectTimeoutMs: resolved.disconnectTimeoutMs,
+    rediscoveryTimeoutMs: resolved.rediscoveryTimeoutMs,
+    leases,
+    policy: resolved.policy,
+  });
+  const machine = connectionMachine.provide(implementations as never);
+  const actor: ConnectionActor = createActor(machine, {
+    input: {
+      address: resolved.address,
+      adapters,
+      maxAttempts: resolved.maxAttempts,
+      attemptTimeoutMs: resolved.attemptTimeoutMs,
+      closeInactiveConnections: resolved.closeInactiveConnections,
+      escalation: resolved.escalation,
+      ledger: resolved.policy?.snapshot(),
+      backoffMs: resolved.backoffMs,
+    },
+    inspect: options.inspect,
+  });
+
+  const { logger, signal } = resolved;
+  const fields = { address: resolved.address };
+  const offs = [
+    actor.on('lock-degraded', (e) =>
+      logger.warn?.(`device lock not taken in time on ${e.adapter}; going on unlocked`, {
+        ...fields,
+        adapter: e.adapter,
+      }),
+    ),
+    actor.on('phantom-left-alone', (e) =>
+      logger.warn?.(
+        `phantom connection on ${e.adapter} (Connected without ServicesResolved) left alone; set closeInactiveConnections to clear it`,
+        { ...fields, adapter: e.adapter },
+      ),
+    ),
+    actor.on('escalation', (e) =>
+      logger.info?.(`escalation after ${e.failures} failure(s) on ${e.adapter}: ${e.action}`, {
+        ...fields,
+        adapter: e.adapter,
+        action: e.action,
+      }),
+    ),
+    actor.on('link-lost', (e) =>
+      logger.warn?.(`link lost on ${e.adapter}: ${e.reason}`, { ...fields, adapter: e.adapter }),
+    ),
+  ];
+
+  let overallTimer: NodeJS.Timeout | undefined;
+  let cancelSent = false;
+  const cancel = (reason: 'aborted' | 'timed-out'): void => {
+    if (cancelSent || !establishing(actor.getSnapshot())) return;
+    cancelSent = true;
+    actor.send({ type: 'CANCEL', reason });
+  };
+  const onAbort = (): void => cancel('aborted');
+  signal?.addEventListener('abort', onAbort);
+  let lastState = '';
+  let cleaned = false;
+  const cleanup = (): void => {
+    if (cleaned) return;
+    cleaned = true;
+    clearTimeout(overallTimer);
+    signal?.removeEventListener('abort', onAbort);
+    for (const off of offs) off.unsubscribe();
+    // Whatever state the actor was stopped in, no lock outlives it.
+    leases.releaseAll();
+  };
+  actor.subscribe({
+    next(snapshot) {
+      const state = topLevelState(snapshot.value);
+      if (state !== lastState) {
+        logger.debug?.(`${lastState || 'start'} → ${state}`, {
+          ...fields,
+          adapter: snapshot.context.adapter,
+        });
+        lastState = state;
+      }
+      if (establishing(snapshot)) {
+        if (overallTimer === undefined && resolved.overallTimeoutMs !== undefined) {
+          overallTimer = setTimeout(() => cancel('timed-out'), resolved.overallTimeoutMs);
+        }
+        if (signal?.aborted) cancel('aborted');
+      } else {
+        clearTimeout(overallTimer);
+        overallTimer = undefined;
+        cancelSent = false;
+      }
+      if (snapshot.status !== 'active') cleanup();
+    },
+    error: cleanup,
+    complete: cleanup,
+  });
+  actor.start();
+  return actor;
+}
+
+/** One attempt as reported on a {@link ManagedConnection}. */
+export interface AttemptReport {
+  readonly number: number;
+  readonly adapter: string;
+  readonly durationMs: number | null;
+  readonly outcome: ConnectionAttempt['outcome'];
+  /** `null` for the successful attempt. */
+  readonly cause: ConnectionAttempt['cause'];
+}
+
+/** A connected, validated device. */
+export interface ManagedConnection {
+  /** Device address (upper-case). */
+  readonly address: string;
+  /** Adapter the connection runs on. */
+  readonly adapter: string;
+  /** Every attempt it took, with cause, adapter and duration. */
+  readonly attempts: readonly AttemptReport[];
+  /** node-ble's Device on our shared bus (don't call its connect/disconnect; use `disconnect()`). */
+  readonly device: NodeBleDevice;
+  /** node-ble's GattServer (services resolved). */
+  readonly gatt: NodeBleGattServer;
+  /** The connection actor (snapshots, LINK_LOST → idle, inspection). */
+  readonly actor: ConnectionActor;
+  /** The BlueZ client in use. */
+  readonly bluez: BluezClient;
+  /**
+   * Verified disconnect (bounded), then stops the actor and closes the BlueZ client if it was opened
+   * for this connection. Safe to call twice.
+   */
+  disconnect(): Promise<void>;
+}
+
+function abortError(signal: AbortSignal): unknown {
+  return signal.reason instanceof Error && signal.reason.name === 'AbortError'
+    ? signal.reason
+    : new DOMException('connecting was aborted', 'AbortError');
+}
+
+/** Resolves when the actor reaches a state matching `done`; rejects never (the caller checks). */
+function waitForActor(
+  actor: ConnectionActor,
+  done: (s: ReturnType<ConnectionActor['getSnapshot']>) => boolean,
+) {
+  return new Promise<ReturnType<ConnectionActor['getSnapshot']>>((resolve) => {
+    const check = (s: ReturnType<ConnectionActor['getSnapshot']>): boolean => {
+      if (!done(s)) return false;
+      resolve(s);
+      return true;
+    };
+    if (check(actor.getSnapshot())) return;
+    const sub = actor.subscribe({
+      next: (s) => {
+        if (check(s)) sub.unsubscribe();
+      },
+      complete: () => resolve(actor.getSnapshot()),
+      error: () => resolve(actor.getSnapshot()),
+    });
+  });
+}
+
+async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new DOMException(`${what} did not finish within ${ms} ms`, 'TimeoutError')),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Connects `options.address` with every workaround of SPEC §2 and resolves with a
+ * {@link ManagedConnection}; rejects with a `ConnectionFailedError` listing each attempt's cause and
+ * adapter, or with an AbortError/TimeoutError DOMException for `signal`/`overallTimeoutMs`.
+ */
+export async function establishConnection(options: EstablishOptions): Promise<ManagedConnection> {
+  resolveOptions(options); // validate before any I/O
+  if (options.signal?.aborted) throw abortError(options.signal);
+  const ownBluez = options.bluez === undefined;
+  const bluez =
+    options.bluez ?? (await openBluez({ busAddress: options.busAddress, signal: options.signal }));
+  let actor: ConnectionActor | undefined;
+  try {
+    actor = createConnectionActor({ ...options, bluez });
+    actor.send({ type: 'CONNECT' });
+    const snapshot = await waitForActor(actor, (s) => s.status !== 'active' || s.value === 'connected');
+    if (snapshot.status === 'done') throw snapshot.output.error;
+    if (snapshot.status !== 'active') throw snapshot.error ?? new Error('connection actor stopped');
+    const adapter = snapshot.context.adapter;
+    const nodeBle = bluez.nodeBle();
+    const deadline = resolveOptions(options).disconnectTimeoutMs;
+    const device = await withDeadline(
+      nodeBle.getAdapter(adapter).then((a) => a.getDevice(snapshot.context.address)),
+      deadline,
+      'node-ble getDevice',
+    );
+    const gatt = await withDeadline(device.gatt(), deadline, 'node-ble gatt()');
+    const running = actor;
+    let disconnecting: Promise<void> | undefined;
+    return {
+      address: snapshot.context.address,
+      adapter,
+      attempts: snapshot.context.attempts.map((a) => ({
+        number: a.number,
+        adapter: a.adapter,
+        durationMs: a.durationMs,
+        outcome: a.outcome,
+        cause: a.cause,
+      })),
+      device,
+      gatt,
+      actor: running,
+      bluez,
+      disconnect() {
+        disconnecting ??= (async () => {
+          try {
+            if (running.getSnapshot().value === 'connected') {
+              running.send({ type: 'DISCONNECT' });
+              await waitForActor(running, (s) => s.status !== 'active' || s.value === 'idle');
+            }
+          } finally {
+            running.stop();
+            if (ownBluez) await bluez.close();
+          }
+        })();
+        return disconnecting;
+      },
+    };
+  } catch (err) {
+    if (actor !== undefined) {
+      // Connected, but node-ble could not be set up: do not leave the link behind.
+      if (actor.getSnapshot().value === 'connected') {
+        actor.send({ type: 'DISCONNECT' });
+        await waitForActor(actor, (s) => s.status !== 'active' || s.value === 'idle');
+      }
+      actor.stop();
+    }
+    if (ownBluez) await bluez.close().catch(() => {});
+    throw err;
+  }
+}

@@ -1,0 +1,197 @@
+/**
+ * Options of `createConnectionActor` / `establishConnection`, their SPEC §6 defaults, and their
+ * validation: bad input is a TypeError/RangeError naming the field, before any D-Bus traffic.
+ */
+import type { InspectionEvent } from 'xstate';
+import type { BluezClient } from '../bluez/client-types.js';
+import { validateAdapterName, validateMac, validateSignal, validateTimeoutMs } from '../bluez/validate.js';
+import { DEFAULT_BACKOFF_MS, type FailureClass } from '../machines/connection-contracts.js';
+import type { EscalationConfig } from '../machines/escalation.js';
+import { EscalationPolicy, resolveEscalationConfig } from '../machines/escalation-policy.js';
+import type { EscalationProfileName } from '../machines/profiles.js';
+import type { Validator } from './validators.js';
+
+/** Where log lines go. Every method is optional; the default logger is silent. */
+export interface ConnectionLogger {
+  debug?(message: string, fields?: Record<string, unknown>): void;
+  info?(message: string, fields?: Record<string, unknown>): void;
+  warn?(message: string, fields?: Record<string, unknown>): void;
+  error?(message: string, fields?: Record<string, unknown>): void;
+}
+
+/** Options of one managed connection. */
+export interface ConnectionOptions {
+  /** Device address, AA:BB:CC:DD:EE:FF (any case). */
+  address: string;
+  /**
+   * Adapters to use, in rotation order. Default: every adapter BlueZ knows, those that already
+   * know the device first (rotating to an adapter that never saw the device is original defect B17).
+   */
+  adapters?: readonly string[];
+  /** Attempts before giving up. Default 4. */
+  maxAttempts?: number;
+  /** Deadline of one attempt (discovery if needed, Connect, ServicesResolved). Default 20 000. */
+  attemptTimeoutMs?: number;
+  /** Deadline of the whole establishment; rejects with a TimeoutError. Default: none. */
+  overallTimeoutMs?: number;
+  /** Bound of every disconnect step. Default 5 000. */
+  disconnectTimeoutMs?: number;
+  /** Late-GATT re-check delays. Default [2000, 4000, 8000]. */
+  lateGattDelaysMs?: readonly number[];
+  /** How long discovery may run to find a device BlueZ does not know. Default 10 000. */
+  rediscoveryTimeoutMs?: number;
+  /** Cancels establishing; rejects with an AbortError. */
+  signal?: AbortSignal;
+  /**
+   * Disconnect and remove a phantom (Connected without ServicesResolved) on the adapter in use.
+   * Off by default: the "phantom" may be another process's link that is still resolving services.
+   */
+  closeInactiveConnections?: boolean;
+  /** Your check after the built-in "GATT not empty" (see `gattNotEmpty`, `characteristicExists`, `readCharacteristic`). */
+  validate?: Validator;
+  /**
+   * A profile name (`battery`, `sensor`, `onDemand`), a configuration, or an {@link EscalationPolicy}
+   * shared across calls (its failure counts persist). Default: SPEC §6 escalation.
+   */
+  escalation?: EscalationProfileName | Partial<EscalationConfig> | EscalationPolicy;
+  /** Backoff per failure class (SPEC §5 defaults otherwise). */
+  backoffMs?: Partial<Record<FailureClass, number>>;
+  /** Log lines (state changes at debug, escalations at info, phantoms and lock trouble at warn). */
+  logger?: ConnectionLogger;
+  /** XState inspection callback (e.g. `createStateTrail().inspect` or the Stately inspector's). */
+  inspect?: (event: InspectionEvent) => void;
+}
+
+/** Options of `createConnectionActor`: a BluezClient is required (the caller owns it). */
+export interface ConnectionActorOptions extends ConnectionOptions {
+  /** The BlueZ client to use. */
+  bluez: BluezClient;
+}
+
+/** Options of `establishConnection`: a BluezClient, or a bus address to open one for this connection. */
+export interface EstablishOptions extends ConnectionOptions {
+  /** A shared BlueZ client. When absent one is opened on `busAddress` and closed with the connection. */
+  bluez?: BluezClient;
+  /** D-Bus address when `bluez` is absent (default: the system bus). */
+  busAddress?: string;
+}
+
+/** Options after validation and defaults. */
+export interface ResolvedOptions {
+  readonly address: string;
+  readonly adapters: readonly string[] | undefined;
+  readonly maxAttempts: number;
+  readonly attemptTimeoutMs: number;
+  readonly overallTimeoutMs: number | undefined;
+  readonly disconnectTimeoutMs: number;
+  readonly lateGattDelaysMs: readonly number[];
+  readonly rediscoveryTimeoutMs: number;
+  readonly signal: AbortSignal | undefined;
+  readonly closeInactiveConnections: boolean;
+  readonly validate: Validator | undefined;
+  readonly escalation: EscalationConfig;
+  readonly policy: EscalationPolicy | undefined;
+  readonly backoffMs: Partial<Record<FailureClass, number>>;
+  readonly logger: ConnectionLogger;
+}
+
+/** SPEC §6 defaults. */
+export const CONNECTION_DEFAULTS = Object.freeze({
+  maxAttempts: 4,
+  attemptTimeoutMs: 20_000,
+  disconnectTimeoutMs: 5_000,
+  lateGattDelaysMs: Object.freeze([2000, 4000, 8000]) as readonly number[],
+  rediscoveryTimeoutMs: 10_000,
+});
+
+function positiveInteger(value: unknown, field: string): number {
+  if (typeof value !== 'number') throw new TypeError(`${field} must be a number, got ${typeof value}`);
+  if (!Number.isInteger(value) || value < 1)
+    throw new RangeError(`${field} must be an integer >= 1, got ${value}`);
+  return value;
+}
+
+function positiveTimeout(value: unknown, field: string): number {
+  const ms = validateTimeoutMs(value, field);
+  if (ms === 0) throw new RangeError(`${field} must be > 0, got 0`);
+  return ms;
+}
+
+/** Validates every option and applies the defaults. No I/O. */
+export function resolveOptions(options: ConnectionOptions): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+  const address = validateMac(options.address, 'address');
+  let adapters: string[] | undefined;
+  if (options.adapters !== undefined) {
+    if (!Array.isArray(options.adapters)) throw new TypeError('adapters must be an array of adapter names');
+    if (options.adapters.length === 0) throw new RangeError('adapters must name at least one adapter');
+    adapters = options.adapters.map((a, i) => validateAdapterName(a, `adapters[${i}]`));
+    if (new Set(adapters).size !== adapters.length)
+      throw new RangeError('adapters must not repeat an adapter');
+  }
+  const lateGattDelaysMs = options.lateGattDelaysMs ?? CONNECTION_DEFAULTS.lateGattDelaysMs;
+  if (!Array.isArray(lateGattDelaysMs))
+    throw new TypeError('lateGattDelaysMs must be an array of milliseconds');
+  lateGattDelaysMs.forEach((d, i) => validateTimeoutMs(d, `lateGattDelaysMs[${i}]`));
+  const backoffMs: Partial<Record<FailureClass, number>> = {};
+  if (options.backoffMs !== undefined) {
+    if (typeof options.backoffMs !== 'object' || options.backoffMs === null) {
+      throw new TypeError('backoffMs must be an object of failure class → milliseconds');
+    }
+    for (const [cls, ms] of Object.entries(options.backoffMs)) {
+      if (!(cls in DEFAULT_BACKOFF_MS)) {
+        throw new RangeError(
+          `backoffMs.${cls} is not a failure class (${Object.keys(DEFAULT_BACKOFF_MS).join(', ')})`,
+        );
+      }
+      backoffMs[cls as FailureClass] = validateTimeoutMs(ms, `backoffMs.${cls}`);
+    }
+  }
+  if (options.validate !== undefined && typeof options.validate !== 'function') {
+    throw new TypeError('validate must be a function (context) => boolean | Promise<boolean>');
+  }
+  if (
+    options.closeInactiveConnections !== undefined &&
+    typeof options.closeInactiveConnections !== 'boolean'
+  ) {
+    throw new TypeError('closeInactiveConnections must be a boolean');
+  }
+  if (options.logger !== undefined && (typeof options.logger !== 'object' || options.logger === null)) {
+    throw new TypeError('logger must be an object with debug/info/warn/error methods');
+  }
+  const policy = options.escalation instanceof EscalationPolicy ? options.escalation : undefined;
+  const escalation =
+    policy?.config ??
+    resolveEscalationConfig(
+      options.escalation as EscalationProfileName | Partial<EscalationConfig> | undefined,
+    );
+  return {
+    address,
+    adapters,
+    maxAttempts: positiveInteger(options.maxAttempts ?? CONNECTION_DEFAULTS.maxAttempts, 'maxAttempts'),
+    attemptTimeoutMs: positiveTimeout(
+      options.attemptTimeoutMs ?? CONNECTION_DEFAULTS.attemptTimeoutMs,
+      'attemptTimeoutMs',
+    ),
+    overallTimeoutMs:
+      options.overallTimeoutMs === undefined
+        ? undefined
+        : positiveTimeout(options.overallTimeoutMs, 'overallTimeoutMs'),
+    disconnectTimeoutMs: positiveTimeout(
+      options.disconnectTimeoutMs ?? CONNECTION_DEFAULTS.disconnectTimeoutMs,
+      'disconnectTimeoutMs',
+    ),
+    lateGattDelaysMs: [...lateGattDelaysMs],
+    rediscoveryTimeoutMs: positiveTimeout(
+      options.rediscoveryTimeoutMs ?? CONNECTION_DEFAULTS.rediscoveryTimeoutMs,
+      'rediscoveryTimeoutMs',
+    ),
+    signal: validateSignal(options.signal, 'signal'),
+    closeInactiveConnections: options.closeInactiveConnections ?? false,
+    validate: options.validate,
+    escalation,
+    policy,
+    backoffMs,
+    logger: options.logger ?? {},
+  };
+}
