@@ -108,11 +108,11 @@ export class RawClient {
     });
     try {
       const reply = await Promise.race([this.bus.call(msg), deadline]);
-      this.log.push({ kind: 'reply', path, member, detail: member, body: reply?.body ?? [] });
+      this.log.push({ kind: 'reply', path, member, detail: '', body: reply?.body ?? [] });
       return { ok: true, body: reply?.body ?? [] };
     } catch (e) {
       if (e instanceof dbus.DBusError) {
-        this.log.push({ kind: 'error', path, member, detail: `${member} ${e.type}`, body: [] });
+        this.log.push({ kind: 'error', path, member, detail: e.type, body: [] });
         return { ok: false, errorName: e.type, text: e.text, body: [] };
       }
       throw e;
