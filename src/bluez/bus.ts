@@ -74,6 +74,12 @@ interface MessageBusInternals {
   name: string | null;
 }
 
+/** The stream fields we read to tell a dead connection from a harmless error event. */
+interface StreamState {
+  writable?: boolean;
+  destroyed?: boolean;
+}
+
 interface PendingCall {
   reject(err: unknown): void;
 }
@@ -357,10 +363,21 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
       return;
     }
     this.bus = bus;
-    // Always handled: dbus-next emits 'error' for socket, auth and write-after-close failures.
-    bus.on('error', (err: unknown) => this.onLost(generation, err));
     const internals = bus as unknown as MessageBusInternals;
-    const stream = internals._connection?.stream;
+    const stream = internals._connection?.stream as (NodeJS.EventEmitter & StreamState) | undefined;
+    // Always handled: dbus-next emits 'error' for socket, auth and write-after-close failures, and
+    // also for harmless ones: a proxy's failed AddMatch (node-ble on this connection, e.g. the
+    // daemon's per-connection rule limit) is re-emitted as 'error'. Only a dead or never-established
+    // connection counts as lost; tearing down a healthy one would reject every pending call.
+    // A socket error destroys the socket, so its 'close' (below) still reports the loss.
+    bus.on('error', (err: unknown) => {
+      const usable = stream?.writable === true && stream.destroyed !== true;
+      if (generation === this.generation && this.stateValue === 'connected' && usable) {
+        this.lastCause = err;
+        return;
+      }
+      this.onLost(generation, err);
+    });
     stream?.on('close', () => this.onLost(generation, new Error('D-Bus socket closed')));
     bus.on('message', (msg: DBusMessage) => {
       if (generation !== this.generation) return;
@@ -495,6 +512,11 @@ const registry = new Map<string, SharedBus>();
 export function acquireBus(address: string = defaultBusAddress()): SharedBus {
   if (typeof address !== 'string' || address.length === 0) {
     throw new TypeError('busAddress must be a non-empty D-Bus address string');
+  }
+  if (!/^[a-zA-Z]+:/.test(address)) {
+    throw new RangeError(
+      `busAddress must be a D-Bus address like "unix:path=/run/dbus/system_bus_socket", got ${JSON.stringify(address)}`,
+    );
   }
   let bus = registry.get(address);
   if (!bus) {

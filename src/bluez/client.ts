@@ -56,6 +56,7 @@ export async function openBluez(options: OpenBluezOptions = {}): Promise<BluezCl
     throw new TypeError('busAddress must be a non-empty D-Bus address string');
   }
   signal?.throwIfAborted();
+  // acquireBus validates the address format before anything is opened.
   const bus = acquireBus(options.busAddress ?? defaultBusAddress());
   let mirror: BluezMirror | undefined;
   try {

@@ -148,6 +148,30 @@ describe('shared bus: every call settles', () => {
   });
 });
 
+describe('shared bus: errors that are not a lost connection', () => {
+  it("a proxy's failed AddMatch re-emitted as 'error' (dbus-next does that) does not tear down the connection", async () => {
+    const raw = bus.messageBus() as unknown as {
+      _addMatch(rule: string): Promise<unknown>;
+      emit(event: string, err: unknown): boolean;
+    };
+    const failure = await raw._addMatch("type='nonsense'").catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(Error);
+    raw.emit('error', failure); // exactly what dbus-next's ProxyInterface does on a failed AddMatch
+    expect(bus.state).toBe('connected');
+    await expect(bus.call(echo('still here'), { timeoutMs: 5000 })).resolves.toEqual(['still here']);
+  });
+
+  it('an unreachable address rejects openBluez at its deadline with the socket error as cause', async () => {
+    const { openBluez } = await import('../../src/bluez/index.js');
+    const err = await openBluez({ busAddress: 'unix:path=/nonexistent/bus', openTimeoutMs: 300 }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(BusLostError);
+    expect(String((err as Error).cause)).toMatch(/ENOENT/);
+    await expect(openBluez({ busAddress: 'not an address' })).rejects.toThrow(/busAddress/);
+  });
+});
+
 describe('shared bus: match rules and connections are released', () => {
   it('match rules are refcounted, re-added after a reconnect and removed with RemoveMatch', async () => {
     const rule = "type='signal',interface='org.example.Test'";
