@@ -1,0 +1,192 @@
+/**
+ * The adapter pool's bookkeeping as pure functions over plain data: slot accounting, the learned
+ * slot limit, and adapter choice. BlueZ exposes neither a controller's link limit nor its usage
+ * (user-pain §3), so the pool counts its own links and learns a lower limit when a controller
+ * refuses a link while it holds fewer than configured.
+ */
+import type { FailureClass } from './connection-contracts.js';
+import type { EscalationConfig } from './escalation.js';
+
+/** How the pool picks an adapter for a device. */
+export type AdapterStrategy = 'round-robin' | 'score';
+
+/** One adapter as the pool sees it. */
+export interface PoolAdapter {
+  readonly name: string;
+  /** Adapter1 object present in BlueZ. */
+  readonly present: boolean;
+  readonly powered: boolean;
+  /**
+   * A limit learned from a refused link (the controller holds fewer links than configured), or null.
+   * Cleared when the adapter or bluetoothd comes back fresh.
+   */
+  readonly learnedLimit: number | null;
+  /** Failed attempts on this adapter (any device) since its last success. */
+  readonly recentFailures: number;
+}
+
+/** Lifecycle of a device in the pool. */
+export type PoolDeviceStatus =
+  /** Waiting for a free slot on an adapter that sees it. */
+  | 'queued'
+  /** Its child is establishing the connection on `adapter`. */
+  | 'connecting'
+  | 'connected'
+  /** A caller asked to disconnect; the child tears down. */
+  | 'disconnecting'
+  /** The child is being cancelled so that the device can wait for a slot (no adapter could take it). */
+  | 'requeueing'
+  /** Gave up (attempts exhausted or cancelled): the error is in `error`. */
+  | 'failed';
+
+/** Per-device connection settings the pool passes to the child (plain data). */
+export interface PoolDeviceSettings {
+  readonly maxAttempts: number;
+  readonly attemptTimeoutMs: number;
+  readonly closeInactiveConnections: boolean;
+  readonly escalation: EscalationConfig;
+  readonly backoffMs: Partial<Record<FailureClass, number>>;
+}
+
+/** One device of the pool. */
+export interface PoolDevice {
+  readonly address: string;
+  readonly status: PoolDeviceStatus;
+  /** The adapter whose slot this device holds (connecting/connected/disconnecting/requeueing), or null. */
+  readonly adapter: string | null;
+  /** Id of its connection actor, or null while queued without one. */
+  readonly childId: string | null;
+  /** How many children were spawned for it (ids are unique per spawn). */
+  readonly spawns: number;
+  /** Reconnect after a link loss (keep-alive); false after a requested disconnect. */
+  readonly keepAlive: boolean;
+  readonly settings: PoolDeviceSettings;
+  /** Why it failed (status `failed`). */
+  readonly error: string | null;
+  /** Queue ticket: the queue is served in ticket order (FIFO). */
+  readonly ticket: number;
+}
+
+/** Where BlueZ sees a device: adapter → RSSI (null when BlueZ has none). */
+export type Sightings = Readonly<Record<string, number | null>>;
+
+/** The part of the pool context the logic needs. */
+export interface PoolView {
+  readonly adapters: Readonly<Record<string, PoolAdapter>>;
+  readonly devices: Readonly<Record<string, PoolDevice>>;
+  readonly sightings: Readonly<Record<string, Sightings>>;
+  readonly slotsPerAdapter: number;
+  readonly strategy: AdapterStrategy;
+  /** Round-robin position: the adapter name chosen last (the next choice starts after it). */
+  readonly lastChosen: string | null;
+  readonly bluezUp: boolean;
+}
+
+/** Statuses in which a device holds a slot on its adapter. */
+export function holdsSlot(device: PoolDevice): boolean {
+  return (
+    device.adapter !== null &&
+    (device.status === 'connecting' ||
+      device.status === 'connected' ||
+      device.status === 'disconnecting' ||
+      device.status === 'requeueing')
+  );
+}
+
+/** Slots in use on `adapter` (ours; links of other processes are not visible as slots). */
+export function slotsInUse(view: PoolView, adapter: string, except?: string): number {
+  let n = 0;
+  for (const d of Object.values(view.devices)) {
+    if (d.address !== except && d.adapter === adapter && holdsSlot(d)) n += 1;
+  }
+  return n;
+}
+
+/** The limit the pool uses for `adapter`: the configured one, lowered by a learned one. */
+export function effectiveLimit(view: PoolView, adapter: string): number {
+  const learned = view.adapters[adapter]?.learnedLimit ?? null;
+  return learned === null ? view.slotsPerAdapter : Math.min(learned, view.slotsPerAdapter);
+}
+
+/** Free slots on `adapter` (never negative). */
+export function freeSlots(view: PoolView, adapter: string, except?: string): number {
+  return Math.max(0, effectiveLimit(view, adapter) - slotsInUse(view, adapter, except));
+}
+
+/** Adapters that can be used at all: present, powered, bluetoothd up. Sorted by name (hci2 < hci10). */
+export function usableAdapters(view: PoolView): string[] {
+  if (!view.bluezUp) return [];
+  return Object.values(view.adapters)
+    .filter((a) => a.present && a.powered)
+    .map((a) => a.name)
+    .sort((a, b) => Number(a.slice(3)) - Number(b.slice(3)));
+}
+
+/**
+ * Adapters that may carry `address`: those on which BlueZ sees it; when no adapter sees it at all,
+ * every usable adapter (the connection actor runs discovery there). Rotating to an adapter that
+ * never saw the device was original defect B17.
+ */
+export function adaptersForDevice(view: PoolView, address: string): string[] {
+  const usable = usableAdapters(view);
+  const seen = view.sightings[address] ?? {};
+  const seeing = usable.filter((a) => a in seen);
+  const anySeen = Object.keys(seen).length > 0;
+  return anySeen ? seeing : usable;
+}
+
+/** Score of an adapter for a device (higher is better). */
+export function adapterScore(view: PoolView, adapter: string, address: string): number {
+  const rssi = view.sightings[address]?.[adapter] ?? null;
+  const failures = view.adapters[adapter]?.recentFailures ?? 0;
+  // Free slots dominate (a full adapter would refuse the link), then recent failures, then RSSI.
+  return freeSlots(view, adapter, address) * 20 - failures * 15 + (rssi ?? -100);
+}
+
+/**
+ * The adapter for `address`, or null when none can take it now (the device waits in the queue).
+ * `exclude` removes adapters (the one that just refused it).
+ */
+export function chooseAdapter(
+  view: PoolView,
+  address: string,
+  exclude: readonly string[] = [],
+): string | null {
+  const candidates = adaptersForDevice(view, address).filter(
+    (a) => !exclude.includes(a) && freeSlots(view, a, address) > 0,
+  );
+  if (candidates.length === 0) return null;
+  if (view.strategy === 'score') {
+    let best = candidates[0] ?? null;
+    for (const a of candidates) {
+      if (best === null || adapterScore(view, a, address) > adapterScore(view, best, address)) best = a;
+    }
+    return best;
+  }
+  // Round-robin over all usable adapters, so that the rotation is fair across devices.
+  const ring = usableAdapters(view);
+  const start = view.lastChosen === null ? 0 : ring.indexOf(view.lastChosen) + 1;
+  for (let i = 0; i < ring.length; i += 1) {
+    const a = ring[(start + i) % ring.length];
+    if (a !== undefined && candidates.includes(a)) return a;
+  }
+  return candidates[0] ?? null;
+}
+
+/**
+ * Whether a refused link means the controller is saturated below the configured limit: a
+ * rotation asked for an out-of-slots failure, or for an RF-abort-class failure while the adapter
+ * already holds links of ours (bluetoothd reports HCI 0x0d as le-connection-abort-by-local, the
+ * same text as a radio abort).
+ */
+export function learnedLimitAfterRefusal(
+  view: PoolView,
+  adapter: string,
+  address: string,
+  failureClass: FailureClass | null,
+): number | null {
+  const others = slotsInUse(view, adapter, address);
+  // With none of our links on it, another process holds the slots: rotate, but learn nothing.
+  if ((failureClass === 'outOfSlots' || failureClass === 'aborted') && others >= 1) return others;
+  return null;
+}

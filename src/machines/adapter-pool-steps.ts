@@ -1,0 +1,453 @@
+/**
+ * What the adapter pool does on each event, as pure functions: (context, event) → the next context,
+ * the commands for its children (spawn, send, stop) and the events it emits. The machine in
+ * adapter-pool.ts names each step as an action and turns the commands into XState actions; tests
+ * can call the steps directly.
+ */
+import type {
+  ConnectionExternalEvent,
+  ConnectionInput,
+  FailureClass,
+  RotationRequest,
+} from './connection-contracts.js';
+import {
+  chooseAdapter,
+  holdsSlot,
+  learnedLimitAfterRefusal,
+  usableAdapters,
+  type PoolAdapter,
+  type PoolDevice,
+  type PoolDeviceSettings,
+  type PoolView,
+  type Sightings,
+} from './adapter-pool-logic.js';
+
+/** Context of the pool machine (plain data; the inspector shows it). */
+export interface PoolContext extends PoolView {
+  /** Next queue ticket (FIFO order of the queue). */
+  readonly nextTicket: number;
+}
+
+/** A command for the children, carried out by the machine. */
+export type PoolCommand =
+  | { readonly kind: 'spawn'; readonly childId: string; readonly input: ConnectionInput }
+  | { readonly kind: 'send'; readonly childId: string; readonly event: ConnectionExternalEvent }
+  | { readonly kind: 'stop'; readonly childId: string };
+
+/** Events the pool emits for observers (`pool.on(type, …)`). */
+export type PoolEmitted =
+  | { type: 'device-queued'; address: string }
+  | { type: 'device-assigned'; address: string; adapter: string }
+  | { type: 'device-connected'; address: string; adapter: string }
+  | { type: 'device-link-lost'; address: string; adapter: string }
+  | { type: 'device-rotated'; address: string; from: string; to: string; failureClass: FailureClass | null }
+  | { type: 'device-requeued'; address: string; from: string; reason: string }
+  | { type: 'device-failed'; address: string; error: string }
+  | { type: 'device-removed'; address: string }
+  | { type: 'slot-limit-learned'; adapter: string; limit: number };
+
+/** What the child reports (forwarded by the runtime from the child's snapshots). */
+export interface ChildStateEvent {
+  readonly type: 'CHILD_STATE';
+  readonly address: string;
+  readonly childId: string;
+  /** Top-level state of the connection machine. */
+  readonly state: string;
+  /** Adapter of the child's current (or last) attempt. */
+  readonly adapter: string;
+  /** A newly failed attempt seen in this snapshot, if any. */
+  readonly failedAttempt: { readonly adapter: string; readonly class: FailureClass } | null;
+}
+
+/** Events of the pool machine. */
+export type PoolEvent =
+  | { type: 'CONNECT_DEVICE'; address: string; settings: PoolDeviceSettings; keepAlive: boolean }
+  | { type: 'DISCONNECT_DEVICE'; address: string }
+  | { type: 'ADAPTER_PRESENT'; name: string; powered: boolean }
+  | { type: 'ADAPTER_GONE'; name: string }
+  | { type: 'BLUEZ_DOWN' }
+  | { type: 'BLUEZ_UP' }
+  | { type: 'SIGHTINGS'; address: string; sightings: Sightings }
+  | ChildStateEvent
+  | RotationRequest;
+
+/** Result of one step. */
+export interface StepResult {
+  readonly context: PoolContext;
+  readonly commands: readonly PoolCommand[];
+  readonly emitted: readonly PoolEmitted[];
+}
+
+/** A mutable working copy of one step. */
+class Draft {
+  adapters: Record<string, PoolAdapter>;
+  devices: Record<string, PoolDevice>;
+  sightings: Record<string, Sightings>;
+  lastChosen: string | null;
+  bluezUp: boolean;
+  nextTicket: number;
+  readonly commands: PoolCommand[] = [];
+  readonly emitted: PoolEmitted[] = [];
+
+  constructor(readonly base: PoolContext) {
+    this.adapters = { ...base.adapters };
+    this.devices = { ...base.devices };
+    this.sightings = { ...base.sightings };
+    this.lastChosen = base.lastChosen;
+    this.bluezUp = base.bluezUp;
+    this.nextTicket = base.nextTicket;
+  }
+
+  ticket(): number {
+    this.nextTicket += 1;
+    return this.nextTicket;
+  }
+
+  get view(): PoolContext {
+    return {
+      ...this.base,
+      adapters: this.adapters,
+      devices: this.devices,
+      sightings: this.sightings,
+      lastChosen: this.lastChosen,
+      bluezUp: this.bluezUp,
+      nextTicket: this.nextTicket,
+    };
+  }
+
+  device(address: string): PoolDevice | undefined {
+    return this.devices[address];
+  }
+
+  patch(address: string, patch: Partial<PoolDevice>): void {
+    const d = this.devices[address];
+    if (d !== undefined) this.devices[address] = { ...d, ...patch };
+  }
+
+  patchAdapter(name: string, patch: Partial<PoolAdapter>): void {
+    const a = this.adapters[name];
+    if (a !== undefined) this.adapters[name] = { ...a, ...patch };
+  }
+
+  remove(address: string): void {
+    const d = this.devices[address];
+    if (d === undefined) return;
+    if (d.childId !== null) this.commands.push({ kind: 'stop', childId: d.childId });
+    const { [address]: _gone, ...rest } = this.devices;
+    this.devices = rest;
+    this.emitted.push({ type: 'device-removed', address });
+  }
+
+  send(childId: string, event: ConnectionExternalEvent): void {
+    this.commands.push({ kind: 'send', childId, event });
+  }
+
+  enqueue(address: string): void {
+    this.patch(address, { status: 'queued', adapter: null, ticket: this.ticket() });
+    this.emitted.push({ type: 'device-queued', address });
+  }
+
+  /** Cancels the child so the device can wait for a slot; the slot is freed when the child is done. */
+  requeue(address: string, reason: string): void {
+    const d = this.devices[address];
+    if (d === undefined || d.childId === null) return;
+    this.patch(address, { status: 'requeueing' });
+    this.send(d.childId, { type: 'CANCEL', reason: 'aborted' });
+    this.emitted.push({ type: 'device-requeued', address, from: d.adapter ?? '', reason });
+  }
+
+  /** Spawns a fresh (idle) connection actor for the device; returns its id. */
+  spawnFor(address: string, adapterHint?: string): string {
+    const d = this.devices[address];
+    if (d === undefined) throw new Error(`spawnFor: unknown device ${address}`);
+    const spawns = d.spawns + 1;
+    const childId = childIdOf(address, spawns);
+    const hint = adapterHint ?? usableAdapters(this.view)[0] ?? Object.keys(this.adapters)[0] ?? 'hci0';
+    this.patch(address, { spawns, childId });
+    this.commands.push({
+      kind: 'spawn',
+      childId,
+      input: {
+        address,
+        // The pool assigns the adapter of each attempt (ADAPTER_ASSIGNED); this is only the start value.
+        adapters: [hint],
+        pooled: true,
+        maxAttempts: d.settings.maxAttempts,
+        attemptTimeoutMs: d.settings.attemptTimeoutMs,
+        closeInactiveConnections: d.settings.closeInactiveConnections,
+        escalation: d.settings.escalation,
+        backoffMs: d.settings.backoffMs,
+      },
+    });
+    return childId;
+  }
+
+  result(): StepResult {
+    return { context: this.view, commands: this.commands, emitted: this.emitted };
+  }
+}
+
+/** The id of the n-th child of `address`. */
+export function childIdOf(address: string, spawn: number): string {
+  return `device:${address}#${spawn}`;
+}
+
+/**
+ * Gives queued devices a slot, oldest first: assigns the adapter to its (idle) child and sends
+ * CONNECT. A device no adapter can take stays queued with its child idle.
+ */
+function dispatch(draft: Draft): void {
+  const queued = Object.values(draft.devices)
+    .filter((d) => d.status === 'queued')
+    .sort((a, b) => a.ticket - b.ticket);
+  for (const d of queued) {
+    const adapter = chooseAdapter(draft.view, d.address);
+    if (adapter === null) continue;
+    draft.lastChosen = adapter;
+    const childId = d.childId ?? draft.spawnFor(d.address, adapter);
+    draft.patch(d.address, { status: 'connecting', adapter });
+    draft.send(childId, { type: 'ADAPTER_ASSIGNED', adapter });
+    draft.send(childId, { type: 'CONNECT' });
+    draft.emitted.push({ type: 'device-assigned', address: d.address, adapter });
+  }
+}
+
+function finish(draft: Draft): StepResult {
+  dispatch(draft);
+  return draft.result();
+}
+
+/** A device to connect: queued, then dispatched. Already managed → keep-alive is switched on again. */
+export function admitDevice(
+  context: PoolContext,
+  event: Extract<PoolEvent, { type: 'CONNECT_DEVICE' }>,
+): StepResult {
+  const draft = new Draft(context);
+  const existing = draft.device(event.address);
+  if (existing === undefined || existing.status === 'failed') {
+    draft.devices[event.address] = {
+      address: event.address,
+      status: 'queued',
+      adapter: null,
+      childId: null,
+      spawns: existing?.spawns ?? 0,
+      keepAlive: event.keepAlive,
+      settings: event.settings,
+      error: null,
+      ticket: draft.ticket(),
+    };
+    draft.spawnFor(event.address);
+    draft.emitted.push({ type: 'device-queued', address: event.address });
+  } else {
+    draft.patch(event.address, { keepAlive: event.keepAlive });
+  }
+  return finish(draft);
+}
+
+/** A requested disconnect: verified teardown for a connected child, cancellation for one still connecting. */
+export function releaseDevice(
+  context: PoolContext,
+  event: Extract<PoolEvent, { type: 'DISCONNECT_DEVICE' }>,
+): StepResult {
+  const draft = new Draft(context);
+  const d = draft.device(event.address);
+  if (d === undefined) return draft.result();
+  switch (d.status) {
+    case 'queued':
+    case 'failed':
+      draft.remove(d.address);
+      break;
+    case 'connected':
+      draft.patch(d.address, { status: 'disconnecting', keepAlive: false });
+      if (d.childId !== null) draft.send(d.childId, { type: 'DISCONNECT' });
+      break;
+    case 'connecting':
+    case 'requeueing':
+      draft.patch(d.address, { status: 'disconnecting', keepAlive: false });
+      if (d.childId !== null) draft.send(d.childId, { type: 'CANCEL', reason: 'aborted' });
+      break;
+    case 'disconnecting':
+      break;
+  }
+  return finish(draft);
+}
+
+/** Moves devices still connecting on `adapter` elsewhere (or back to the queue). Connected ones lose their link by themselves. */
+function evacuate(draft: Draft, adapter: string, why: string): void {
+  for (const d of Object.values(draft.devices)) {
+    if (d.adapter !== adapter || d.status !== 'connecting' || d.childId === null) continue;
+    const to = chooseAdapter(draft.view, d.address, [adapter]);
+    if (to !== null) {
+      draft.patch(d.address, { adapter: to });
+      draft.send(d.childId, { type: 'ADAPTER_ASSIGNED', adapter: to });
+      draft.emitted.push({
+        type: 'device-rotated',
+        address: d.address,
+        from: adapter,
+        to,
+        failureClass: null,
+      });
+    } else {
+      draft.requeue(d.address, why);
+    }
+  }
+}
+
+/** An adapter appeared (plugged in, bluetoothd back) or changed power. */
+export function adapterPresent(
+  context: PoolContext,
+  event: Extract<PoolEvent, { type: 'ADAPTER_PRESENT' }>,
+): StepResult {
+  const draft = new Draft(context);
+  const known = draft.adapters[event.name];
+  if (known === undefined || !known.present) {
+    // A fresh controller (or a replugged one) starts without a learned limit.
+    draft.adapters[event.name] = {
+      name: event.name,
+      present: true,
+      powered: event.powered,
+      learnedLimit: null,
+      recentFailures: 0,
+    };
+  } else {
+    draft.patchAdapter(event.name, { powered: event.powered });
+  }
+  if (!event.powered) evacuate(draft, event.name, `${event.name} powered off`);
+  return finish(draft);
+}
+
+/** An adapter disappeared (USB unplug, bluetoothd gone). */
+export function adapterGone(
+  context: PoolContext,
+  event: Extract<PoolEvent, { type: 'ADAPTER_GONE' }>,
+): StepResult {
+  const draft = new Draft(context);
+  draft.patchAdapter(event.name, { present: false, powered: false });
+  evacuate(draft, event.name, `${event.name} removed`);
+  return finish(draft);
+}
+
+/** org.bluez lost its owner: nothing can connect until it is back; connecting children wait in the queue. */
+export function bluezDown(context: PoolContext): StepResult {
+  const draft = new Draft(context);
+  draft.bluezUp = false;
+  for (const a of Object.values(draft.adapters))
+    draft.patchAdapter(a.name, { present: false, powered: false });
+  for (const d of Object.values(draft.devices)) {
+    if (d.status === 'connecting') draft.requeue(d.address, 'bluetoothd went away');
+  }
+  return draft.result();
+}
+
+/** org.bluez is back and the mirror rebuilt (adapters follow as ADAPTER_PRESENT). */
+export function bluezUp(context: PoolContext): StepResult {
+  const draft = new Draft(context);
+  draft.bluezUp = true;
+  return finish(draft);
+}
+
+/** Where BlueZ sees a device changed. */
+export function updateSightings(
+  context: PoolContext,
+  event: Extract<PoolEvent, { type: 'SIGHTINGS' }>,
+): StepResult {
+  const draft = new Draft(context);
+  draft.sightings[event.address] = event.sightings;
+  return finish(draft);
+}
+
+/** A child's state changed: connected, link lost, or torn down after a requested disconnect. */
+export function childState(context: PoolContext, event: ChildStateEvent): StepResult {
+  const draft = new Draft(context);
+  const d = draft.device(event.address);
+  if (d === undefined || d.childId !== event.childId) return draft.result();
+  if (event.failedAttempt !== null) {
+    const a = draft.adapters[event.failedAttempt.adapter];
+    if (a !== undefined) draft.patchAdapter(a.name, { recentFailures: a.recentFailures + 1 });
+  }
+  if (event.state === 'connected' && d.status === 'connecting') {
+    draft.patch(d.address, { status: 'connected', adapter: event.adapter });
+    draft.patchAdapter(event.adapter, { recentFailures: 0 });
+    draft.emitted.push({ type: 'device-connected', address: d.address, adapter: event.adapter });
+  } else if (event.state === 'idle' && d.status === 'connected') {
+    // Connected went false (or the object or bluetoothd went away): the slot is free again.
+    draft.emitted.push({ type: 'device-link-lost', address: d.address, adapter: d.adapter ?? event.adapter });
+    if (d.keepAlive) draft.enqueue(d.address);
+    else draft.remove(d.address);
+  } else if (event.state === 'idle' && d.status === 'disconnecting') {
+    draft.remove(d.address);
+  }
+  return finish(draft);
+}
+
+/** A child's escalation asked for another adapter (SPEC §3 rotation). */
+export function rotationRequested(context: PoolContext, event: RotationRequest): StepResult {
+  const draft = new Draft(context);
+  const d = draft.device(event.address);
+  if (d === undefined || d.status !== 'connecting' || d.childId === null) return draft.result();
+  const from = event.fromAdapter;
+  const learned = learnedLimitAfterRefusal(draft.view, from, d.address, event.failureClass);
+  const current = draft.adapters[from]?.learnedLimit ?? null;
+  if (learned !== null && (current === null || learned < current)) {
+    draft.patchAdapter(from, { learnedLimit: learned });
+    draft.emitted.push({ type: 'slot-limit-learned', adapter: from, limit: learned });
+  }
+  const to = chooseAdapter(draft.view, d.address, [from]);
+  if (to !== null) {
+    draft.lastChosen = to;
+    draft.patch(d.address, { adapter: to });
+    draft.send(d.childId, { type: 'ADAPTER_ASSIGNED', adapter: to });
+    draft.emitted.push({
+      type: 'device-rotated',
+      address: d.address,
+      from,
+      to,
+      failureClass: event.failureClass,
+    });
+  } else if (learned !== null || event.failureClass === 'outOfSlots') {
+    // No other adapter sees it with a free slot: wait in the queue for a slot instead of burning
+    // attempts on a saturated controller (or rotating to an adapter that never saw it, B17).
+    draft.requeue(d.address, `${from} has no free slot and no other adapter can take it`);
+  }
+  return finish(draft);
+}
+
+/** A child ended (reached `failed`, or crashed). */
+export function childEnded(context: PoolContext, childId: string, error: string): StepResult {
+  const draft = new Draft(context);
+  const d = Object.values(draft.devices).find((x) => x.childId === childId);
+  if (d === undefined) return draft.result();
+  switch (d.status) {
+    case 'requeueing':
+      // The cancelled child is done; its successor waits idle in the queue.
+      draft.commands.push({ kind: 'stop', childId });
+      draft.spawnFor(d.address);
+      draft.enqueue(d.address);
+      break;
+    case 'disconnecting':
+      draft.remove(d.address);
+      break;
+    default:
+      draft.commands.push({ kind: 'stop', childId });
+      draft.patch(d.address, { status: 'failed', adapter: null, childId: null, error });
+      draft.emitted.push({ type: 'device-failed', address: d.address, error });
+  }
+  return finish(draft);
+}
+
+/** Devices holding a slot per adapter, and queued devices (for snapshots). */
+export function slotReport(context: PoolView): {
+  inUse: Record<string, string[]>;
+  queued: string[];
+} {
+  const inUse: Record<string, string[]> = {};
+  for (const name of Object.keys(context.adapters)) inUse[name] = [];
+  for (const d of Object.values(context.devices)) {
+    if (holdsSlot(d) && d.adapter !== null) (inUse[d.adapter] ??= []).push(d.address);
+  }
+  const queued = Object.values(context.devices)
+    .filter((d) => d.status === 'queued')
+    .sort((a, b) => a.ticket - b.ticket)
+    .map((d) => d.address);
+  return { inUse, queued };
+}

@@ -1,0 +1,433 @@
+/**
+ * `createAdapterPool`: the adapter pool machine (src/machines/adapter-pool.ts) running over a
+ * BluezClient, with the real connection actors as its children and the reset ladder as their
+ * `resetAdapter` actor. This file is the glue: it feeds the mirror to the pool, forwards the
+ * children's states, and offers connect/disconnect/snapshot.
+ */
+import { createActor, type Actor, type AnyActorRef, type InspectionEvent } from 'xstate';
+import type { BluezClient } from '../bluez/client-types.js';
+import { AbortedError, BluezError, OutOfSlotsError, classifyError, isAbortError } from '../bluez/errors.js';
+import { validateMac } from '../bluez/validate.js';
+import { connectionActorImplementations } from '../actors/connection-actors.js';
+import { LeaseBook } from '../actors/lease-book.js';
+import { ResetLadder, resetLadderActor, type ResetLadderOptions } from '../actors/reset-ladder.js';
+import { ladderBluezPort } from '../actors/reset-ladder-ports.js';
+import { resolveOptions, type ConnectionLogger, type ConnectionOptions } from '../connection/options.js';
+import type { Validator } from '../connection/validators.js';
+import { connectionMachine } from '../machines/connection.js';
+import { adapterPoolMachine } from '../machines/adapter-pool.js';
+import {
+  effectiveLimit,
+  type AdapterStrategy,
+  type PoolDeviceStatus,
+  type Sightings,
+} from '../machines/adapter-pool-logic.js';
+import { slotReport, type PoolEmitted } from '../machines/adapter-pool-steps.js';
+import { forwardChildStates } from './child-states.js';
+
+/** Per-device options of {@link AdapterPool.connect} (the pool chooses the adapters). */
+export type PoolConnectOptions = Omit<
+  ConnectionOptions,
+  | 'address'
+  | 'adapters'
+  | 'signal'
+  | 'overallTimeoutMs'
+  | 'logger'
+  | 'inspect'
+  | 'lateGattDelaysMs'
+  | 'disconnectTimeoutMs'
+  | 'rediscoveryTimeoutMs'
+> & {
+  /** Reconnect after a link loss (default true). */
+  keepAlive?: boolean;
+};
+
+/** Options of {@link createAdapterPool}. */
+export interface AdapterPoolOptions {
+  /** The BlueZ client (the caller owns it and closes it after the pool). */
+  bluez: BluezClient;
+  /** Links per adapter (SPEC §6 default 5; CSR 5, Broadcom/RPi 7, some Realtek 2–3). */
+  slotsPerAdapter?: number;
+  /** `round-robin` (default) or `score` (free slots, recent failures, RSSI on that adapter). */
+  strategy?: AdapterStrategy;
+  /** Defaults of every device's connection (overridable per `connect`). */
+  defaults?: PoolConnectOptions &
+    Pick<ConnectionOptions, 'lateGattDelaysMs' | 'disconnectTimeoutMs' | 'rediscoveryTimeoutMs'>;
+  /**
+   * The recovery ladder run by a child's `resetting` state (SPEC §4). Without it, `reset` escalation
+   * power-cycles the adapter through D-Bus only.
+   */
+  resetLadder?: Omit<ResetLadderOptions, 'bluez'>;
+  logger?: ConnectionLogger;
+  /** XState inspection of the pool and its children. */
+  inspect?: (event: InspectionEvent) => void;
+}
+
+/** Per-adapter view in a {@link PoolSnapshot}. */
+export interface PoolAdapterSnapshot {
+  readonly name: string;
+  readonly present: boolean;
+  readonly powered: boolean;
+  /** The limit in force (configured, or lower when learned from a refused link). */
+  readonly limit: number;
+  readonly learnedLimit: number | null;
+  /** Devices holding a slot here. */
+  readonly inUse: readonly string[];
+  readonly recentFailures: number;
+}
+
+/** A plain view of the pool. */
+export interface PoolSnapshot {
+  readonly bluezUp: boolean;
+  readonly adapters: readonly PoolAdapterSnapshot[];
+  /** Devices waiting for a slot, in queue order. */
+  readonly queued: readonly string[];
+  readonly devices: ReadonlyArray<{
+    address: string;
+    status: PoolDeviceStatus;
+    adapter: string | null;
+    error: string | null;
+  }>;
+}
+
+/** A pooled connection once connected. */
+export interface PooledConnection {
+  readonly address: string;
+  readonly adapter: string;
+  /** The device's connection actor. */
+  readonly child: AnyActorRef;
+}
+
+/** The running pool. */
+export interface AdapterPool {
+  /** The pool actor (snapshots, `on('device-connected', …)`, inspection). */
+  readonly actor: Actor<typeof adapterPoolMachine>;
+  /**
+   * Starts managing a device and returns its connection actor (idle while queued). A device that
+   * waited for a slot after a refused link gets a fresh actor: `child(address)` returns the current one.
+   */
+  connect(address: string, options?: PoolConnectOptions): AnyActorRef;
+  /** `connect`, then resolves once it is connected; rejects with the child's error, or on `signal`. */
+  connected(
+    address: string,
+    options?: PoolConnectOptions & { signal?: AbortSignal },
+  ): Promise<PooledConnection>;
+  /** Verified disconnect; resolves when the device has left the pool. */
+  disconnect(address: string): Promise<void>;
+  /** The current connection actor of a device. */
+  child(address: string): AnyActorRef | undefined;
+  snapshot(): PoolSnapshot;
+  /** Stops every child (no disconnect), releases every lock and listener. Idempotent. */
+  close(): Promise<void>;
+  /** Locks held by children right now (tests check that nothing leaks). */
+  readonly heldLocks: number;
+}
+
+function validatePoolOptions(options: AdapterPoolOptions): { slots: number; strategy: AdapterStrategy } {
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError('createAdapterPool options must be an object');
+  const bluez = options.bluez as Partial<BluezClient> | undefined;
+  if (typeof bluez !== 'object' || bluez === null || typeof bluez.connect !== 'function') {
+    throw new TypeError('bluez must be a BluezClient from openBluez()');
+  }
+  const slots = options.slotsPerAdapter ?? 5;
+  if (typeof slots !== 'number') throw new TypeError(`slotsPerAdapter must be a number, got ${typeof slots}`);
+  if (!Number.isInteger(slots) || slots < 1)
+    throw new RangeError(`slotsPerAdapter must be an integer >= 1, got ${slots}`);
+  const strategy = options.strategy ?? 'round-robin';
+  if (strategy !== 'round-robin' && strategy !== 'score') {
+    throw new TypeError(`strategy must be "round-robin" or "score", got ${JSON.stringify(strategy)}`);
+  }
+  return { slots, strategy };
+}
+
+function sightingsOf(bluez: BluezClient, address: string): Sightings {
+  const out: Record<string, number | null> = {};
+  for (const d of bluez.mirror.adaptersSeeing(address)) out[d.adapter] = d.rssi ?? null;
+  return out;
+}
+
+/**
+ * Creates and starts the adapter pool of SPEC §3 over `options.bluez`.
+ * Throws TypeError/RangeError naming the field for bad options, before any I/O.
+ */
+export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
+  const { slots, strategy } = validatePoolOptions(options);
+  const { bluez } = options;
+  const logger = options.logger ?? {};
+  const poolDefaults = resolveOptions({ address: '00:00:00:00:00:00', ...options.defaults });
+  const ladder =
+    options.resetLadder === undefined
+      ? undefined
+      : new ResetLadder({
+          ...options.resetLadder,
+          bluez: ladderBluezPort(bluez),
+          log:
+            options.resetLadder.log ??
+            ((e) => logger[e.level]?.(e.message, { adapter: e.adapter, step: e.step, drops: e.drops })),
+        });
+
+  const validators = new Map<string, Validator | undefined>();
+  const leases = new LeaseBook();
+  let poolActor: Actor<typeof adapterPoolMachine> | undefined;
+  let closed = false;
+
+  // bluetoothd reports a controller that refuses a link for lack of resources (HCI 0x0d) as
+  // le-connection-abort-by-local, the text of an RF abort: with the adapter's links counted
+  // against the limit in force (learned limits included) it becomes an out-of-slots error, so
+  // escalation rotates at once instead of retrying on a saturated controller.
+  const reclassifying = new Proxy(bluez, {
+    get(target, property) {
+      if (property === 'connect') {
+        return async (...args: Parameters<BluezClient['connect']>) => {
+          try {
+            await target.connect(...args);
+          } catch (err) {
+            const [adapter] = args;
+            if (err instanceof AbortedError && poolActor !== undefined) {
+              const limit = effectiveLimit(poolActor.getSnapshot().context, adapter);
+              if (classifyError(err, { slotsPerAdapter: limit }).class === 'outOfSlots') {
+                throw new OutOfSlotsError(
+                  `${err.message} (${adapter} holds ${err.linksOnAdapter} links, limit ${limit})`,
+                  {
+                    dbusName: err.dbusName,
+                    adapter,
+                    device: err.device,
+                    cause: err,
+                    linksOnAdapter: err.linksOnAdapter,
+                  },
+                );
+              }
+            }
+            throw err;
+          }
+        };
+      }
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+
+  const implementations = connectionActorImplementations({
+    bluez: reclassifying,
+    validate: (context) => {
+      const own = validators.get(context.address);
+      return own === undefined ? true : own(context);
+    },
+    lateGattDelaysMs: poolDefaults.lateGattDelaysMs,
+    disconnectTimeoutMs: poolDefaults.disconnectTimeoutMs,
+    rediscoveryTimeoutMs: poolDefaults.rediscoveryTimeoutMs,
+    leases,
+    policy: poolDefaults.policy,
+  });
+  const childLogic = connectionMachine.provide({
+    ...implementations,
+    actors: {
+      ...implementations.actors,
+      ...(ladder === undefined ? {} : { resetAdapter: resetLadderActor(ladder) }),
+    },
+  } as never);
+
+  const actor = createActor(adapterPoolMachine.provide({ actors: { connection: childLogic } }), {
+    input: {
+      slotsPerAdapter: slots,
+      strategy,
+      adapters: bluez.adapters().map((a) => ({ name: a.name, powered: a.powered })),
+      bluezUp: bluez.mirror.bluezReady,
+    },
+    inspect: options.inspect,
+  });
+  poolActor = actor;
+
+  const endErrors = new Map<string, unknown>();
+  const stopForwarding = forwardChildStates(actor, (address, _id, error) => endErrors.set(address, error));
+
+  // ---- mirror → pool ---------------------------------------------------------------------------
+  let known = new Map<string, boolean>(bluez.adapters().map((a) => [a.name, a.powered]));
+  let up = bluez.mirror.bluezReady;
+  const lastSightings = new Map<string, string>();
+  const syncMirror = (): void => {
+    if (closed) return;
+    const ready = bluez.mirror.bluezReady;
+    if (!ready && up) {
+      up = false;
+      actor.send({ type: 'BLUEZ_DOWN' });
+      known = new Map();
+    }
+    const now = new Map<string, boolean>(ready ? bluez.adapters().map((a) => [a.name, a.powered]) : []);
+    for (const [name] of known) if (!now.has(name)) actor.send({ type: 'ADAPTER_GONE', name });
+    for (const [name, powered] of now) {
+      if (known.get(name) !== powered) actor.send({ type: 'ADAPTER_PRESENT', name, powered });
+    }
+    known = now;
+    for (const address of Object.keys(actor.getSnapshot().context.devices)) {
+      const sightings = sightingsOf(bluez, address);
+      const key = JSON.stringify(sightings);
+      if (lastSightings.get(address) !== key) {
+        lastSightings.set(address, key);
+        actor.send({ type: 'SIGHTINGS', address, sightings });
+      }
+    }
+    if (ready && !up) {
+      up = true;
+      actor.send({ type: 'BLUEZ_UP' });
+    }
+  };
+  const offMirror = [
+    bluez.mirror.on('change', syncMirror),
+    bluez.mirror.on('rebuilt', syncMirror),
+    bluez.mirror.on('ownerChanged', syncMirror),
+  ];
+
+  const offLog = [
+    actor.on('device-rotated', (e) =>
+      logger.info?.(`${e.address}: rotated from ${e.from} to ${e.to}`, { ...e }),
+    ),
+    actor.on('device-requeued', (e) =>
+      logger.info?.(`${e.address}: waiting for a slot (${e.reason})`, { ...e }),
+    ),
+    actor.on('slot-limit-learned', (e) =>
+      logger.warn?.(`${e.adapter} refused a link at ${e.limit} links: using ${e.limit} as its slot limit`, {
+        ...e,
+      }),
+    ),
+    actor.on('device-failed', (e) => logger.warn?.(`${e.address}: gave up: ${e.error}`, { ...e })),
+  ];
+  actor.start();
+
+  const childOf = (address: string): AnyActorRef | undefined => {
+    const d = actor.getSnapshot().context.devices[address];
+    if (d?.childId == null) return undefined;
+    return (actor.getSnapshot().children as Record<string, AnyActorRef | undefined>)[d.childId];
+  };
+
+  const connect = (address: string, connectOptions: PoolConnectOptions = {}): AnyActorRef => {
+    if (closed) throw new Error('the adapter pool is closed');
+    const mac = validateMac(address, 'address');
+    const resolved = resolveOptions({ ...options.defaults, ...connectOptions, address: mac });
+    const keepAlive = connectOptions.keepAlive ?? options.defaults?.keepAlive ?? true;
+    if (typeof keepAlive !== 'boolean') throw new TypeError('keepAlive must be a boolean');
+    validators.set(mac, resolved.validate);
+    endErrors.delete(mac);
+    const sightings = sightingsOf(bluez, mac);
+    lastSightings.set(mac, JSON.stringify(sightings));
+    actor.send({ type: 'SIGHTINGS', address: mac, sightings });
+    actor.send({
+      type: 'CONNECT_DEVICE',
+      address: mac,
+      keepAlive,
+      settings: {
+        maxAttempts: resolved.maxAttempts,
+        attemptTimeoutMs: resolved.attemptTimeoutMs,
+        closeInactiveConnections: resolved.closeInactiveConnections,
+        escalation: resolved.escalation,
+        backoffMs: resolved.backoffMs,
+      },
+    });
+    const child = childOf(mac);
+    if (child === undefined) throw new Error(`${mac}: the pool did not create a connection actor`);
+    return child;
+  };
+
+  const waitFor = <T>(
+    decide: (emitted: PoolEmitted | null) => { value: T } | { error: unknown } | undefined,
+    signal?: AbortSignal,
+  ): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      const subs: Array<{ unsubscribe(): void }> = [];
+      const done = (outcome: { value: T } | { error: unknown }): void => {
+        for (const s of subs) s.unsubscribe();
+        signal?.removeEventListener('abort', onAbort);
+        if ('value' in outcome) resolve(outcome.value);
+        else reject(outcome.error);
+      };
+      const onAbort = (): void => done({ error: signal?.reason });
+      const check = (e: PoolEmitted | null): void => {
+        const outcome = decide(e);
+        if (outcome !== undefined) done(outcome);
+      };
+      subs.push(actor.on('*', (e) => check(e as PoolEmitted)));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      check(null);
+    });
+
+  return {
+    actor,
+    connect,
+    async connected(address, connectOptions = {}) {
+      const { signal, ...rest } = connectOptions;
+      if (signal?.aborted) throw signal.reason;
+      const mac = validateMac(address, 'address');
+      connect(mac, rest);
+      try {
+        return await waitFor<PooledConnection>((e) => {
+          const d = actor.getSnapshot().context.devices[mac];
+          if (d === undefined) return { error: new Error(`${mac} left the pool before it connected`) };
+          if (d.status === 'connected' && d.adapter !== null) {
+            const child = childOf(mac);
+            if (child !== undefined) return { value: { address: mac, adapter: d.adapter, child } };
+          }
+          if (d.status === 'failed' || (e?.type === 'device-failed' && e.address === mac)) {
+            const error = endErrors.get(mac);
+            return {
+              error: error ?? new BluezError('CONNECTION_FAILED', 'other', d.error ?? `${mac} failed`),
+            };
+          }
+          return undefined;
+        }, signal);
+      } catch (err) {
+        if (isAbortError(err) || signal?.aborted) actor.send({ type: 'DISCONNECT_DEVICE', address: mac });
+        throw err;
+      }
+    },
+    async disconnect(address) {
+      const mac = validateMac(address, 'address');
+      if (actor.getSnapshot().context.devices[mac] === undefined) return;
+      const gone = waitFor<void>(() =>
+        actor.getSnapshot().context.devices[mac] === undefined ? { value: undefined } : undefined,
+      );
+      actor.send({ type: 'DISCONNECT_DEVICE', address: mac });
+      await gone;
+    },
+    child: (address) => childOf(validateMac(address, 'address')),
+    snapshot() {
+      const context = actor.getSnapshot().context;
+      const report = slotReport(context);
+      return {
+        bluezUp: context.bluezUp,
+        adapters: Object.values(context.adapters)
+          .sort((a, b) => Number(a.name.slice(3)) - Number(b.name.slice(3)))
+          .map((a) => ({
+            name: a.name,
+            present: a.present,
+            powered: a.powered,
+            limit: effectiveLimit(context, a.name),
+            learnedLimit: a.learnedLimit,
+            inUse: report.inUse[a.name] ?? [],
+            recentFailures: a.recentFailures,
+          })),
+        queued: report.queued,
+        devices: Object.values(context.devices).map((d) => ({
+          address: d.address,
+          status: d.status,
+          adapter: d.adapter,
+          error: d.error,
+        })),
+      };
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      for (const off of offMirror) off();
+      for (const sub of offLog) sub.unsubscribe();
+      stopForwarding();
+      actor.stop();
+      // Children stopped in any state: no lock outlives them.
+      leases.releaseAll();
+      validators.clear();
+    },
+    get heldLocks() {
+      return leases.size;
+    },
+  };
+}
