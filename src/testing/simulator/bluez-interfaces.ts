@@ -6,9 +6,16 @@
  * exactly that here, or a test passes against the simulator and fails on a
  * real gateway.
  *
+ * Where the 5.66 docs and bluetoothd 5.66 differ, the simulator follows the
+ * daemon (what a client really sees): the GATT client objects have no Handle
+ * property (server only until later releases) and descriptors have no Flags
+ * (src/gatt-client.c descriptor_properties); Value exists only once a value
+ * was read or notified, MTU only while connected.
+ *
  * Deliberately absent: Device1.Disconnected signal and Adapter1.Manufacturer /
- * Version (BlueZ 5.83+ only), AdvertisementMonitor / LEAdvertisingManager /
- * Media interfaces (not modelled).
+ * Version (BlueZ 5.83+ only), Adapter1.ConnectDevice (experimental, needs
+ * bluetoothd -E), AdvertisementMonitor / LEAdvertisingManager / Media
+ * interfaces (not modelled).
  */
 import type { InterfaceSpec } from './exported.js';
 
@@ -107,7 +114,7 @@ export const DEVICE1: InterfaceSpec = {
 
 export const GATT_SERVICE1: InterfaceSpec = {
   name: 'org.bluez.GattService1',
-  properties: [r('UUID', 's'), r('Primary', 'b'), r('Device', 'o'), r('Includes', 'ao'), r('Handle', 'q')],
+  properties: [r('UUID', 's'), r('Device', 'o'), r('Primary', 'b'), r('Includes', 'ao')],
   methods: [],
   signals: [],
 };
@@ -122,7 +129,6 @@ export const GATT_CHARACTERISTIC1: InterfaceSpec = {
     r('Flags', 'as'),
     r('WriteAcquired', 'b'),
     r('NotifyAcquired', 'b'),
-    r('Handle', 'q'),
     r('MTU', 'q'),
   ],
   methods: [
@@ -138,13 +144,7 @@ export const GATT_CHARACTERISTIC1: InterfaceSpec = {
 
 export const GATT_DESCRIPTOR1: InterfaceSpec = {
   name: 'org.bluez.GattDescriptor1',
-  properties: [
-    r('UUID', 's'),
-    r('Characteristic', 'o'),
-    r('Value', 'ay'),
-    r('Flags', 'as'),
-    r('Handle', 'q'),
-  ],
+  properties: [r('UUID', 's'), r('Characteristic', 'o'), r('Value', 'ay')],
   methods: [
     { name: 'ReadValue', in: 'a{sv}', out: 'ay' },
     { name: 'WriteValue', in: 'aya{sv}', out: '' },

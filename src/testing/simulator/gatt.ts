@@ -52,7 +52,8 @@ function toBytes(v: unknown): number[] {
 
 export class GattDescriptor {
   readonly iface: ExportedInterface;
-  cached: number[] = [];
+  /** bluetoothd's cached value; the property is absent until something was read. */
+  cached: number[] | undefined;
   constructor(
     readonly path: string,
     readonly handle: number,
@@ -67,11 +68,7 @@ export class GattDescriptor {
           case 'Characteristic':
             return chrc.path;
           case 'Value':
-            return Buffer.from(this.cached);
-          case 'Flags':
-            return spec.flags ?? ['read'];
-          case 'Handle':
-            return handle;
+            return this.cached === undefined ? undefined : Buffer.from(this.cached);
           default:
             return undefined;
         }
@@ -102,8 +99,8 @@ export class GattDescriptor {
 export class GattCharacteristic {
   readonly iface: ExportedInterface;
   readonly descriptors: GattDescriptor[] = [];
-  /** bluetoothd's cached Value (what the D-Bus property shows). */
-  cached: number[] = [];
+  /** bluetoothd's cached Value (what the D-Bus property shows); absent until read or notified. */
+  cached: number[] | undefined;
   /** Bus names with a notify session (StartNotify). */
   readonly sessions = new Set<string>();
   private counter = 0;
@@ -125,17 +122,15 @@ export class GattCharacteristic {
           case 'Service':
             return service.path;
           case 'Value':
-            return Buffer.from(this.cached);
+            return this.cached === undefined ? undefined : Buffer.from(this.cached);
           case 'Notifying':
             return spec.flags.includes('notify') || spec.flags.includes('indicate')
               ? this.notifying
               : undefined;
           case 'Flags':
             return spec.flags;
-          case 'Handle':
-            return handle;
           case 'MTU':
-            return MTU;
+            return owner.linkUp() ? MTU : undefined;
           default:
             return undefined; // WriteAcquired / NotifyAcquired: no fd passing over dbus-next without usocket
         }
@@ -274,8 +269,6 @@ export class GattService {
             return owner.path;
           case 'Includes':
             return [];
-          case 'Handle':
-            return handle;
           default:
             return undefined;
         }
