@@ -169,7 +169,8 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
 
   const validators = new Map<string, Validator | undefined>();
   const leases = new LeaseBook();
-  let poolActor: Actor<typeof adapterPoolMachine> | undefined;
+  // The pool actor, once created (the connect wrapper below is built before it).
+  const ref: { pool?: Actor<typeof adapterPoolMachine> } = {};
   let closed = false;
 
   // bluetoothd reports a controller that refuses a link for lack of resources (HCI 0x0d) as
@@ -184,8 +185,8 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
             await target.connect(...args);
           } catch (err) {
             const [adapter] = args;
-            if (err instanceof AbortedError && poolActor !== undefined) {
-              const limit = effectiveLimit(poolActor.getSnapshot().context, adapter);
+            if (err instanceof AbortedError && ref.pool !== undefined) {
+              const limit = effectiveLimit(ref.pool.getSnapshot().context, adapter);
               if (classifyError(err, { slotsPerAdapter: limit }).class === 'outOfSlots') {
                 throw new OutOfSlotsError(
                   `${err.message} (${adapter} holds ${err.linksOnAdapter} links, limit ${limit})`,
@@ -237,7 +238,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     },
     inspect: options.inspect,
   });
-  poolActor = actor;
+  ref.pool = actor;
 
   const endErrors = new Map<string, unknown>();
   const stopForwarding = forwardChildStates(actor, (address, _id, error) => endErrors.set(address, error));

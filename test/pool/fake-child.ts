@@ -1,0 +1,193 @@
+/**
+ * A scripted stand-in for the connection machine as a pool child: the same input, the same events
+ * from the pool (CONNECT, ADAPTER_ASSIGNED, DISCONNECT, CANCEL), the same context fields the pool
+ * reads (adapter, attempts), and ROTATION_REQUESTED through sendParent. The test drives it with
+ * TEST_* events.
+ */
+import { createActor, sendParent, setup, assign, type AnyActorRef } from 'xstate';
+import type {
+  ConnectionAttempt,
+  ConnectionInput,
+  ConnectionOutput,
+  FailureClass,
+  RotationRequest,
+} from '../../src/machines/connection-contracts.js';
+import { adapterPoolMachine, type PoolInput } from '../../src/machines/adapter-pool.js';
+import { forwardChildStates } from '../../src/pool/child-states.js';
+import type { PoolEmitted } from '../../src/machines/adapter-pool-steps.js';
+
+interface FakeContext {
+  address: string;
+  adapter: string;
+  assignedAdapter: string | null;
+  attempts: ConnectionAttempt[];
+}
+
+type FakeEvent =
+  | { type: 'CONNECT' }
+  | { type: 'DISCONNECT' }
+  | { type: 'CANCEL'; reason: 'aborted' | 'timed-out' }
+  | { type: 'ADAPTER_ASSIGNED'; adapter: string }
+  | { type: 'TEST_CONNECTED' }
+  | { type: 'TEST_FAIL'; failureClass: FailureClass; rotate: boolean }
+  | { type: 'TEST_RETRY' }
+  | { type: 'TEST_LINK_LOST' }
+  | { type: 'TEST_CRASH' };
+
+function attempt(context: FakeContext): Partial<FakeContext> {
+  const adapter = context.assignedAdapter ?? context.adapter;
+  const a: ConnectionAttempt = {
+    number: context.attempts.length + 1,
+    adapter,
+    startedAt: 0,
+    durationMs: null,
+    outcome: 'pending',
+    cause: null,
+    escalation: null,
+    adopted: false,
+  };
+  return { adapter, assignedAdapter: null, attempts: [...context.attempts, a] };
+}
+
+function endAttempt(context: FakeContext, patch: Partial<ConnectionAttempt>): ConnectionAttempt[] {
+  const attempts = [...context.attempts];
+  const last = attempts[attempts.length - 1];
+  if (last !== undefined) attempts[attempts.length - 1] = { ...last, ...patch };
+  return attempts;
+}
+
+export const fakeChild = setup({
+  types: {
+    context: {} as FakeContext,
+    events: {} as FakeEvent,
+    input: {} as ConnectionInput,
+    output: {} as ConnectionOutput,
+  },
+}).createMachine({
+  id: 'connection',
+  context: ({ input }) => ({
+    address: input.address,
+    adapter: input.adapters[0] ?? 'hci0',
+    assignedAdapter: null,
+    attempts: [],
+  }),
+  on: {
+    ADAPTER_ASSIGNED: { actions: assign({ assignedAdapter: ({ event }) => event.adapter }) },
+    TEST_CRASH: {
+      actions: () => {
+        throw new Error('boom in a child action');
+      },
+    },
+  },
+  initial: 'idle',
+  output: ({ context }) => ({
+    error: new DOMException(`${context.address}: connecting was aborted`, 'AbortError'),
+    attempts: context.attempts,
+  }),
+  states: {
+    idle: { on: { CONNECT: { target: 'connecting', actions: assign(({ context }) => attempt(context)) } } },
+    connecting: {
+      on: {
+        TEST_CONNECTED: {
+          target: 'connected',
+          actions: assign({ attempts: ({ context }) => endAttempt(context, { outcome: 'connected' }) }),
+        },
+        TEST_FAIL: {
+          target: 'backoff',
+          actions: [
+            assign({
+              attempts: ({ context, event }) =>
+                endAttempt(context, {
+                  outcome: 'failed',
+                  cause: { class: event.failureClass, code: 'X', name: 'Error', message: event.failureClass },
+                }),
+            }),
+            sendParent(({ context, event }): RotationRequest | { type: 'IGNORED' } =>
+              event.rotate
+                ? {
+                    type: 'ROTATION_REQUESTED',
+                    address: context.address,
+                    fromAdapter: context.adapter,
+                    failureClass: event.failureClass,
+                  }
+                : { type: 'IGNORED' },
+            ),
+          ],
+        },
+        CANCEL: 'failed',
+      },
+    },
+    backoff: {
+      on: {
+        TEST_RETRY: { target: 'connecting', actions: assign(({ context }) => attempt(context)) },
+        CANCEL: 'failed',
+      },
+    },
+    connected: { on: { TEST_LINK_LOST: 'idle', DISCONNECT: 'idle' } },
+    failed: { type: 'final' },
+  },
+});
+
+/** A pool over fake children, with the child-state forwarder the runtime uses. */
+export function startFakePool(input: Partial<PoolInput> = {}) {
+  const pool = createActor(adapterPoolMachine.provide({ actors: { connection: fakeChild as never } }), {
+    input: {
+      slotsPerAdapter: 2,
+      strategy: 'round-robin',
+      adapters: [
+        { name: 'hci0', powered: true },
+        { name: 'hci1', powered: true },
+      ],
+      ...input,
+    },
+  });
+  const emitted: PoolEmitted[] = [];
+  pool.on('*', (e) => emitted.push(e as PoolEmitted));
+  const stopForwarding = forwardChildStates(pool);
+  pool.start();
+  const ctx = () => pool.getSnapshot().context;
+  const child = (address: string): AnyActorRef => {
+    const id = ctx().devices[address]?.childId;
+    const ref = id == null ? undefined : (pool.getSnapshot().children as Record<string, AnyActorRef>)[id];
+    if (ref === undefined) throw new Error(`no child for ${address}`);
+    return ref;
+  };
+  const settings = {
+    maxAttempts: 4,
+    attemptTimeoutMs: 1000,
+    closeInactiveConnections: false,
+    escalation: {
+      diagnose: true,
+      clear: true,
+      rotate: true,
+      reset: false,
+      rotateAfter: 2,
+      clearAfter: 4,
+      resetAfter: 6,
+      resetCooldownMs: 300_000,
+      maxLevel: 'reset' as const,
+    },
+    backoffMs: {},
+  };
+  return {
+    pool,
+    emitted,
+    ctx,
+    child,
+    /** Sightings first, then admission (as the runtime does). */
+    admit(
+      address: string,
+      seenBy: Record<string, number | null> = { hci0: -60, hci1: -60 },
+      keepAlive = true,
+    ) {
+      pool.send({ type: 'SIGHTINGS', address, sightings: seenBy });
+      pool.send({ type: 'CONNECT_DEVICE', address, settings, keepAlive });
+    },
+    status: (address: string) => ctx().devices[address]?.status,
+    adapterOf: (address: string) => ctx().devices[address]?.adapter ?? null,
+    stop() {
+      stopForwarding();
+      pool.stop();
+    },
+  };
+}

@@ -1,0 +1,200 @@
+/**
+ * The adapter pool machine with scripted children (no D-Bus): slot accounting, queue, rotation,
+ * requeue, adapters coming and going, bluetoothd restarts, crashing children.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { slotReport } from '../../src/machines/adapter-pool-steps.js';
+import { chooseAdapter, type PoolView } from '../../src/machines/adapter-pool-logic.js';
+import { startFakePool } from './fake-child.js';
+
+const D = (n: number) => `AA:00:00:00:00:0${n}`;
+let pools: Array<ReturnType<typeof startFakePool>> = [];
+function fakePool(...args: Parameters<typeof startFakePool>) {
+  const p = startFakePool(...args);
+  pools.push(p);
+  return p;
+}
+afterEach(() => {
+  for (const p of pools) p.stop();
+  pools = [];
+});
+
+function perAdapter(p: ReturnType<typeof startFakePool>) {
+  const { inUse, queued } = slotReport(p.ctx());
+  return { hci0: inUse.hci0 ?? [], hci1: inUse.hci1 ?? [], queued };
+}
+
+describe('slot accounting and queue', () => {
+  it('2 adapters × 2 slots and 6 devices: round-robin fills both, two wait, a freed slot goes to the oldest waiting device', () => {
+    const p = fakePool();
+    for (let i = 1; i <= 6; i += 1) p.admit(D(i));
+    expect(perAdapter(p)).toEqual({
+      hci0: [D(1), D(3)],
+      hci1: [D(2), D(4)],
+      queued: [D(5), D(6)],
+    });
+    // Queued devices have an idle child (the caller can watch it) that was never told to connect.
+    expect(p.child(D(5)).getSnapshot().value).toBe('idle');
+
+    for (let i = 1; i <= 4; i += 1) p.child(D(i)).send({ type: 'TEST_CONNECTED' });
+    expect([1, 2, 3, 4].map((i) => p.status(D(i)))).toEqual([
+      'connected',
+      'connected',
+      'connected',
+      'connected',
+    ]);
+
+    // D1 loses its link (Connected=false): its hci0 slot goes to D5; D1 (keep-alive) waits behind D6.
+    p.child(D(1)).send({ type: 'TEST_LINK_LOST' });
+    expect(perAdapter(p)).toEqual({ hci0: [D(3), D(5)], hci1: [D(2), D(4)], queued: [D(6), D(1)] });
+    expect(p.child(D(5)).getSnapshot().value).toBe('connecting');
+    expect(p.child(D(5)).getSnapshot().context.adapter).toBe('hci0');
+  });
+
+  it('a requested disconnect frees the slot and removes the device once its child is idle', () => {
+    const p = fakePool({ slotsPerAdapter: 1, adapters: [{ name: 'hci0', powered: true }] });
+    p.admit(D(1), { hci0: -50 });
+    p.admit(D(2), { hci0: -50 });
+    p.child(D(1)).send({ type: 'TEST_CONNECTED' });
+    expect(perAdapter(p).queued).toEqual([D(2)]);
+    p.pool.send({ type: 'DISCONNECT_DEVICE', address: D(1) });
+    expect(p.ctx().devices[D(1)]).toBeUndefined();
+    expect(p.emitted).toContainEqual({ type: 'device-removed', address: D(1) });
+    expect(perAdapter(p).hci0).toEqual([D(2)]);
+  });
+});
+
+describe('adapter choice', () => {
+  it('never assigns an adapter that does not see the device, even with free slots there', () => {
+    const p = fakePool({ slotsPerAdapter: 1 });
+    p.admit(D(1), { hci0: -50 });
+    p.admit(D(2), { hci0: -50 });
+    expect(p.adapterOf(D(1))).toBe('hci0');
+    expect(p.status(D(2))).toBe('queued');
+    expect(perAdapter(p).hci1).toEqual([]);
+  });
+
+  it('score: free slots first, then recent failures, then RSSI on that adapter', () => {
+    const view: PoolView = {
+      adapters: {
+        hci0: { name: 'hci0', present: true, powered: true, learnedLimit: null, recentFailures: 0 },
+        hci1: { name: 'hci1', present: true, powered: true, learnedLimit: null, recentFailures: 0 },
+      },
+      devices: {},
+      sightings: { [D(1)]: { hci0: -80, hci1: -50 } },
+      slotsPerAdapter: 5,
+      strategy: 'score',
+      lastChosen: null,
+      bluezUp: true,
+    };
+    expect(chooseAdapter(view, D(1))).toBe('hci1');
+    const failing = {
+      ...view,
+      adapters: { ...view.adapters, hci1: { ...view.adapters.hci1!, recentFailures: 3 } },
+    };
+    expect(chooseAdapter(failing, D(1))).toBe('hci0');
+    // A device no adapter has seen yet may go anywhere (the child discovers it there).
+    expect(chooseAdapter({ ...view, sightings: {} }, D(2))).toBe('hci0');
+  });
+});
+
+describe('rotation', () => {
+  it('a refused link while the adapter holds links rotates to the other adapter that sees the device and lowers the limit', () => {
+    const p = fakePool({ slotsPerAdapter: 5, strategy: 'score' });
+    p.admit(D(1), { hci0: -40 });
+    p.child(D(1)).send({ type: 'TEST_CONNECTED' });
+    p.admit(D(2), { hci0: -30, hci1: -95 });
+    expect(p.adapterOf(D(2))).toBe('hci0');
+
+    p.child(D(2)).send({ type: 'TEST_FAIL', failureClass: 'aborted', rotate: true });
+    expect(p.emitted).toContainEqual({ type: 'slot-limit-learned', adapter: 'hci0', limit: 1 });
+    expect(p.adapterOf(D(2))).toBe('hci1');
+    p.child(D(2)).send({ type: 'TEST_RETRY' });
+    expect(p.child(D(2)).getSnapshot().context.adapter).toBe('hci1');
+
+    // A device only hci0 sees now waits for hci0 instead of going to the blind hci1.
+    p.admit(D(3), { hci0: -40 });
+    expect(p.status(D(3))).toBe('queued');
+    p.pool.send({ type: 'DISCONNECT_DEVICE', address: D(1) });
+    expect(p.adapterOf(D(3))).toBe('hci0');
+  });
+
+  it('with no other adapter, the device waits in the queue with a fresh idle child instead of burning attempts', () => {
+    const p = fakePool({ slotsPerAdapter: 5, adapters: [{ name: 'hci0', powered: true }] });
+    p.admit(D(1), { hci0: -40 });
+    p.child(D(1)).send({ type: 'TEST_CONNECTED' });
+    p.admit(D(2), { hci0: -40 });
+    const firstChild = p.child(D(2));
+    firstChild.send({ type: 'TEST_FAIL', failureClass: 'outOfSlots', rotate: true });
+    expect(firstChild.getSnapshot().status).toBe('done');
+    expect(p.status(D(2))).toBe('queued');
+    expect(p.ctx().devices[D(2)]?.childId).toBe(`device:${D(2)}#2`);
+
+    p.child(D(1)).send({ type: 'TEST_LINK_LOST' });
+    // D1 (keep-alive) queued behind D2: D2 takes the freed slot.
+    expect(p.status(D(2))).toBe('connecting');
+    expect(p.status(D(1))).toBe('queued');
+  });
+
+  it('a rotation request that is not about slots and has no alternative leaves the child retrying where it is', () => {
+    const p = fakePool({ adapters: [{ name: 'hci0', powered: true }] });
+    p.admit(D(1), { hci0: -40 });
+    p.child(D(1)).send({ type: 'TEST_FAIL', failureClass: 'noReply', rotate: true });
+    expect(p.status(D(1))).toBe('connecting');
+    expect(p.adapterOf(D(1))).toBe('hci0');
+  });
+});
+
+describe('adapters and bluetoothd coming and going', () => {
+  it('an adapter removed mid-connection sends its connecting children elsewhere; a new adapter is used at once', () => {
+    const p = fakePool({ slotsPerAdapter: 1 });
+    p.admit(D(1));
+    p.admit(D(2));
+    p.admit(D(3));
+    expect(perAdapter(p)).toEqual({ hci0: [D(1)], hci1: [D(2)], queued: [D(3)] });
+
+    p.pool.send({ type: 'ADAPTER_GONE', name: 'hci0' });
+    // hci1 is full: D1 waits (its child is cancelled and replaced).
+    expect(p.status(D(1))).toBe('queued');
+
+    p.pool.send({ type: 'SIGHTINGS', address: D(1), sightings: { hci1: -60, hci2: -60 } });
+    p.pool.send({ type: 'SIGHTINGS', address: D(3), sightings: { hci1: -60, hci2: -60 } });
+    p.pool.send({ type: 'ADAPTER_PRESENT', name: 'hci2', powered: true });
+    // The oldest waiting device gets the new adapter straight away.
+    expect(p.adapterOf(D(3))).toBe('hci2');
+    expect(p.status(D(1))).toBe('queued');
+  });
+
+  it('bluetoothd restart: connecting children wait, connected ones re-queue on link loss, all are dispatched when it is back', () => {
+    const p = fakePool({ slotsPerAdapter: 5 });
+    for (let i = 1; i <= 3; i += 1) p.admit(D(i));
+    p.child(D(1)).send({ type: 'TEST_CONNECTED' });
+    p.child(D(2)).send({ type: 'TEST_CONNECTED' });
+
+    p.pool.send({ type: 'BLUEZ_DOWN' });
+    // D3 was connecting: its child is cancelled (the fake ends at once) and a fresh one waits.
+    expect(p.status(D(3))).toBe('queued');
+    expect(p.ctx().devices[D(3)]?.childId).toBe(`device:${D(3)}#2`);
+    p.child(D(1)).send({ type: 'TEST_LINK_LOST' });
+    p.child(D(2)).send({ type: 'TEST_LINK_LOST' });
+    expect([1, 2, 3].map((i) => p.status(D(i)))).toEqual(['queued', 'queued', 'queued']);
+
+    p.pool.send({ type: 'BLUEZ_UP' });
+    expect(perAdapter(p).queued).toHaveLength(3); // no adapters yet
+    p.pool.send({ type: 'ADAPTER_PRESENT', name: 'hci0', powered: true });
+    p.pool.send({ type: 'ADAPTER_PRESENT', name: 'hci1', powered: true });
+    expect([1, 2, 3].map((i) => p.status(D(i)))).toEqual(['connecting', 'connecting', 'connecting']);
+  });
+
+  it('a child that crashes is reported failed and the pool keeps running', () => {
+    const p = fakePool();
+    p.admit(D(1));
+    p.admit(D(2));
+    p.child(D(1)).send({ type: 'TEST_CRASH' });
+    expect(p.pool.getSnapshot().status).toBe('active');
+    expect(p.status(D(1))).toBe('failed');
+    expect(p.ctx().devices[D(1)]?.error).toMatch(/crashed: boom/);
+    p.child(D(2)).send({ type: 'TEST_CONNECTED' });
+    expect(p.status(D(2))).toBe('connected');
+  });
+});
