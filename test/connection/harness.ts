@@ -120,3 +120,38 @@ export async function eventually(what: string, check: () => boolean, ms = 10_000
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+/**
+ * Records every timer created until `stop()`; `stop()` returns those still pending that the
+ * simulator did not create (its own sleeps are not ours to judge), each with the delay and the
+ * creating stack. A leaked deadline of the library shows up here by name.
+ */
+export function trackTimers(): { stop(): string[] } {
+  const live = new Map<ReturnType<typeof setTimeout>, string>();
+  const originalSet = globalThis.setTimeout;
+  const originalClear = globalThis.clearTimeout;
+  const tracked = ((fn: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) => {
+    const timer = originalSet(
+      (...a: unknown[]) => {
+        live.delete(timer);
+        fn(...a);
+      },
+      ms,
+      ...args,
+    );
+    live.set(timer, `${ms ?? 0} ms ${new Error().stack?.split('\n').slice(2, 6).join(' | ') ?? ''}`);
+    return timer;
+  }) as typeof setTimeout;
+  globalThis.setTimeout = tracked;
+  globalThis.clearTimeout = ((timer: ReturnType<typeof setTimeout> | undefined) => {
+    if (timer !== undefined) live.delete(timer);
+    originalClear(timer);
+  }) as typeof clearTimeout;
+  return {
+    stop() {
+      globalThis.setTimeout = originalSet;
+      globalThis.clearTimeout = originalClear;
+      return [...live.values()].filter((stack) => !stack.includes('/src/testing/'));
+    },
+  };
+}
