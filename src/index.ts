@@ -49,3 +49,65 @@ export type {
   OpenBluezOptions,
   VerifiedDisconnectOutcome,
 } from './bluez/index.js';
+
+// The connection actor (issue 5): the SPEC §2 machine, its escalation ladder and profiles, the
+// runtime over src/bluez, and the post-connect validators.
+export { createConnectionActor, establishConnection } from './connection/establish.js';
+export type { AttemptReport, ConnectionActor, ManagedConnection } from './connection/establish.js';
+export { CONNECTION_DEFAULTS } from './connection/options.js';
+export type {
+  ConnectionActorOptions,
+  ConnectionLogger,
+  ConnectionOptions,
+  EstablishOptions,
+} from './connection/options.js';
+export {
+  characteristicExists,
+  gattNotEmpty,
+  normalizeUuid,
+  readCharacteristic,
+} from './connection/validators.js';
+export type { ValidationContext, Validator } from './connection/validators.js';
+export { connectionMachine, describeFailure } from './machines/connection.js';
+export type { ConnectionEmitted } from './machines/connection.js';
+export { DEFAULT_BACKOFF_MS } from './machines/connection-contracts.js';
+export type {
+  CancellationReason,
+  ConnectionAttempt,
+  ConnectionContext,
+  ConnectionExternalEvent,
+  ConnectionInput,
+  ConnectionOutput,
+  DeviceFinding,
+  FailureCause,
+  FailureClass,
+  RotationRequest,
+  TeardownReason,
+} from './machines/connection-contracts.js';
+export {
+  ESCALATION_LEVELS,
+  decideEscalation,
+  emptyLedger,
+  recordFailure,
+  recordReset,
+  recordSuccess,
+  resetCooldownElapsed,
+} from './machines/escalation.js';
+export type {
+  EscalationAction,
+  EscalationConfig,
+  EscalationLedger,
+  EscalationQuestion,
+} from './machines/escalation.js';
+export { EscalationPolicy, resolveEscalationConfig } from './machines/escalation-policy.js';
+export type { LedgerChange } from './machines/escalation-policy.js';
+export {
+  DEFAULT_ESCALATION,
+  ESCALATION_PROFILES,
+  PROFILE_BATTERY,
+  PROFILE_ON_DEMAND,
+  PROFILE_SENSOR,
+} from './machines/profiles.js';
+export type { EscalationProfileName } from './machines/profiles.js';
+export { createStateTrail, topLevelState } from './machines/state-trail.js';
+export type { StateTrail } from './machines/state-trail.js';
