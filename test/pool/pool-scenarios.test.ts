@@ -117,3 +117,101 @@ describe('adapter pool on the simulator', () => {
     expect([...(links.hci1 ?? [])].sort()).toEqual([Y, Z]);
   });
 });
+
+describe('adapters and bluetoothd coming and going (simulator)', () => {
+  it('adapter removed mid-connection: its devices reconnect on the other adapter; an adapter plugged in later is used at once', async () => {
+    const A = D(1); // connected on hci0 when it goes
+    const B = D(2); // still connecting on hci0 when it goes
+    const F = D(3); // only hci1 hears it
+    const C = D(4); // known nowhere yet: waits for a slot
+    world = await startPoolWorld(
+      {
+        adapters: [{ name: 'hci0' }, { name: 'hci1' }],
+        devices: [
+          peripheral(A),
+          peripheral(B),
+          peripheral(F, { knownOn: ['hci1'], inRange: ['hci1'] }),
+          peripheral(C, { knownOn: [] }),
+        ],
+        faults: [{ kind: 'connect-latency', target: { device: B, adapter: 'hci0' }, ms: 3000 }],
+      },
+      { slotsPerAdapter: 3 },
+    );
+    const w = world;
+    const events = record(w);
+    // Round-robin: A → hci0, F → hci1, B → hci0 (slow there).
+    expect((await w.pool.connected(A)).adapter).toBe('hci0');
+    expect((await w.pool.connected(F)).adapter).toBe('hci1');
+    w.pool.connect(B);
+    await eventually(
+      'B connecting on hci0 in bluetoothd',
+      () =>
+        w.env.sim
+          .state()
+          .adapters.find((a) => a.name === 'hci0')
+          ?.devices.find((d) => d.address === B)?.connecting === true,
+    );
+
+    w.env.sim.removeAdapter('hci0');
+    await eventually('B connected on hci1', () =>
+      w.pool
+        .snapshot()
+        .devices.some((d) => d.address === B && d.status === 'connected' && d.adapter === 'hci1'),
+    );
+    expect(events).toContainEqual({
+      type: 'device-rotated',
+      address: B,
+      from: 'hci0',
+      to: 'hci1',
+      failureClass: null,
+    });
+    expect(w.pool.snapshot().adapters.find((a) => a.name === 'hci0')?.present).toBe(false);
+
+    // hci1 is full (F, A, B): C waits …
+    w.pool.connect(C);
+    expect(w.pool.snapshot().queued).toEqual([C]);
+    // … until a new adapter is plugged in: it is used at once (C is discovered there).
+    w.env.sim.addAdapter({ name: 'hci2' });
+    await eventually('C connected on hci2', () =>
+      w.pool
+        .snapshot()
+        .devices.some((d) => d.address === C && d.status === 'connected' && d.adapter === 'hci2'),
+    );
+    expect(w.simLinks().hci2).toEqual([C]);
+  });
+
+  it('bluetoothd restart with 5 connected devices: all 5 connected again, no lock, wait or discovery session left behind', async () => {
+    const addresses = [1, 2, 3, 4, 5].map(D);
+    world = await startPoolWorld({
+      adapters: [{ name: 'hci0' }, { name: 'hci1' }],
+      devices: addresses.map((a) => peripheral(a)),
+    });
+    const w = world;
+    const events = record(w);
+    await Promise.all(addresses.map((a) => w.pool.connected(a)));
+    const firstBus = w.env.sim.state().busName;
+
+    await w.env.sim.restartDaemon({ downMs: 200 });
+    await eventually(
+      'bluetoothd replaced',
+      () => w.env.sim.state().busName !== firstBus && w.env.sim.state().daemonRunning,
+    );
+    await eventually('all 5 connected again', () => {
+      const links = Object.values(w.simLinks()).flat();
+      return (
+        links.length === 5 && w.pool.snapshot().devices.filter((d) => d.status === 'connected').length === 5
+      );
+    });
+    expect(events.filter((e) => e.type === 'device-link-lost')).toHaveLength(5);
+    expect(events.filter((e) => e.type === 'device-failed')).toEqual([]);
+    // Each device holds exactly one link, on the adapter the pool accounts for.
+    const links = w.simLinks();
+    for (const d of w.pool.snapshot().devices) expect(links[d.adapter ?? '']).toContain(d.address);
+    expect(Object.values(links).flat().sort()).toEqual([...addresses].sort());
+    // Nothing leaked: no device lock held, no pending mirror wait, no discovery session, no stray child.
+    expect(w.pool.heldLocks).toBe(0);
+    expect(w.bluez.mirror.pendingWaits).toBe(0);
+    expect(w.env.sim.state().adapters.flatMap((a) => a.discoveryClients)).toEqual([]);
+    expect(Object.keys(w.pool.actor.getSnapshot().children)).toHaveLength(5);
+  });
+});
