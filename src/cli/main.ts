@@ -1,5 +1,63 @@
 #!/usr/bin/env node
-// The `bluez-cm` command. Subcommands live in their own modules.
-const [command = 'demo'] = process.argv.slice(2);
-console.error(`bluez-cm: unknown command "${command}"`);
-process.exitCode = 2;
+/**
+ * The `bluez-cm` command. This file only dispatches: every subcommand lives in
+ * its own module, loaded on demand, and exports `run(args): Promise<number>`
+ * (the exit code). To add a command, add one line to `commands`.
+ */
+interface CommandModule {
+  run(args: string[]): Promise<number>;
+}
+
+interface Command {
+  summary: string;
+  load(): Promise<CommandModule>;
+}
+
+const commands: Record<string, Command> = {
+  demo: {
+    summary: 'run a simulated BLE device end to end (private bus + BlueZ simulator + node-ble)',
+    load: () => import('./demo.js'),
+  },
+  sim: {
+    summary: 'serve the BlueZ simulator on a private bus for other processes (--scenario FILE.json)',
+    load: () => import('./sim.js'),
+  },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  return [
+    'usage: bluez-cm <command> [options]',
+    '',
+    'commands:',
+    ...lines,
+    '',
+    'bluez-cm <command> --help for options.',
+  ].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name = 'demo', ...rest] = argv;
+  if (name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${usage()}\n`);
+    return 0;
+  }
+  const command = commands[name];
+  if (!command) {
+    process.stderr.write(`bluez-cm: unknown command "${name}"\n\n${usage()}\n`);
+    return 2;
+  }
+  const mod = await command.load();
+  return mod.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`bluez-cm: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -247,7 +247,14 @@ async function shutdown(run: Running, signal: NodeJS.Signals): Promise<void> {
   run.child.ref();
   tryKill(run.daemonPid, signal);
   run.child.stdin?.end();
-  const done = await Promise.race([run.exited.then(() => true), delay(3000).then(() => false)]);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const done = await Promise.race([
+    run.exited.then(() => true),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), 3000);
+    }),
+  ]);
+  clearTimeout(timer);
   if (!done) {
     tryKill(run.daemonPid, 'SIGKILL');
     tryKill(run.child.pid ?? -1, 'SIGKILL');
