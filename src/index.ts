@@ -111,3 +111,36 @@ export {
 export type { EscalationProfileName } from './machines/profiles.js';
 export { createStateTrail, topLevelState } from './machines/state-trail.js';
 export type { StateTrail } from './machines/state-trail.js';
+
+// The adapter pool (issue 6): the SPEC §3 parent machine, its runtime over src/bluez, and the
+// SPEC §4 adapter recovery ladder used by the connection actors' `resetting` state.
+export { createAdapterPool } from './pool/create-adapter-pool.js';
+export type {
+  AdapterPool,
+  AdapterPoolOptions,
+  PoolAdapterSnapshot,
+  PoolConnectOptions,
+  PoolSnapshot,
+  PooledConnection,
+} from './pool/create-adapter-pool.js';
+export { adapterPoolMachine } from './machines/adapter-pool.js';
+export type { PoolInput } from './machines/adapter-pool.js';
+export type { AdapterStrategy, PoolDeviceStatus } from './machines/adapter-pool-logic.js';
+export type { PoolEmitted, PoolEvent } from './machines/adapter-pool-steps.js';
+export { LADDER_STEPS, ResetLadder, resetLadderActor } from './actors/reset-ladder.js';
+export type {
+  LadderLogEntry,
+  LadderReport,
+  LadderStep,
+  LadderStepSwitches,
+  ResetLadderOptions,
+  StepOutcome,
+  StepResult as LadderStepResult,
+} from './actors/reset-ladder.js';
+export { execFileRunner, ladderBluezPort, systemClock } from './actors/reset-ladder-ports.js';
+export type {
+  CommandResult,
+  CommandRunner,
+  LadderBluezPort,
+  LadderClock,
+} from './actors/reset-ladder-ports.js';
