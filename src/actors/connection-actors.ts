@@ -129,20 +129,23 @@ async function validateOnce(
   }
 }
 
-/** Implementations for `connectionMachine.provide(...)`. */
-export function connectionActorImplementations(deps: ConnectionActorDeps) {
+/**
+ * The actors' work as plain async functions of (input, signal): what `connectionMachine.provide`
+ * runs (through {@link connectionActorImplementations}), and what a test can wrap.
+ */
+export function connectionActorFunctions(deps: ConnectionActorDeps) {
   const { bluez } = deps;
 
-  const acquireDeviceLock = fromPromise<LockOutput, LockInput>(async ({ input, signal }) => {
+  const acquireDeviceLock = async (input: LockInput, signal: AbortSignal): Promise<LockOutput> => {
     if (input.lease !== null && deps.leases.holds(input.lease))
       return { lease: input.lease, degraded: false };
     // The in-process mutex is waited for without a timeout of its own (only cancellation or
     // overallTimeoutMs end the wait): giving up on it would race the holder into InProgress.
     const release = await lockDevice(input.address, signal);
     return { lease: deps.leases.add(release), degraded: false };
-  });
+  };
 
-  const inspectDevice = fromPromise<DeviceFinding, InspectInput>(async ({ input }) => {
+  const inspectDevice = async (input: InspectInput, _signal: AbortSignal): Promise<DeviceFinding> => {
     if (input.thorough) {
       // Diagnose: is the adapter itself usable? A powered-off adapter looks like a device problem.
       const adapter = bluez.mirror.adapter(input.adapter);
@@ -159,9 +162,9 @@ export function connectionActorImplementations(deps: ConnectionActorDeps) {
       connected: device?.connected ?? false,
       servicesResolved: device?.servicesResolved ?? false,
     };
-  });
+  };
 
-  const cancelStalePendingConnect = fromPromise<void, DeviceOnAdapter>(async ({ input, signal }) => {
+  const cancelStalePendingConnect = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<void> => {
     // A Disconnect makes bluetoothd drop its pending connect (device.c: a pending Connect is
     // answered with "Cancelled"); unlike RemoveDevice it keeps the freshly discovered device.
     await bluez
@@ -172,9 +175,9 @@ export function connectionActorImplementations(deps: ConnectionActorDeps) {
           return;
         throw err;
       });
-  });
+  };
 
-  const clearDeviceCache = fromPromise<void, DeviceOnAdapter>(async ({ input, signal }) => {
+  const clearDeviceCache = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<void> => {
     const device = bluez.device(input.adapter, input.address);
     // Never remove a connected device: another process may own that link.
     if (device === undefined || device.connected) return;
@@ -190,9 +193,9 @@ export function connectionActorImplementations(deps: ConnectionActorDeps) {
         },
       );
     }
-  });
+  };
 
-  const clearPhantom = fromPromise<ClearPhantomOutput, DeviceOnAdapter>(async ({ input, signal }) => {
+  const clearPhantom = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<ClearPhantomOutput> => {
     // Disconnect on a phantom never completes (original f04435e); verifiedDisconnect bounds it
     // and falls back to RemoveDevice on the same adapter.
     const outcome = await bluez.verifiedDisconnect(input.adapter, input.address, {
@@ -204,9 +207,9 @@ export function connectionActorImplementations(deps: ConnectionActorDeps) {
     return {
       reappeared: await rediscover(bluez, input.adapter, input.address, deps.rediscoveryTimeoutMs, signal),
     };
-  });
+  };
 
-  const connectWithDeadline = fromPromise<void, ConnectInput>(async ({ input, signal }) => {
+  const connectWithDeadline = async (input: ConnectInput, signal: AbortSignal): Promise<void> => {
     const startedAt = performance.now();
     if (!(await rediscover(bluez, input.adapter, input.address, input.timeoutMs, signal))) {
       throw new DeviceNotFoundError(
@@ -232,9 +235,9 @@ export function connectionActorImplementations(deps: ConnectionActorDeps) {
       }
       throw err;
     }
-  });
+  };
 
-  const validateWithLateGattRetry = fromPromise<void, DeviceOnAdapter>(async ({ input, signal }) => {
+  const validateWithLateGattRetry = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<void> => {
     let reason = await validateOnce(deps, input, signal);
     let waitedMs = 0;
     for (const delay of deps.lateGattDelaysMs) {
@@ -279,9 +282,12 @@ export function connectionActorImplementations(deps: ConnectionActorDeps) {
           : ''),
       { adapter: input.adapter, device: input.address },
     );
-  });
+  };
 
-  const verifiedDisconnect = fromPromise<DisconnectOutput, DisconnectInput>(async ({ input, signal }) => {
+  const verifiedDisconnect = async (
+    input: DisconnectInput,
+    signal: AbortSignal,
+  ): Promise<DisconnectOutput> => {
     const device = bluez.device(input.adapter, input.address);
     if ((input.reason === 'cancelled' || input.reason === 'attempt-deadline') && !device?.connected) {
       // Not connected yet, but our Connect may still be pending in bluetoothd: a Disconnect cancels it.
@@ -296,18 +302,21 @@ export function connectionActorImplementations(deps: ConnectionActorDeps) {
       signal,
     });
     return { outcome };
-  });
+  };
 
   /**
    * Placeholder adapter recovery: a D-Bus power cycle of the adapter in use, verified through the
    * mirror. The reset-ladder issue (SPEC §4) replaces this actor with the full ladder and cooldowns.
    */
-  const resetAdapter = fromPromise<void, ResetInput>(async ({ input, signal }) => {
-    await bluez.setPowered(input.adapter, false, { timeoutMs: 5000, signal });
-    await bluez.setPowered(input.adapter, true, { timeoutMs: 5000, signal });
-  });
+  const resetAdapter = async (input: ResetInput, signal: AbortSignal): Promise<void> => {
+    await bluez.setPowered(input.adapter, false, { timeoutMs: deps.disconnectTimeoutMs, signal });
+    await bluez.setPowered(input.adapter, true, { timeoutMs: deps.disconnectTimeoutMs, signal });
+  };
 
-  const watchLink = fromCallback<ConnectionExternalEvent, DeviceOnAdapter>(({ input, sendBack }) => {
+  const watchLink = (
+    input: DeviceOnAdapter,
+    sendBack: (event: ConnectionExternalEvent) => void,
+  ): (() => void) => {
     let sent = false;
     const lost = (reason: string): void => {
       if (sent) return;
@@ -326,20 +335,63 @@ export function connectionActorImplementations(deps: ConnectionActorDeps) {
       offChange();
       offOwner();
     };
-  });
+  };
 
   return {
+    acquireDeviceLock,
+    inspectDevice,
+    cancelStalePendingConnect,
+    clearDeviceCache,
+    clearPhantom,
+    connectWithDeadline,
+    validateWithLateGattRetry,
+    verifiedDisconnect,
+    resetAdapter,
+    watchLink,
+  };
+}
+
+/** The functions of {@link connectionActorFunctions}. */
+export type ConnectionActorFunctions = ReturnType<typeof connectionActorFunctions>;
+
+/**
+ * Implementations for `connectionMachine.provide(...)`: the functions as XState actors (each gets
+ * the AbortSignal that fires when the machine leaves the state), plus the two runtime actions.
+ */
+export function connectionActorImplementations(
+  deps: ConnectionActorDeps,
+  fns: ConnectionActorFunctions = connectionActorFunctions(deps),
+) {
+  return {
     actors: {
-      acquireDeviceLock,
-      inspectDevice,
-      cancelStalePendingConnect,
-      clearDeviceCache,
-      clearPhantom,
-      connectWithDeadline,
-      validateWithLateGattRetry,
-      verifiedDisconnect,
-      resetAdapter,
-      watchLink,
+      acquireDeviceLock: fromPromise<LockOutput, LockInput>(({ input, signal }) =>
+        fns.acquireDeviceLock(input, signal),
+      ),
+      inspectDevice: fromPromise<DeviceFinding, InspectInput>(({ input, signal }) =>
+        fns.inspectDevice(input, signal),
+      ),
+      cancelStalePendingConnect: fromPromise<void, DeviceOnAdapter>(({ input, signal }) =>
+        fns.cancelStalePendingConnect(input, signal),
+      ),
+      clearDeviceCache: fromPromise<void, DeviceOnAdapter>(({ input, signal }) =>
+        fns.clearDeviceCache(input, signal),
+      ),
+      clearPhantom: fromPromise<ClearPhantomOutput, DeviceOnAdapter>(({ input, signal }) =>
+        fns.clearPhantom(input, signal),
+      ),
+      connectWithDeadline: fromPromise<void, ConnectInput>(({ input, signal }) =>
+        fns.connectWithDeadline(input, signal),
+      ),
+      validateWithLateGattRetry: fromPromise<void, DeviceOnAdapter>(({ input, signal }) =>
+        fns.validateWithLateGattRetry(input, signal),
+      ),
+      verifiedDisconnect: fromPromise<DisconnectOutput, DisconnectInput>(({ input, signal }) =>
+        fns.verifiedDisconnect(input, signal),
+      ),
+      resetAdapter: fromPromise<void, ResetInput>(({ input, signal }) => fns.resetAdapter(input, signal)),
+      watchLink: fromCallback<ConnectionExternalEvent, DeviceOnAdapter>(({ input, sendBack }) =>
+        fns.watchLink(input, sendBack),
+      ),
     },
     actions: {
       releaseDeviceLock: (_: unknown, params: { lease: string | null }) => {
