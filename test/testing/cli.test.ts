@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './fixtures.js';
@@ -46,7 +46,7 @@ describe('bluez-cm', () => {
   }
 
   beforeAll(() => {
-    src = transpileSrc();
+    src = transpileSrc((p) => p.startsWith(`cli${sep}`) || p.startsWith(`testing${sep}`));
     tmp = mkdtempSync(join(tmpdir(), 'bluez-cm-cli-test-'));
   });
   afterAll(() => {
