@@ -1,4 +1,6 @@
-import type dbus from 'dbus-next';
+import dbus from 'dbus-next';
+
+const { Variant } = dbus;
 import { afterEach, describe, expect, it } from 'vitest';
 import { startSimulatedBluez } from '../../src/testing/index.js';
 import type { Scenario, SimulatedBluez, SimulatedBluezOptions } from '../../src/testing/index.js';
@@ -256,6 +258,53 @@ describe('discovery', () => {
     env.sim.setInRange(MAC, false);
     await eventually('temporary device expired', () => device(env) === undefined, 3000);
     await client.call('/org/bluez/hci0', A1, 'StopDiscovery');
+  });
+
+  it('applies SetDiscoveryFilter: UUIDs and RSSI thresholds decide which new devices are reported', async () => {
+    const { env, client } = await start({
+      adapters: [{ name: 'hci0' }],
+      devices: [
+        bms('AA:BB:CC:DD:EE:01', { rssi: -50 }),
+        bms('AA:BB:CC:DD:EE:02', { rssi: -90 }),
+        bms('AA:BB:CC:DD:EE:03', { rssi: -40, uuids: [] }),
+      ],
+    });
+    const filter = {
+      UUIDs: new Variant('as', ['0000180F-0000-1000-8000-00805F9B34FB']),
+      RSSI: new Variant('n', -70),
+      Transport: new Variant('s', 'le'),
+    };
+    expect((await client.call('/org/bluez/hci0', A1, 'SetDiscoveryFilter', 'a{sv}', [filter])).ok).toBe(true);
+    expect((await client.call('/org/bluez/hci0', A1, 'StartDiscovery')).ok).toBe(true);
+    await eventually('the matching device appears', () => env.sim.state().adapters[0]?.devices.length === 1);
+    await new Promise((r) => setTimeout(r, 50)); // several advertising intervals (10 ms each)
+    expect(env.sim.state().adapters[0]?.devices.map((d) => d.address)).toEqual(['AA:BB:CC:DD:EE:01']);
+    const bad = { Colour: new Variant('s', 'blue') };
+    expect(await client.call('/org/bluez/hci0', A1, 'SetDiscoveryFilter', 'a{sv}', [bad])).toMatchObject({
+      errorName: 'org.bluez.Error.InvalidArguments',
+    });
+  });
+
+  it('Pair sets Paired and Bonded; a second Pair says AlreadyExists; agents register once', async () => {
+    const { env, client } = await start(known());
+    expect((await client.call(dev0, D1, 'Pair')).ok).toBe(true);
+    expect(await client.value(dev0, D1, 'Paired')).toBe(true);
+    expect(await client.value(dev0, D1, 'Bonded')).toBe(true);
+    expect(device(env)).toMatchObject({ paired: true, temporary: false });
+    expect(await client.call(dev0, D1, 'Pair')).toMatchObject({ errorName: 'org.bluez.Error.AlreadyExists' });
+    const agent = ['/test/agent', 'NoInputNoOutput'];
+    expect(
+      (await client.call('/org/bluez', 'org.bluez.AgentManager1', 'RegisterAgent', 'os', agent)).ok,
+    ).toBe(true);
+    expect(
+      await client.call('/org/bluez', 'org.bluez.AgentManager1', 'RegisterAgent', 'os', agent),
+    ).toMatchObject({
+      errorName: 'org.bluez.Error.AlreadyExists',
+    });
+    expect(
+      (await client.call('/org/bluez', 'org.bluez.AgentManager1', 'UnregisterAgent', 'o', ['/test/agent']))
+        .ok,
+    ).toBe(true);
   });
 
   it('a stopped discovery invalidates RSSI', async () => {

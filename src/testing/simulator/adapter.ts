@@ -244,10 +244,39 @@ export class SimAdapter implements DeviceHost {
       const existing = this.devices.get(p.address);
       if (existing?.connected) continue; // a connected peripheral stops advertising
       const rssi = this.ctx.world.rssi(p, this.name);
+      if (!existing && !this.passesFilters(p, rssi)) continue;
       if (existing) existing.seen(rssi, p.spec.txPower);
       // A new device is announced with what the advertisement carried (InterfacesAdded has RSSI).
       else this.addDevice(p, true, { rssi, txPower: p.spec.txPower });
     }
+  }
+
+  /**
+   * Discovery filters as bluetoothd merges them: a client without a filter
+   * sees everything; otherwise a new device is reported when it matches one
+   * client's filter (UUIDs intersect the advertised ones, RSSI at or above the
+   * threshold, Transport not "bredr" since every simulated device is LE).
+   */
+  private passesFilters(p: Peripheral, rssi: number): boolean {
+    const filters = [...this.sessions].map((s) => this.presetFilters.get(s));
+    if (filters.length === 0 || filters.some((f) => f === undefined)) return true;
+    const advertised = new Set((p.spec.uuids ?? []).map((u) => u.toLowerCase()));
+    const value = (f: Record<string, unknown>, key: string) =>
+      (f[key] as { value?: unknown } | undefined)?.value;
+    return filters.some((f) => {
+      if (!f) return true;
+      if (value(f, 'Transport') === 'bredr') return false;
+      const uuids = value(f, 'UUIDs');
+      if (
+        Array.isArray(uuids) &&
+        uuids.length > 0 &&
+        !uuids.some((u) => advertised.has(String(u).toLowerCase()))
+      ) {
+        return false;
+      }
+      const min = value(f, 'RSSI');
+      return typeof min !== 'number' || rssi >= min;
+    });
   }
 
   // ---- devices ------------------------------------------------------------
