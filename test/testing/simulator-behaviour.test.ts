@@ -4,7 +4,15 @@ const { Variant } = dbus;
 import { afterEach, describe, expect, it } from 'vitest';
 import { startSimulatedBluez } from '../../src/testing/index.js';
 import type { Scenario, SimulatedBluez, SimulatedBluezOptions } from '../../src/testing/index.js';
-import { BATTERY_LEVEL, bms, eventually } from './fixtures.js';
+import { BATTERY_LEVEL, BATTERY_SERVICE, bms, eventually } from './fixtures.js';
+import type { CharacteristicSpec } from '../../src/testing/index.js';
+
+const tick: CharacteristicSpec = {
+  uuid: BATTERY_LEVEL,
+  flags: ['read', 'notify'],
+  value: [1],
+  notifyIntervalMs: 5,
+};
 import { DEV, RawClient } from './helpers/raw-client.js';
 
 const MAC = 'AA:BB:CC:DD:EE:01';
@@ -340,5 +348,40 @@ describe('bluetoothd restart', () => {
     expect(after.adapters[0]).toMatchObject({ discovering: false, discoveryClients: [] });
     expect(after.adapters[0]?.devices.map((d) => d.address)).toEqual([MAC]);
     expect(after.objects).toEqual(['/org/bluez', '/org/bluez/hci0', dev0]);
+  });
+});
+
+describe('cleanup', () => {
+  it('stop() leaves no timer, socket or child process of the simulator behind', async () => {
+    const count = () => {
+      const info = process.getActiveResourcesInfo();
+      return {
+        timers: info.filter((r) => r === 'Timeout').length,
+        handles: info.filter((r) => r !== 'Timeout').length,
+      };
+    };
+    await new Promise((r) => setTimeout(r, 20)); // earlier tests' sockets finish closing
+    const before = count();
+    const env = await startSimulatedBluez({
+      latencyScale: 0.01,
+      scenario: {
+        adapters: [{ name: 'hci0' }],
+        devices: [
+          bms(MAC, { knownOn: ['hci0'], services: [{ uuid: BATTERY_SERVICE, characteristics: [tick] }] }),
+        ],
+      },
+    });
+    const client = await RawClient.connect(env.address);
+    await client.call('/org/bluez/hci0', A1, 'StartDiscovery');
+    await client.call(dev0, D1, 'Connect');
+    await eventually('resolved', () => device(env)?.servicesResolved === true);
+    await client.call(`${dev0}/service0010/char0011`, 'org.bluez.GattCharacteristic1', 'StartNotify');
+    await client.call(dev0, D1, 'Disconnect', '', [], { timeoutMs: 50 }).catch(() => undefined); // left pending
+    await env.stop(); // with the discovery session, the notify ticker and a Disconnect still running
+    client.close();
+    await new Promise((r) => setTimeout(r, 20)); // let closed sockets report
+    const after = count();
+    expect(after.timers).toBeLessThanOrEqual(before.timers);
+    expect(after.handles).toBeLessThanOrEqual(before.handles);
   });
 });
