@@ -351,6 +351,32 @@ describe('bluetoothd restart', () => {
   });
 });
 
+describe('driving the world from code', () => {
+  it('adapters and devices added and removed at run time are announced like hot-plug and cache changes', async () => {
+    const { env, sim, client } = await start({ adapters: [{ name: 'hci0' }] });
+    sim.addAdapter({ name: 'hci1', powered: false });
+    await eventually('hci1 announced', () =>
+      client.lines().includes('signal InterfacesAdded /org/bluez/hci1'),
+    );
+    expect(await client.value('/org/bluez/hci1', A1, 'Powered')).toBe(false);
+    sim.addDevice(bms('AA:BB:CC:DD:EE:09', { knownOn: ['hci0'] }));
+    await eventually('cached device announced', () =>
+      client.lines().includes(`signal InterfacesAdded ${DEV('hci0', 'AA:BB:CC:DD:EE:09')}`),
+    );
+    expect((await client.call(DEV('hci0', 'AA:BB:CC:DD:EE:09'), D1, 'Connect')).ok).toBe(true);
+    sim.removeDevice('AA:BB:CC:DD:EE:09'); // switched off for good: the link drops, the cached object stays
+    await eventually('link dropped', () => env.sim.state().adapters[0]?.devices[0]?.connected === false);
+    expect(sim.state().objects).toContain(DEV('hci0', 'AA:BB:CC:DD:EE:09'));
+    sim.removeAdapter('hci1');
+    await eventually('hci1 removed', () =>
+      client.lines().includes('signal InterfacesRemoved /org/bluez/hci1'),
+    );
+    expect(() => sim.addAdapter({ name: 'usb0' } as never)).toThrow(/adapter\.name must look like hci0/);
+    expect(() => sim.addDevice({ address: 'AA:BB' })).toThrow(/device\.address must be a MAC address/);
+    expect(() => sim.setInRange('11:22:33:44:55:66', true)).toThrow(RangeError);
+  });
+});
+
 describe('cleanup', () => {
   it('stop() leaves no timer, socket or child process of the simulator behind', async () => {
     const count = () => {
