@@ -350,8 +350,17 @@ export class ResetLadder {
           // An adapter that is already off (or refuses to go off) is still worth powering on.
           if (signal.aborted) throw err;
         });
-        await o.clock.sleep(o.offSettleMs, signal);
-        await o.bluez.setPowered(adapter, true, call);
+        try {
+          await o.clock.sleep(o.offSettleMs, signal);
+          await o.bluez.setPowered(adapter, true, call);
+        } catch (err) {
+          // Cancelled or timed out between off and on: never leave the adapter powered off
+          // (every device on it would be stuck). One bounded power-on that the caller cannot cancel.
+          await o.bluez
+            .setPowered(adapter, true, { timeoutMs: o.stepTimeoutMs, signal: new AbortController().signal })
+            .catch(() => {});
+          throw err;
+        }
         await this.#verifyPowered(adapter, signal);
         return 'Powered false → true, verified';
       }
@@ -362,8 +371,12 @@ export class ResetLadder {
         this.#announceDrops(step, adapter, adapter);
         startCooldown();
         await writeFile(authorized, '0');
-        await o.clock.sleep(o.offSettleMs, signal);
-        await writeFile(authorized, '1');
+        try {
+          await o.clock.sleep(o.offSettleMs, signal);
+        } finally {
+          // Also when cancelled: a de-authorized device stays unplugged until someone writes 1.
+          await writeFile(authorized, '1');
+        }
         // The adapter may come back under another hciN (bluetooth-auto-recovery 1.6.3); we wait
         // for the name we know and report the step failed otherwise.
         await this.#verifyPowered(adapter, signal);

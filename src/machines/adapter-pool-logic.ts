@@ -56,6 +56,8 @@ export interface PoolDevice {
   readonly adapter: string | null;
   /** Id of its connection actor, or null while queued without one. */
   readonly childId: string | null;
+  /** Top-level state of its child as last reported (`resetting` while it runs the recovery ladder). */
+  readonly childState: string;
   /** How many children were spawned for it (ids are unique per spawn). */
   readonly spawns: number;
   /** Reconnect after a link loss (keep-alive); false after a requested disconnect. */

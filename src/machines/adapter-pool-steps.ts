@@ -163,7 +163,7 @@ class Draft {
     const spawns = d.spawns + 1;
     const childId = childIdOf(address, spawns);
     const hint = adapterHint ?? usableAdapters(this.view)[0] ?? Object.keys(this.adapters)[0] ?? 'hci0';
-    this.patch(address, { spawns, childId });
+    this.patch(address, { spawns, childId, childState: 'idle' });
     this.commands.push({
       kind: 'spawn',
       childId,
@@ -230,6 +230,7 @@ export function admitDevice(
       status: 'queued',
       adapter: null,
       childId: null,
+      childState: 'idle',
       spawns: existing?.spawns ?? 0,
       keepAlive: event.keepAlive,
       settings: event.settings,
@@ -273,9 +274,12 @@ export function releaseDevice(
 }
 
 /** Moves devices still connecting on `adapter` elsewhere (or back to the queue). Connected ones lose their link by themselves. */
-function evacuate(draft: Draft, adapter: string, why: string): void {
+function evacuate(draft: Draft, adapter: string, why: string, sparingResets: boolean): void {
   for (const d of Object.values(draft.devices)) {
     if (d.adapter !== adapter || d.status !== 'connecting' || d.childId === null) continue;
+    // A child running the recovery ladder powers its adapter off itself: moving it away would
+    // cancel the ladder between Powered=false and Powered=true.
+    if (sparingResets && d.childState === 'resetting') continue;
     const to = chooseAdapter(draft.view, d.address, [adapter]);
     if (to !== null) {
       draft.patch(d.address, { adapter: to });
@@ -312,7 +316,7 @@ export function adapterPresent(
   } else {
     draft.patchAdapter(event.name, { powered: event.powered });
   }
-  if (!event.powered) evacuate(draft, event.name, `${event.name} powered off`);
+  if (!event.powered) evacuate(draft, event.name, `${event.name} powered off`, true);
   return finish(draft);
 }
 
@@ -323,7 +327,7 @@ export function adapterGone(
 ): StepResult {
   const draft = new Draft(context);
   draft.patchAdapter(event.name, { present: false, powered: false });
-  evacuate(draft, event.name, `${event.name} removed`);
+  evacuate(draft, event.name, `${event.name} removed`, false);
   return finish(draft);
 }
 
@@ -361,6 +365,7 @@ export function childState(context: PoolContext, event: ChildStateEvent): StepRe
   const draft = new Draft(context);
   const d = draft.device(event.address);
   if (d === undefined || d.childId !== event.childId) return draft.result();
+  draft.patch(d.address, { childState: event.state });
   if (event.failedAttempt !== null) {
     const a = draft.adapters[event.failedAttempt.adapter];
     if (a !== undefined) draft.patchAdapter(a.name, { recentFailures: a.recentFailures + 1 });

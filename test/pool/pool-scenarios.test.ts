@@ -2,6 +2,7 @@
  * The adapter pool over the real connection actors and src/bluez, against the BlueZ simulator.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { busyDeviceLocks } from '../../src/actors/device-lock.js';
 import type { PoolEmitted } from '../../src/machines/adapter-pool-steps.js';
 import { eventually, peripheral, startPoolWorld, type PoolWorld } from './sim-harness.js';
 
@@ -210,6 +211,7 @@ describe('adapters and bluetoothd coming and going (simulator)', () => {
     expect(Object.values(links).flat().sort()).toEqual([...addresses].sort());
     // Nothing leaked: no device lock held, no pending mirror wait, no discovery session, no stray child.
     expect(w.pool.heldLocks).toBe(0);
+    expect(busyDeviceLocks()).toEqual([]);
     expect(w.bluez.mirror.pendingWaits).toBe(0);
     expect(w.env.sim.state().adapters.flatMap((a) => a.discoveryClients)).toEqual([]);
     expect(Object.keys(w.pool.actor.getSnapshot().children)).toHaveLength(5);

@@ -93,13 +93,22 @@ export async function fakeSystem(): Promise<FakeSystem> {
       events.push(`stopDiscovery ${adapter}`);
       get(adapter);
     },
-    async setPowered(adapter, on, { signal }) {
+    async setPowered(adapter, on, { signal, timeoutMs }) {
       events.push(`power ${adapter} ${on ? 'on' : 'off'}`);
       const a = get(adapter);
       if (on && a.hangPowerOn) {
-        await new Promise((_, reject) =>
-          signal.addEventListener('abort', () => reject(signal.reason), { once: true }),
-        );
+        // Never replies: ends like the real client does, at its deadline or on abort.
+        await new Promise((_, reject) => {
+          const timer = setTimeout(() => reject(new Error(`no reply within ${timeoutMs} ms`)), timeoutMs);
+          signal.addEventListener(
+            'abort',
+            () => {
+              clearTimeout(timer);
+              reject(signal.reason);
+            },
+            { once: true },
+          );
+        });
       }
       if (on && !a.canPowerOn) throw new Error('org.bluez.Error.Failed: Failed to set mode');
       // A soft-blocked controller refuses to power on, as the kernel does (-ERFKILL).

@@ -233,14 +233,38 @@ describe('reset ladder announcements and bounds', () => {
     expect(report.steps[1]?.detail).toMatch(/exceeded 200 ms/);
   });
 
-  it('cancellation ends the run at once with the AbortError', async () => {
+  it('cancellation ends the run with the AbortError, after one bounded power-on attempt so the adapter is not left off', async () => {
     sys.adapters.get('hci0')!.hangPowerOn = true;
-    const ladder = everyStep();
+    const ladder = everyStep({ stepTimeoutMs: 300 });
     const controller = new AbortController();
     const run = ladder.run('hci0', controller.signal);
     setTimeout(() => controller.abort(new DOMException('stop', 'AbortError')), 50);
     await expect(run).rejects.toMatchObject({ name: 'AbortError' });
+    expect(sys.events.filter((e) => e === 'power hci0 on')).toHaveLength(2);
     expect(await sys.restartArgv()).toEqual([]);
+  });
+
+  it('cancelled between Powered=false and Powered=true, the adapter is still powered on again', async () => {
+    const controller = new AbortController();
+    const ladder = new ResetLadder({
+      bluez: sys.bluez,
+      sysfsRoot: sys.root,
+      clock: {
+        now: sys.clock.now,
+        // The pause after power-off lasts until the caller cancels.
+        sleep: (_ms, signal) =>
+          new Promise((_, reject) =>
+            signal.addEventListener('abort', () => reject(signal.reason), { once: true }),
+          ),
+      },
+    });
+    const run = ladder.run('hci0', controller.signal);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(sys.adapters.get('hci0')?.powered).toBe(false);
+    controller.abort(new DOMException('stop', 'AbortError'));
+    await expect(run).rejects.toMatchObject({ name: 'AbortError' });
+    expect(sys.events.slice(-2)).toEqual(['power hci0 off', 'power hci0 on']);
+    expect(sys.adapters.get('hci0')?.powered).toBe(true);
   });
 
   it('two devices escalating on one adapter at once share one ladder run', async () => {
