@@ -5,7 +5,20 @@
  * (@xstate/graph only guarantees state coverage).
  */
 import { getAdjacencyMap, getShortestPaths, joinPaths, serializeEvent, type StatePath } from '@xstate/graph';
-import type { AnyEventObject, AnyStateNode, AnyTransitionDefinition, SnapshotFrom } from 'xstate';
+import { expect, vi } from 'vitest';
+import {
+  createActor,
+  fromCallback,
+  fromPromise,
+  setup,
+  type AnyActorRef,
+  type AnyEventObject,
+  type AnyStateNode,
+  type AnyTransitionDefinition,
+  type EventObject,
+  type SnapshotFrom,
+} from 'xstate';
+import { createStateTrail } from '../../src/machines/state-trail.js';
 import {
   AbortedError,
   AdapterError,
@@ -269,12 +282,15 @@ function edgeKey(from: ConnectionSnapshot, event: AnyEventObject, to: Connection
  * edge. Then every adjacency edge not yet taken is added as "shortest path to its source + the
  * edge", so every (state, event, outcome) is exercised and not only every state.
  */
-export function generatePaths(input: ConnectionInput): ModelPath[] {
+export function generatePaths(
+  input: ConnectionInput,
+  keepEvent: (event: AnyEventObject, snapshot: ConnectionSnapshot) => boolean = () => true,
+): ModelPath[] {
   // Traversal runs without a parent, so the pool request is a no-op here (replays have a parent).
   const machine = connectionMachine.provide({ actions: { requestRotationFromPool: () => {} } });
   const options = {
     input,
-    events: modelEvents,
+    events: (s: ConnectionSnapshot) => modelEvents(s).filter((e) => keepEvent(e, s)),
     serializeState: (s: ConnectionSnapshot) => serializeModelState(s),
   } as const;
   const shortest = (getShortestPaths(machine, options as never) as unknown as ModelPath[]).sort(
@@ -336,4 +352,94 @@ export function expectedStates(path: ModelPath): string[] {
     if (out[out.length - 1] !== name) out.push(name);
   }
   return out;
+}
+
+interface Deferred {
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+/** What one replay saw. */
+export interface ReplayResult {
+  /** States the actor rested in (comparable with {@link expectedStates}). */
+  settled: string[];
+  /** Every state entered, transient ones included. */
+  states: string[];
+  /** Keys of the transitions taken. */
+  transitions: string[];
+}
+
+/**
+ * Replays one path on a running actor (vitest fake timers must be installed) whose actors settle
+ * exactly as the path says; after every step the actor must be in the state the model predicted.
+ */
+export async function replayWithScriptedActors(
+  input: ConnectionInput,
+  path: ModelPath,
+): Promise<ReplayResult> {
+  const pending = new Map<string, Deferred>();
+  const watchers = new Set<(e: EventObject) => void>();
+  const manual = (name: string) =>
+    fromPromise<unknown, unknown>(
+      ({ signal }) =>
+        new Promise((resolve, reject) => {
+          pending.set(name, { resolve, reject });
+          signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+        }),
+    );
+  const names = [
+    'acquireDeviceLock',
+    'inspectDevice',
+    'cancelStalePendingConnect',
+    'clearDeviceCache',
+    'clearPhantom',
+    'connectWithDeadline',
+    'validateWithLateGattRetry',
+    'verifiedDisconnect',
+    'resetAdapter',
+  ];
+  const logic = connectionMachine.provide({
+    actors: {
+      ...Object.fromEntries(names.map((n) => [n, manual(n)])),
+      watchLink: fromCallback(({ sendBack }) => {
+        const w = (e: EventObject) => sendBack(e as never);
+        watchers.add(w);
+        return () => watchers.delete(w);
+      }),
+    } as never,
+  });
+  const trail = createStateTrail();
+  // A parent stands in for the pool so that `requestRotationFromPool` has somewhere to go.
+  const parent = setup({ actors: { device: logic } }).createMachine({
+    invoke: { id: 'device', src: 'device', input },
+    on: { ROTATION_REQUESTED: {} },
+  });
+  const root = createActor(parent, { inspect: trail.inspect });
+  root.subscribe({ error: () => {} });
+  root.start();
+  const device = root.getSnapshot().children['device'] as AnyActorRef;
+  try {
+    for (const step of path.steps.slice(1)) {
+      const event = step.event as EventObject & { output?: unknown; error?: unknown };
+      const done = /^xstate\.done\.actor\.(.+)$/.exec(event.type);
+      const error = /^xstate\.error\.actor\.(.+)$/.exec(event.type);
+      if (done?.[1]) {
+        pending.get(done[1])?.resolve(event.output);
+      } else if (error?.[1]) {
+        pending.get(error[1])?.reject(event.error);
+      } else if (event.type.startsWith('xstate.after.')) {
+        await vi.advanceTimersToNextTimerAsync();
+      } else if (event.type === 'LINK_LOST') {
+        for (const w of watchers) w(event);
+      } else {
+        device.send(event);
+      }
+      await vi.advanceTimersByTimeAsync(0);
+      expect(serializeModelState(device.getSnapshot())).toBe(serializeModelState(step.state));
+    }
+  } finally {
+    root.stop();
+  }
+  expect(vi.getTimerCount()).toBe(0);
+  return { settled: trail.settled, states: trail.states, transitions: trail.transitions.map(transitionKey) };
 }

@@ -1,0 +1,380 @@
+/**
+ * Model-based, against the simulator: the @xstate/graph paths of test/machines/connection-model.ts
+ * are reduced to a set that takes every transition a BlueZ fault can drive, and each path runs on
+ * the real actors over a private bus with the fault that drives each step injected just before the
+ * actor's D-Bus work starts (every actor waits at a gate until its fault is armed). The actor must
+ * rest in exactly the states the model predicts, and the runs together must take every drivable
+ * transition.
+ */
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { createActor, setup, type AnyActorRef, type AnyEventObject } from 'xstate';
+import {
+  connectionActorFunctions,
+  connectionActorImplementations,
+  rediscover,
+  type ConnectionActorFunctions,
+} from '../../src/actors/connection-actors.js';
+import { busyDeviceLocks } from '../../src/actors/device-lock.js';
+import { LeaseBook } from '../../src/actors/lease-book.js';
+import { connectionMachine } from '../../src/machines/connection.js';
+import type { ConnectionInput } from '../../src/machines/connection-contracts.js';
+import { createStateTrail } from '../../src/machines/state-trail.js';
+import type { FaultHandle } from '../../src/testing/index.js';
+import {
+  MODEL_INPUTS,
+  allTransitionKeys,
+  expectedStates,
+  generatePaths,
+  replayWithScriptedActors,
+  transitionKey,
+  type ConnectionSnapshot,
+  type ModelPath,
+} from '../machines/connection-model.js';
+import { bms, eventually, startWorld, type World } from './harness.js';
+
+/**
+ * Events a BlueZ fault can produce in a state. Not drivable: the in-process mutex neither degrades
+ * nor fails (those transitions wait for the cross-process lock issue); a non-thorough inspection
+ * only reads the mirror and cannot fail; a verified disconnect without a link has nothing to fail on.
+ */
+function drivableEvent(event: AnyEventObject, snapshot: ConnectionSnapshot): boolean {
+  if (event.type === 'xstate.done.actor.acquireDeviceLock')
+    return !(event.output as { degraded: boolean }).degraded;
+  if (event.type === 'xstate.error.actor.acquireDeviceLock') return false;
+  if (event.type === 'xstate.error.actor.inspectDevice') return snapshot.context.diagnoseNext;
+  if (event.type === 'xstate.error.actor.verifiedDisconnect') {
+    return snapshot.context.teardown === 'validation-failed' || snapshot.context.teardown === 'requested';
+  }
+  return true;
+}
+
+interface Candidate {
+  name: string;
+  input: ConnectionInput;
+  path: ModelPath;
+  keys: Set<string>;
+}
+
+// Which transitions each drivable path takes, from the scripted replay (fake timers), then a greedy
+// cover: the fewest paths that together take every drivable transition.
+vi.useFakeTimers();
+const candidates: Candidate[] = [];
+const unreachableBySimulator = new Set(allTransitionKeys());
+for (const [name, input] of Object.entries(MODEL_INPUTS)) {
+  for (const path of generatePaths(input, drivableEvent)) {
+    const run = await replayWithScriptedActors(input, path);
+    candidates.push({ name, input, path, keys: new Set(run.transitions) });
+    for (const key of run.transitions) unreachableBySimulator.delete(key);
+  }
+}
+vi.useRealTimers();
+const selected: Candidate[] = [];
+{
+  const uncovered = new Set(candidates.flatMap((c) => [...c.keys]));
+  while (uncovered.size > 0) {
+    let best: Candidate | undefined;
+    let bestGain = 0;
+    for (const c of candidates) {
+      const gain = [...c.keys].filter((k) => uncovered.has(k)).length;
+      if (
+        gain > bestGain ||
+        (gain === bestGain && best && gain > 0 && c.path.steps.length < best.path.steps.length)
+      ) {
+        best = c;
+        bestGain = gain;
+      }
+    }
+    if (!best) break;
+    selected.push(best);
+    for (const k of best.keys) uncovered.delete(k);
+  }
+}
+
+/** Every actor waits here until the driver has armed the fault for its outcome. */
+class Gate {
+  readonly #waiting = new Map<string, { input: unknown; release: () => void }>();
+  readonly #watchers = new Set<() => void>();
+
+  wait(name: string, input: unknown, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        this.#waiting.delete(name);
+        reject(signal.reason);
+      };
+      this.#waiting.set(name, {
+        input,
+        release: () => {
+          signal.removeEventListener('abort', onAbort);
+          this.#waiting.delete(name);
+          resolve();
+        },
+      });
+      signal.addEventListener('abort', onAbort, { once: true });
+      for (const w of this.#watchers) w();
+    });
+  }
+
+  async pending(name: string): Promise<{ input: unknown }> {
+    await eventually(`actor ${name} started`, () => this.#waiting.has(name), 10_000);
+    const entry = this.#waiting.get(name);
+    if (!entry) throw new Error(`gate ${name} vanished`);
+    return { input: entry.input };
+  }
+
+  release(name: string): void {
+    this.#waiting.get(name)?.release();
+  }
+}
+
+function gated(fns: ConnectionActorFunctions, gate: Gate): ConnectionActorFunctions {
+  const wrap =
+    <I, O>(name: string, fn: (input: I, signal: AbortSignal) => Promise<O>) =>
+    async (input: I, signal: AbortSignal): Promise<O> => {
+      await gate.wait(name, input, signal);
+      return fn(input, signal);
+    };
+  return {
+    acquireDeviceLock: wrap('acquireDeviceLock', fns.acquireDeviceLock),
+    inspectDevice: wrap('inspectDevice', fns.inspectDevice),
+    cancelStalePendingConnect: wrap('cancelStalePendingConnect', fns.cancelStalePendingConnect),
+    clearDeviceCache: wrap('clearDeviceCache', fns.clearDeviceCache),
+    clearPhantom: wrap('clearPhantom', fns.clearPhantom),
+    connectWithDeadline: wrap('connectWithDeadline', fns.connectWithDeadline),
+    validateWithLateGattRetry: wrap('validateWithLateGattRetry', fns.validateWithLateGattRetry),
+    verifiedDisconnect: wrap('verifiedDisconnect', fns.verifiedDisconnect),
+    resetAdapter: wrap('resetAdapter', fns.resetAdapter),
+    watchLink: fns.watchLink,
+  };
+}
+
+const covered = new Set<string>();
+
+/** Runs one model path on the real actors against the simulator. */
+async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<string[]> {
+  const address = input.address;
+  const world: World = await startWorld({
+    adapters: [{ name: 'hci0' }, { name: 'hci1' }],
+    devices: [bms(['hci0', 'hci1'], address)],
+  });
+  const { sim } = world.env;
+  const { bluez } = world;
+  const faults: FaultHandle[] = [];
+  const inject = (...args: Parameters<typeof sim.inject>) => {
+    const handle = sim.inject(...args);
+    faults.push(handle);
+    return handle;
+  };
+  let failValidation = false;
+  const gate = new Gate();
+  const leases = new LeaseBook();
+  const deps = {
+    bluez,
+    lateGattDelaysMs: [50],
+    disconnectTimeoutMs: 300,
+    rediscoveryTimeoutMs: 1000,
+    leases,
+    // Stands in for "validation failed" when the link was adopted, not made by a Connect we could fault.
+    validate: () => !failValidation,
+  };
+  const machine = connectionMachine.provide(
+    connectionActorImplementations(deps, gated(connectionActorFunctions(deps), gate)) as never,
+  );
+  const trail = createStateTrail();
+  const parent = setup({ actors: { device: machine } }).createMachine({
+    invoke: { id: 'device', src: 'device', input },
+    on: { ROTATION_REQUESTED: {} },
+  });
+  const root = createActor(parent, { inspect: trail.inspect });
+  root.subscribe({ error: () => {} });
+  root.start();
+  const device = root.getSnapshot().children['device'] as AnyActorRef;
+  const snapshot = () => device.getSnapshot() as ConnectionSnapshot;
+  const adapterOf = (x: unknown) => (x as { adapter: string }).adapter;
+
+  try {
+    for (let i = 1; i < path.steps.length; i++) {
+      const step = path.steps[i]!;
+      const event = step.event as AnyEventObject;
+      const next = path.steps[i + 1]?.event as AnyEventObject | undefined;
+      const actorEvent = /^xstate\.(done|error)\.actor\.(.+)$/.exec(event.type);
+      let restore: (() => Promise<void>) | undefined;
+      if (actorEvent) {
+        const [, kind, name] = actorEvent as unknown as [string, 'done' | 'error', string];
+        const { input: callInput } = await gate.pending(name);
+        const adapter = adapterOf(callInput);
+        switch (`${kind}:${name}`) {
+          case 'done:inspectDevice': {
+            const finding = event.output as { connected: boolean; servicesResolved: boolean };
+            const known = async () => {
+              const ok = await rediscover(bluez, adapter, address, 5000, AbortSignal.timeout(6000));
+              if (!ok) throw new Error(`${address} not rediscovered on ${adapter}`);
+            };
+            if (
+              bluez.device(adapter, address)?.connected &&
+              !(finding.connected && finding.servicesResolved && !bluez.isPhantom(adapter, address))
+            ) {
+              await bluez.verifiedDisconnect(adapter, address, { timeoutMs: 2000 });
+            }
+            if (finding.connected && !finding.servicesResolved) {
+              await known();
+              sim.inject({ kind: 'phantom', target: { device: address, adapter } }).clear();
+              await eventually('phantom in the mirror', () => bluez.isPhantom(adapter, address));
+            } else if (finding.connected && !bluez.device(adapter, address)?.servicesResolved) {
+              await known();
+              await bluez.connect(adapter, address, { waitServicesResolved: true, timeoutMs: 5000 });
+            }
+            break;
+          }
+          case 'error:inspectDevice': {
+            const off = inject({ kind: 'power-off', target: { adapter } });
+            await eventually('adapter off', () => bluez.mirror.adapter(adapter)?.powered === false);
+            restore = async () => {
+              off.clear();
+              await eventually('adapter on', () => bluez.mirror.adapter(adapter)?.powered === true);
+            };
+            break;
+          }
+          case 'error:cancelStalePendingConnect':
+            inject({
+              kind: 'hang',
+              target: { device: address },
+              interface: 'org.bluez.Device1',
+              member: 'Disconnect',
+              count: 1,
+            });
+            restore = async () => {
+              for (const f of faults) if (f.spec.kind === 'stale-in-progress') f.clear();
+            };
+            break;
+          case 'error:clearDeviceCache':
+            sim.setInRange(address, false);
+            restore = async () => sim.setInRange(address, true);
+            break;
+          case 'error:clearPhantom':
+            inject({
+              kind: 'hang',
+              target: { adapter },
+              interface: 'org.bluez.Adapter1',
+              member: 'RemoveDevice',
+              count: 1,
+            });
+            break;
+          case 'done:connectWithDeadline':
+            for (const f of faults) if (f.spec.kind === 'stale-in-progress') f.clear();
+            if (next?.type === 'xstate.error.actor.validateWithLateGattRetry') {
+              inject({ kind: 'empty-gatt', target: { device: address }, count: 1 });
+            }
+            break;
+          case 'error:connectWithDeadline': {
+            const cls = (event.error as { errorClass: string }).errorClass;
+            if (cls === 'aborted')
+              inject({ kind: 'rf-abort', target: { device: address }, count: 1, linkUpMs: 10 });
+            else if (cls === 'inProgress') inject({ kind: 'stale-in-progress', target: { device: address } });
+            else
+              inject({
+                kind: 'fail-connect',
+                target: { device: address },
+                count: 1,
+                errorName: 'org.bluez.Error.Failed',
+                message: 'No available connection slot',
+              });
+            break;
+          }
+          case 'error:validateWithLateGattRetry':
+            // After a Connect the empty-GATT fault was armed with it; an adopted link fails the validator.
+            if (!sim.state().faults.some((f) => f.kind === 'empty-gatt')) failValidation = true;
+            restore = async () => {
+              failValidation = false;
+            };
+            break;
+          case 'error:verifiedDisconnect':
+            inject({
+              kind: 'hang',
+              target: { device: address },
+              interface: 'org.bluez.Device1',
+              member: 'Disconnect',
+              count: 1,
+            });
+            inject({
+              kind: 'hang',
+              target: { adapter },
+              interface: 'org.bluez.Adapter1',
+              member: 'RemoveDevice',
+              count: 1,
+            });
+            restore = async () => {
+              await bluez.verifiedDisconnect(adapter, address, { timeoutMs: 2000 }).catch(() => {});
+            };
+            break;
+          case 'error:resetAdapter':
+            inject({
+              kind: 'hang',
+              target: { adapter },
+              interface: 'org.freedesktop.DBus.Properties',
+              member: 'Set',
+              count: 1,
+            });
+            break;
+          default:
+            break; // the real actor's natural outcome is the one the path wants
+        }
+        gate.release(name);
+      } else if (event.type.startsWith('xstate.after.attemptDeadline')) {
+        await gate.pending('connectWithDeadline');
+        inject({
+          kind: 'hang',
+          target: { device: address },
+          interface: 'org.bluez.Device1',
+          member: 'Connect',
+          count: 1,
+        });
+        gate.release('connectWithDeadline');
+      } else if (event.type.startsWith('xstate.after.')) {
+        // backoff: time passes
+      } else if (event.type === 'LINK_LOST') {
+        sim.dropLink(address);
+      } else {
+        device.send(event);
+      }
+      const want = JSON.stringify([step.state.value, step.state.status]);
+      await eventually(
+        `state ${want} after ${event.type} (at ${JSON.stringify(snapshot().value)}; trail ${trail.states.join(' → ')})`,
+        () => JSON.stringify([snapshot().value, snapshot().status]) === want,
+        10_000,
+      );
+      await restore?.();
+    }
+    return trail.settled;
+  } finally {
+    root.stop();
+    for (const t of trail.transitions) covered.add(transitionKey(t));
+    leases.releaseAll();
+    await world.stop();
+  }
+}
+
+describe('model paths on the simulator', () => {
+  it('every transition except the lock-degraded/lock-failed ones can be driven by a BlueZ fault', () => {
+    expect([...unreachableBySimulator].sort()).toEqual([
+      'connection.locking | xstate.done.actor.acquireDeviceLock | #0 → connection.clearing-stale',
+      'connection.locking | xstate.error.actor.acquireDeviceLock | #0 → connection.escalating',
+    ]);
+    expect(selected.length).toBeGreaterThan(5);
+  });
+
+  for (const [index, candidate] of selected.entries()) {
+    const description = expectedStates(candidate.path).join(' → ');
+    it(`path ${index + 1} (${candidate.name}): ${description}`, async () => {
+      const settled = await runOnSimulator(candidate.input, candidate.path);
+      // After the last step the actor runs on until it is stopped (e.g. out of backoff).
+      expect(settled.slice(0, expectedStates(candidate.path).length)).toEqual(expectedStates(candidate.path));
+      expect(busyDeviceLocks()).toEqual([]);
+    }, 30_000);
+  }
+
+  afterAll(() => {
+    const drivableKeys = allTransitionKeys().filter((k) => !unreachableBySimulator.has(k));
+    const missing = drivableKeys.filter((k) => !covered.has(k));
+    expect(missing, `transitions the simulator runs never took:\n${missing.join('\n')}`).toEqual([]);
+  });
+});
