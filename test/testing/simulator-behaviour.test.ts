@@ -130,6 +130,27 @@ describe('Device1.Connect / Disconnect as bluetoothd 5.66', () => {
     expect(device(env)).toMatchObject({ connected: false, connecting: false });
   });
 
+  it('with main.conf Cache=always (scenario behaviour) GATT objects stay exported while disconnected', async () => {
+    const { env, client } = await start({ ...known(), behaviour: { gattCache: 'always' } });
+    await client.call(dev0, D1, 'Connect');
+    await eventually('resolved', () => device(env)?.servicesResolved === true);
+    await client.call(dev0, D1, 'Disconnect');
+    expect(device(env)).toMatchObject({ connected: false, servicesResolved: false });
+    expect(
+      (await client.managedPaths()).filter((p) => p.startsWith(`${dev0}/service`)).length,
+    ).toBeGreaterThan(0);
+    const chrc = `${dev0}/service0010/char0011`;
+    expect(
+      await client.call(chrc, 'org.bluez.GattCharacteristic1', 'ReadValue', 'a{sv}', [{}]),
+    ).toMatchObject({
+      ok: false,
+      errorName: 'org.bluez.Error.Failed',
+      text: 'Not connected',
+    });
+    await client.call(dev0, D1, 'Connect');
+    await eventually('resolved again', () => device(env)?.servicesResolved === true);
+  });
+
   it('a device that is not advertising in range makes Connect fail after the LE connect timeout', async () => {
     const { client } = await start(known({ inRange: false }), { timing: { connectTimeoutMs: 100 } });
     expect(await client.call(dev0, D1, 'Connect')).toMatchObject({

@@ -88,8 +88,9 @@ export class BluezSimulator {
       ...opts.timing,
     });
     const behaviour: BluezBehaviour = {
-      gattCache: opts.behaviour?.gattCache ?? 'no',
-      legacyPendingConnectError: opts.behaviour?.legacyPendingConnectError ?? false,
+      gattCache: opts.behaviour?.gattCache ?? scenario?.behaviour?.gattCache ?? 'no',
+      legacyPendingConnectError:
+        opts.behaviour?.legacyPendingConnectError ?? scenario?.behaviour?.legacyPendingConnectError ?? false,
     };
     if (!['no', 'yes', 'always'].includes(behaviour.gattCache)) {
       throw new TypeError('behaviour.gattCache must be "no", "yes" or "always"');

@@ -135,6 +135,15 @@ export interface Scenario {
   adapters: AdapterSpec[];
   devices?: DeviceSpec[];
   faults?: FaultSpec[];
+  /**
+   * BlueZ version / main.conf switches (optional). gattCache: main.conf [GATT]
+   * Cache, 'no' (default here: GATT objects go with the link) | 'yes' | 'always'
+   * (bluetoothd's default: objects stay while disconnected).
+   * legacyPendingConnectError: answer a second Connect on a pending connect the
+   * BlueZ 5.66–5.81 way (org.bluez.Error.Failed "Operation already in
+   * progress") instead of 5.82+ org.bluez.Error.InProgress.
+   */
+  behaviour?: { gattCache?: 'no' | 'yes' | 'always'; legacyPendingConnectError?: boolean };
 }
 
 /** One method call the simulator received (for "idle silence" and ordering checks). */

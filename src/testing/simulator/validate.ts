@@ -3,7 +3,7 @@
  * file, so a typo fails at once with the field named, not as a test that
  * mysteriously never connects.
  */
-import type { AdapterSpec, DeviceSpec, FaultSpec, FaultTarget, Scenario, ServiceSpec } from './types.js';
+import type { AdapterSpec, DeviceSpec, FaultSpec, FaultTarget, Scenario } from './types.js';
 import { normalizeMac } from './world.js';
 
 type Obj = Record<string, unknown>;
@@ -258,6 +258,15 @@ export function validateScenario(v: unknown, field = 'scenario'): Scenario {
       num(t, `${field}.timing.${k}`, { min: 0 });
     }
   }
+  if (s.behaviour !== undefined) {
+    const b = obj(s.behaviour, `${field}.behaviour`);
+    if (b.gattCache !== undefined && !['no', 'yes', 'always'].includes(b.gattCache as string)) {
+      throw new TypeError(`${field}.behaviour.gattCache must be "no", "yes" or "always"`);
+    }
+    if (b.legacyPendingConnectError !== undefined && typeof b.legacyPendingConnectError !== 'boolean') {
+      throw new TypeError(`${field}.behaviour.legacyPendingConnectError must be a boolean`);
+    }
+  }
   if (!Array.isArray(s.adapters)) throw new TypeError(`${field}.adapters must be an array of adapters`);
   const names = new Set<string>();
   s.adapters.forEach((a, i) => {
@@ -275,5 +284,3 @@ export function validateScenario(v: unknown, field = 'scenario'): Scenario {
   }
   return s as unknown as Scenario;
 }
-
-export type { ServiceSpec };
