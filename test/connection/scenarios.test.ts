@@ -4,7 +4,12 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConnectionFailedError } from '../../src/bluez/errors.js';
-import { establishConnection, type ManagedConnection } from '../../src/connection/establish.js';
+import {
+  createConnectionActor,
+  establishConnection,
+  type ManagedConnection,
+} from '../../src/connection/establish.js';
+import { EscalationPolicy } from '../../src/machines/escalation-policy.js';
 import { busyDeviceLocks } from '../../src/actors/device-lock.js';
 import {
   BATTERY_LEVEL,
@@ -257,5 +262,55 @@ describe('connection actor against the simulator', () => {
       world.env.sim.calls.some((c) => c.member === 'ReadValue' && c.path.includes('dev_AA_BB_CC_DD_EE_01')),
     ).toBe(true);
     expect(BATTERY_LEVEL).toContain('2a19');
+  });
+
+  it('a shared EscalationPolicy keeps counting failures on hci0 across calls, and a success resets it', async () => {
+    world = await startWorld({ adapters: [{ name: 'hci0' }], devices: [bms()] });
+    const policy = new EscalationPolicy('battery');
+    world.env.sim.inject({ kind: 'rf-abort', target: { device: DEVICE }, count: 2 });
+    const first = await establishConnection(
+      scenarioOptions(world, { maxAttempts: 2, escalation: policy }),
+    ).catch((e: unknown) => e);
+    expect(first).toBeInstanceOf(ConnectionFailedError);
+    expect(policy.failureCount('hci0')).toBe(2);
+    world.env.sim.inject({ kind: 'rf-abort', target: { device: DEVICE }, count: 1 });
+    const options = scenarioOptions(world, { escalation: policy });
+    const conn = await establishConnection(options);
+    open.push(conn);
+    // The third failure in a row on hci0 (one adapter: nothing to rotate to) is a diagnose, not a first failure.
+    expect(conn.actor.getSnapshot().context.attempts[0]?.escalation).toBe('diagnose');
+    expect(policy.failureCount('hci0')).toBe(0);
+  });
+
+  it('link loss while connected brings the actor back to idle and is reported', async () => {
+    world = await startWorld({ adapters: [{ name: 'hci0' }], devices: [bms()] });
+    const warnings: string[] = [];
+    const options = scenarioOptions(world, { logger: { warn: (m) => warnings.push(m) } });
+    const conn = await establishConnection(options);
+    open.push(conn);
+    world.env.sim.dropLink(DEVICE);
+    await eventually('actor idle', () => conn.actor.getSnapshot().value === 'idle');
+    expect(options.trail.states.slice(-2)).toEqual(['connected', 'idle']);
+    expect(warnings.some((w) => /link lost on hci0/.test(w))).toBe(true);
+  });
+
+  it('createConnectionActor gives the running actor: snapshots, emitted events and the inspection stream', async () => {
+    world = await startWorld({ adapters: [{ name: 'hci0' }], devices: [bms()] });
+    world.env.sim.inject({ kind: 'rf-abort', target: { device: DEVICE }, count: 1 });
+    const options = scenarioOptions(world);
+    const actor = createConnectionActor({ ...options, bluez: world.bluez });
+    const escalations: unknown[] = [];
+    actor.on('escalation', (e) => escalations.push(e));
+    expect(actor.getSnapshot().value).toBe('idle');
+    actor.send({ type: 'CONNECT' });
+    await eventually('connected', () => actor.getSnapshot().value === 'connected');
+    expect(escalations).toEqual([
+      { type: 'escalation', address: DEVICE, adapter: 'hci0', action: 'diagnose', failures: 1 },
+    ]);
+    expect(options.trail.states).toEqual([...HAPPY.slice(0, 4), ...RETRY, 'validating', 'connected']);
+    actor.send({ type: 'DISCONNECT' });
+    await eventually('idle', () => actor.getSnapshot().value === 'idle');
+    expect(simDevice(world, 'hci0')?.connected).toBe(false);
+    actor.stop();
   });
 });
