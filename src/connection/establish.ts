@@ -253,8 +253,8 @@ async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): P
  * adapter, or with an AbortError/TimeoutError DOMException for `signal`/`overallTimeoutMs`.
  */
 export async function establishConnection(options: EstablishOptions): Promise<ManagedConnection> {
-  resolveOptions(options); // validate before any I/O
-  if (options.signal?.aborted) throw abortError(options.signal);
+  const resolved = resolveOptions(options); // validates before any I/O
+  if (resolved.signal?.aborted) throw abortError(resolved.signal);
   const ownBluez = options.bluez === undefined;
   const bluez =
     options.bluez ?? (await openBluez({ busAddress: options.busAddress, signal: options.signal }));
@@ -267,7 +267,7 @@ export async function establishConnection(options: EstablishOptions): Promise<Ma
     if (snapshot.status !== 'active') throw snapshot.error ?? new Error('connection actor stopped');
     const adapter = snapshot.context.adapter;
     const nodeBle = bluez.nodeBle();
-    const deadline = resolveOptions(options).disconnectTimeoutMs;
+    const deadline = resolved.disconnectTimeoutMs;
     const device = await withDeadline(
       nodeBle.getAdapter(adapter).then((a) => a.getDevice(snapshot.context.address)),
       deadline,
