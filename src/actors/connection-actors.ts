@@ -4,7 +4,7 @@
  * AbortSignal). Every cleanup targets the adapter of the attempt, never a fixed hci0 (original
  * defect B8).
  */
-import { fromCallback, fromPromise } from 'xstate';
+import { fromPromise } from 'xstate';
 import type { BluezClient } from '../bluez/client-types.js';
 import {
   AdapterError,
@@ -19,12 +19,12 @@ import type { EscalationPolicy, LedgerChange } from '../machines/escalation-poli
 import type {
   ClearPhantomOutput,
   ConnectInput,
-  ConnectionExternalEvent,
   DeviceFinding,
   DeviceOnAdapter,
   DisconnectInput,
   DisconnectOutput,
   InspectInput,
+  LinkLossOutput,
   LockInput,
   LockOutput,
   ResetInput,
@@ -313,29 +313,16 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     await bluez.setPowered(input.adapter, true, { timeoutMs: deps.disconnectTimeoutMs, signal });
   };
 
-  const watchLink = (
-    input: DeviceOnAdapter,
-    sendBack: (event: ConnectionExternalEvent) => void,
-  ): (() => void) => {
-    let sent = false;
-    const lost = (reason: string): void => {
-      if (sent) return;
-      sent = true;
-      sendBack({ type: 'LINK_LOST', reason });
-    };
-    const check = (): void => {
-      const device = bluez.device(input.adapter, input.address);
-      if (device === undefined) lost(`${input.address} removed from ${input.adapter}`);
-      else if (!device.connected) lost('Connected=false');
-    };
-    const offChange = bluez.mirror.on('change', check);
-    const offOwner = bluez.mirror.on('ownerChanged', () => lost('bluetoothd restarted'));
-    check();
-    return () => {
-      offChange();
-      offOwner();
-    };
-  };
+  const watchLink = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<LinkLossOutput> =>
+    // No deadline: it lasts as long as the connection; the machine's AbortSignal ends it.
+    bluez.mirror.waitFor(
+      (m) => {
+        const device = m.device(input.adapter, input.address);
+        if (device === undefined) return { reason: `${input.address} is gone from ${input.adapter}` };
+        return device.connected ? undefined : { reason: 'Connected=false' };
+      },
+      { signal, description: `link loss of ${input.address} on ${input.adapter}` },
+    );
 
   return {
     acquireDeviceLock,
@@ -389,8 +376,8 @@ export function connectionActorImplementations(
         fns.verifiedDisconnect(input, signal),
       ),
       resetAdapter: fromPromise<void, ResetInput>(({ input, signal }) => fns.resetAdapter(input, signal)),
-      watchLink: fromCallback<ConnectionExternalEvent, DeviceOnAdapter>(({ input, sendBack }) =>
-        fns.watchLink(input, sendBack),
+      watchLink: fromPromise<LinkLossOutput, DeviceOnAdapter>(({ input, signal }) =>
+        fns.watchLink(input, signal),
       ),
     },
     actions: {

@@ -117,7 +117,10 @@ export type ConnectionExternalEvent =
   | { type: 'CANCEL'; reason: CancellationReason }
   /** From the parent pool after a rotation request. */
   | { type: 'ADAPTER_ASSIGNED'; adapter: string }
-  /** From the `watchLink` actor while connected. */
+  /**
+   * The link is gone although BlueZ may not say so yet: for watchers outside the machine (a
+   * notification watchdog, the pool). BlueZ's own Connected=false arrives through `watchLink`.
+   */
   | { type: 'LINK_LOST'; reason: string };
 
 /** Event sent to the parent pool when escalation chooses to rotate. */
@@ -184,6 +187,11 @@ export interface DisconnectOutput {
 export interface ClearPhantomOutput {
   /** The Device1 object is back (rediscovered) after RemoveDevice. */
   readonly reappeared: boolean;
+}
+
+/** `watchLink` output: why the link ended. */
+export interface LinkLossOutput {
+  readonly reason: string;
 }
 
 /** `resetAdapter` input. */

@@ -11,7 +11,7 @@
  * BlueZ is not left Connected on the adapter actually used), releases the device lock, and ends in
  * `failed` with an AbortError/TimeoutError DOMException. The original swallowed it (defect B5).
  */
-import { and, assign, emit, fromCallback, fromPromise, not, sendParent, setup } from 'xstate';
+import { and, assign, emit, fromPromise, not, sendParent, setup } from 'xstate';
 import { ConnectionFailedError, type AttemptRecord } from '../bluez/errors.js';
 import {
   DEFAULT_BACKOFF_MS,
@@ -30,6 +30,7 @@ import {
   type FailureCause,
   type FailureClass,
   type InspectInput,
+  type LinkLossOutput,
   type LockInput,
   type LockOutput,
   type ResetInput,
@@ -191,8 +192,8 @@ export const connectionSetup = setup({
     ),
     /** Adapter recovery; a D-Bus power cycle until the reset-ladder issue replaces it. */
     resetAdapter: fromPromise<void, ResetInput>(async () => notProvided('resetAdapter')),
-    /** Sends LINK_LOST when Connected goes false (or the object disappears) while connected. */
-    watchLink: fromCallback<ConnectionExternalEvent, DeviceOnAdapter>(() => notProvided('watchLink')),
+    /** Resolves when Connected goes false or the device object disappears (link loss, bluetoothd restart). */
+    watchLink: fromPromise<LinkLossOutput, DeviceOnAdapter>(async () => notProvided('watchLink')),
   },
   guards: {
     lockWasDegraded: ({ event }) => (event as unknown as { output: LockOutput }).output.degraded,
@@ -354,12 +355,14 @@ export const connectionSetup = setup({
     recordResetAttempt: assign(({ context }) => ({
       ledger: recordReset(context.ledger, context.adapter, Date.now()),
     })),
-    reportLinkLoss: emit(({ context, event }) => ({
-      type: 'link-lost' as const,
-      address: context.address,
-      adapter: context.adapter,
-      reason: (event as { reason?: string }).reason ?? 'link lost',
-    })),
+    reportLinkLoss: emit(({ context, event }) => {
+      const e = event as unknown as { reason?: string; output?: LinkLossOutput; error?: unknown };
+      const reason =
+        e.reason ??
+        e.output?.reason ??
+        (e.error instanceof Error ? `link watch failed: ${e.error.message}` : 'link lost');
+      return { type: 'link-lost' as const, address: context.address, adapter: context.adapter, reason };
+    }),
   },
 });
 
@@ -603,6 +606,10 @@ export const connectionMachine = connectionSetup.createMachine({
         id: 'watchLink',
         src: 'watchLink',
         input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
+        onDone: { target: 'idle', actions: ['markLinkClosed', 'reportLinkLoss'] },
+        // A watcher that fails (the bus went away) can no longer vouch for the link: treat it as
+        // lost rather than let the error take the actor, and a parent pool, down.
+        onError: { target: 'idle', actions: ['markLinkClosed', 'reportLinkLoss'] },
       },
       on: {
         DISCONNECT: {

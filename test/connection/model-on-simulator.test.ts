@@ -42,6 +42,8 @@ function drivableEvent(event: AnyEventObject, snapshot: ConnectionSnapshot): boo
     return !(event.output as { degraded: boolean }).degraded;
   if (event.type === 'xstate.error.actor.acquireDeviceLock') return false;
   if (event.type === 'xstate.error.actor.inspectDevice') return snapshot.context.diagnoseNext;
+  // The link watch fails only when the BlueZ client itself is closed under it.
+  if (event.type === 'xstate.error.actor.watchLink') return false;
   if (event.type === 'xstate.error.actor.verifiedDisconnect') {
     return snapshot.context.teardown === 'validation-failed' || snapshot.context.teardown === 'requested';
   }
@@ -198,7 +200,10 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
       const next = path.steps[i + 1]?.event as AnyEventObject | undefined;
       const actorEvent = /^xstate\.(done|error)\.actor\.(.+)$/.exec(event.type);
       let restore: (() => Promise<void>) | undefined;
-      if (actorEvent) {
+      if (event.type === 'xstate.done.actor.watchLink') {
+        // The remote end drops the link; the real watcher sees Connected=false.
+        sim.dropLink(address);
+      } else if (actorEvent) {
         const [, kind, name] = actorEvent as unknown as [string, 'done' | 'error', string];
         const { input: callInput } = await gate.pending(name);
         const adapter = adapterOf(callInput);
@@ -331,8 +336,6 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
         gate.release('connectWithDeadline');
       } else if (event.type.startsWith('xstate.after.')) {
         // backoff: time passes
-      } else if (event.type === 'LINK_LOST') {
-        sim.dropLink(address);
       } else {
         device.send(event);
       }
@@ -354,8 +357,9 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
 }
 
 describe('model paths on the simulator', () => {
-  it('every transition except the lock-degraded/lock-failed ones can be driven by a BlueZ fault', () => {
+  it('every transition except lock degraded/failed and a failing link watch can be driven by a BlueZ fault', () => {
     expect([...unreachableBySimulator].sort()).toEqual([
+      'connection.connected | xstate.error.actor.watchLink | #0 → connection.idle',
       'connection.locking | xstate.done.actor.acquireDeviceLock | #0 → connection.clearing-stale',
       'connection.locking | xstate.error.actor.acquireDeviceLock | #0 → connection.escalating',
     ]);

@@ -8,7 +8,6 @@ import { getAdjacencyMap, getShortestPaths, joinPaths, serializeEvent, type Stat
 import { expect, vi } from 'vitest';
 import {
   createActor,
-  fromCallback,
   fromPromise,
   setup,
   type AnyActorRef,
@@ -186,7 +185,14 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
       cancel,
     );
   }
-  if (m('connected')) events.push({ type: 'DISCONNECT' }, { type: 'LINK_LOST', reason: 'Connected=false' });
+  if (m('connected')) {
+    events.push(
+      { type: 'DISCONNECT' },
+      { type: 'LINK_LOST', reason: 'notification watchdog: silent for 30 s' },
+      { type: 'xstate.done.actor.watchLink', output: { reason: 'Connected=false' } },
+      { type: 'xstate.error.actor.watchLink', error: new Error('the BlueZ mirror is closed') },
+    );
+  }
   if (m('disconnecting')) {
     events.push(
       { type: 'xstate.done.actor.verifiedDisconnect', output: { outcome: 'disconnected' } },
@@ -378,7 +384,6 @@ export async function replayWithScriptedActors(
   path: ModelPath,
 ): Promise<ReplayResult> {
   const pending = new Map<string, Deferred>();
-  const watchers = new Set<(e: EventObject) => void>();
   const manual = (name: string) =>
     fromPromise<unknown, unknown>(
       ({ signal }) =>
@@ -397,15 +402,11 @@ export async function replayWithScriptedActors(
     'validateWithLateGattRetry',
     'verifiedDisconnect',
     'resetAdapter',
+    'watchLink',
   ];
   const logic = connectionMachine.provide({
     actors: {
       ...Object.fromEntries(names.map((n) => [n, manual(n)])),
-      watchLink: fromCallback(({ sendBack }) => {
-        const w = (e: EventObject) => sendBack(e as never);
-        watchers.add(w);
-        return () => watchers.delete(w);
-      }),
     } as never,
   });
   const trail = createStateTrail();
@@ -429,8 +430,6 @@ export async function replayWithScriptedActors(
         pending.get(error[1])?.reject(event.error);
       } else if (event.type.startsWith('xstate.after.')) {
         await vi.advanceTimersToNextTimerAsync();
-      } else if (event.type === 'LINK_LOST') {
-        for (const w of watchers) w(event);
       } else {
         device.send(event);
       }

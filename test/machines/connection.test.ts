@@ -395,7 +395,7 @@ describe('connection machine (scripted actors)', () => {
     actor.stop();
   });
 
-  it('link loss while connected goes back to idle and stops the link watcher; CONNECT starts over', async () => {
+  it('link loss while connected goes back to idle, the link watcher ends; CONNECT starts over', async () => {
     const h = startScripted(baseInput());
     h.actor.send({ type: 'CONNECT' });
     await h.runUntil(() => h.state() === 'connected');

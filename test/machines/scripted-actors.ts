@@ -4,9 +4,9 @@
  * fake timers; the state sequence comes from the inspection stream (transient states included).
  */
 import { vi } from 'vitest';
-import { createActor, fromCallback, fromPromise, type AnyActorLogic } from 'xstate';
+import { createActor, fromPromise, type AnyActorLogic } from 'xstate';
 import { connectionMachine } from '../../src/machines/connection.js';
-import type { ConnectionExternalEvent, ConnectionInput } from '../../src/machines/connection-contracts.js';
+import type { ConnectionInput } from '../../src/machines/connection-contracts.js';
 import { DEFAULT_ESCALATION } from '../../src/machines/profiles.js';
 import type { LedgerChange } from '../../src/machines/escalation-policy.js';
 import { createStateTrail, topLevelState } from '../../src/machines/state-trail.js';
@@ -55,7 +55,7 @@ export interface Harness {
   releasedLeases: (string | null)[];
   ledgerChanges: LedgerChange[];
   emitted: { type: string }[];
-  /** Live watchLink callbacks (cleanup not yet called). */
+  /** Live watchLink actors (neither resolved nor stopped). */
   liveWatchers: number;
   loseLink(reason?: string): void;
   callsTo(name: PromiseActorName): Call[];
@@ -80,7 +80,7 @@ export function baseInput(overrides: Partial<ConnectionInput> = {}): ConnectionI
 export function scriptedLogic(
   script: Partial<Record<PromiseActorName, Outcome[]>>,
   harness: Pick<Harness, 'calls' | 'releasedLeases' | 'ledgerChanges'> & {
-    watchers: Set<(event: ConnectionExternalEvent) => void>;
+    watchers: Set<(reason: string) => void>;
   },
   defaults: Partial<Record<PromiseActorName, Outcome>> = {},
 ): typeof connectionMachine {
@@ -114,11 +114,25 @@ export function scriptedLogic(
   return connectionMachine.provide({
     actors: {
       ...actors,
-      watchLink: fromCallback(({ sendBack }) => {
-        const watcher = (event: ConnectionExternalEvent): void => sendBack(event);
-        harness.watchers.add(watcher);
-        return () => harness.watchers.delete(watcher);
-      }),
+      // Pending while the link is up; `loseLink` resolves it the way a Connected=false would.
+      watchLink: fromPromise<{ reason: string }, unknown>(
+        ({ signal }) =>
+          new Promise((resolve, reject) => {
+            const watcher = (reason: string): void => {
+              harness.watchers.delete(watcher);
+              resolve({ reason });
+            };
+            harness.watchers.add(watcher);
+            signal.addEventListener(
+              'abort',
+              () => {
+                harness.watchers.delete(watcher);
+                reject(signal.reason);
+              },
+              { once: true },
+            );
+          }),
+      ),
     } as never,
     actions: {
       releaseDeviceLock: (_, params: { lease: string | null }) => {
@@ -140,7 +154,7 @@ export function startScripted(
   const calls: Call[] = [];
   const releasedLeases: (string | null)[] = [];
   const ledgerChanges: LedgerChange[] = [];
-  const watchers = new Set<(event: ConnectionExternalEvent) => void>();
+  const watchers = new Set<(reason: string) => void>();
   const logic = scriptedLogic(script, { calls, releasedLeases, ledgerChanges, watchers }, defaults);
   const trail = createStateTrail();
   const actor = createActor(logic, { input, inspect: trail.inspect });
@@ -161,7 +175,7 @@ export function startScripted(
       return watchers.size;
     },
     loseLink(reason = 'Connected=false') {
-      for (const w of watchers) w({ type: 'LINK_LOST', reason });
+      for (const w of [...watchers]) w(reason);
     },
     callsTo: (name) => calls.filter((c) => c.name === name),
     state: () => topLevelState(actor.getSnapshot().value),
