@@ -267,7 +267,8 @@ export async function establishConnection(options: EstablishOptions): Promise<Ma
     if (snapshot.status !== 'active') throw snapshot.error ?? new Error('connection actor stopped');
     const adapter = snapshot.context.adapter;
     const nodeBle = bluez.nodeBle();
-    const deadline = resolved.disconnectTimeoutMs;
+    // node-ble introspects the device and its GATT tree: part of the attempt, so its deadline.
+    const deadline = resolved.attemptTimeoutMs;
     const device = await withDeadline(
       nodeBle.getAdapter(adapter).then((a) => a.getDevice(snapshot.context.address)),
       deadline,
