@@ -142,6 +142,12 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     // The in-process mutex is waited for without a timeout of its own (only cancellation or
     // overallTimeoutMs end the wait): giving up on it would race the holder into InProgress.
     const release = await lockDevice(input.address, signal);
+    if (signal.aborted) {
+      // Granted after the machine left `locking` (CANCEL, or the actor stopped): nobody will take
+      // this lease any more, and a lease added now would outlive the actor's own cleanup.
+      release();
+      throw signal.reason;
+    }
     return { lease: deps.leases.add(release), degraded: false };
   };
 

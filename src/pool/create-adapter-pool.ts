@@ -4,19 +4,17 @@
  * `resetAdapter` actor. This file is the glue: it feeds the mirror to the pool, forwards the
  * children's states, and offers connect/disconnect/snapshot.
  */
-import { createActor, fromPromise, type Actor, type AnyActorRef, type InspectionEvent } from 'xstate';
+import { createActor, type Actor, type AnyActorRef, type InspectionEvent } from 'xstate';
 import type { BluezClient } from '../bluez/client-types.js';
 import { AbortedError, BluezError, OutOfSlotsError, classifyError, isAbortError } from '../bluez/errors.js';
 import { validateMac } from '../bluez/validate.js';
 import { connectionActorImplementations } from '../actors/connection-actors.js';
-import { lockDevice } from '../actors/device-lock.js';
 import { LeaseBook } from '../actors/lease-book.js';
 import { ResetLadder, resetLadderActor, type ResetLadderOptions } from '../actors/reset-ladder.js';
 import { ladderBluezPort } from '../actors/reset-ladder-ports.js';
 import { resolveOptions, type ConnectionLogger, type ConnectionOptions } from '../connection/options.js';
 import type { Validator } from '../connection/validators.js';
 import { connectionMachine } from '../machines/connection.js';
-import type { LockInput, LockOutput } from '../machines/connection-contracts.js';
 import { adapterPoolMachine } from '../machines/adapter-pool.js';
 import {
   effectiveLimit,
@@ -223,23 +221,10 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     leases,
     policy: poolDefaults.policy,
   });
-  // The per-device lock, with one addition: a lock granted after the child left `locking` (CANCEL
-  // while waiting, or the pool stopping the child) is released at once. The pool's children share
-  // one LeaseBook, so a lease added after its child is gone would never be released.
-  const acquireDeviceLock = fromPromise<LockOutput, LockInput>(async ({ input, signal }) => {
-    if (input.lease !== null && leases.holds(input.lease)) return { lease: input.lease, degraded: false };
-    const release = await lockDevice(input.address, signal);
-    if (signal.aborted) {
-      release();
-      throw signal.reason;
-    }
-    return { lease: leases.add(release), degraded: false };
-  });
   const childLogic = connectionMachine.provide({
     ...implementations,
     actors: {
       ...implementations.actors,
-      acquireDeviceLock,
       ...(ladder === undefined ? {} : { resetAdapter: resetLadderActor(ladder) }),
     },
   } as never);

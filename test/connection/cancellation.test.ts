@@ -6,7 +6,7 @@
  */
 import { getEventListeners } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
-import { busyDeviceLocks } from '../../src/actors/device-lock.js';
+import { busyDeviceLocks, lockDevice } from '../../src/actors/device-lock.js';
 import { createConnectionActor, establishConnection } from '../../src/connection/establish.js';
 import {
   DEVICE,
@@ -116,6 +116,24 @@ describe('cancellation against the simulator', () => {
     expect(deviceCalls(world, 'hci0')).toEqual(['Connect']);
     await conn.disconnect();
     expect(busyDeviceLocks()).toEqual([]);
+  });
+
+  it('a connection actor stopped while waiting for the device lock leaves the mutex free, however late the lock arrives', async () => {
+    world = await startWorld({ adapters: [{ name: 'hci0' }], devices: [bms()] });
+    // The lock is handed over a few microtasks after the holder releases it; the actor is stopped
+    // at each point of that hand-over in turn (before, during, after the grant reaches it).
+    for (let hops = 0; hops <= 12; hops += 1) {
+      const releaseHolder = await lockDevice(DEVICE);
+      const options = scenarioOptions(world);
+      const actor = createConnectionActor({ ...options, bluez: world.bluez });
+      actor.send({ type: 'CONNECT' });
+      await eventually('waiting for the lock', () => options.trail.states.includes('locking'));
+      releaseHolder();
+      for (let i = 0; i < hops; i += 1) await Promise.resolve();
+      actor.stop();
+      await settle();
+      expect({ hops, busy: busyDeviceLocks() }).toEqual({ hops, busy: [] });
+    }
   });
 
   it('an already aborted signal rejects before any D-Bus traffic', async () => {
