@@ -12,7 +12,9 @@ import {
   BluezError,
   DeviceNotFoundError,
   NotConnectedError,
+  OutOfSlotsError,
   ValidationError,
+  classifyError,
   isAbortError,
 } from '../bluez/errors.js';
 import type { EscalationPolicy, LedgerChange } from '../machines/escalation-policy.js';
@@ -48,6 +50,14 @@ export interface ConnectionActorDeps {
   readonly leases: LeaseBook;
   /** A shared escalation policy that should see this actor's ledger changes. */
   readonly policy?: EscalationPolicy;
+  /**
+   * The connection slot limit in force on `adapter` (SPEC §6 slotsPerAdapter, or the lower limit a
+   * pool learned). bluetoothd reports a controller that refuses a link for lack of resources
+   * (HCI 0x0d) as le-connection-abort-by-local, the text of an RF abort; with the adapter's links at
+   * this limit the connect error is an out-of-slots error, so escalation rotates at once instead of
+   * retrying on a saturated controller. Undefined (or no function): aborts stay aborts.
+   */
+  readonly slotLimit?: (adapter: string) => number | undefined;
 }
 
 function ignoreUnlessAbort(err: unknown): void {
@@ -238,6 +248,19 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     } catch (err) {
       if (err instanceof BluezError && err.errorClass === 'aborted') {
         await waitLinkDown(bluez, input, deps.disconnectTimeoutMs, signal);
+        const limit = deps.slotLimit?.(input.adapter);
+        if (classifyError(err, { slotsPerAdapter: limit }).class === 'outOfSlots') {
+          throw new OutOfSlotsError(
+            `${err.message} (${input.adapter} holds ${err.linksOnAdapter} other links, limit ${limit})`,
+            {
+              dbusName: err.dbusName,
+              adapter: input.adapter,
+              device: input.address,
+              cause: err,
+              linksOnAdapter: err.linksOnAdapter,
+            },
+          );
+        }
       }
       throw err;
     }

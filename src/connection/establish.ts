@@ -77,6 +77,7 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
     rediscoveryTimeoutMs: resolved.rediscoveryTimeoutMs,
     leases,
     policy: resolved.policy,
+    slotLimit: () => resolved.slotsPerAdapter,
   });
   const machine = connectionMachine.provide(implementations as never);
   const actor: ConnectionActor = createActor(machine, {

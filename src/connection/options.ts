@@ -56,6 +56,13 @@ export interface ConnectionOptions {
   escalation?: EscalationProfileName | Partial<EscalationConfig> | EscalationPolicy;
   /** Backoff per failure class (SPEC §5 defaults otherwise). */
   backoffMs?: Partial<Record<FailureClass, number>>;
+  /**
+   * Connection slots of each adapter (SPEC §6 default 5; CSR 5, Broadcom/Raspberry Pi 7, some
+   * Realtek 2–3). A connect aborted with le-connection-abort-by-local while the adapter already holds
+   * this many links is an out-of-slots error (the controller refused it, HCI 0x0d), which rotates to
+   * the next adapter at once. An adapter pool sets this per adapter itself.
+   */
+  slotsPerAdapter?: number;
   /** Log lines (state changes at debug, escalations at info, phantoms and lock trouble at warn). */
   logger?: ConnectionLogger;
   /** XState inspection callback (e.g. `createStateTrail().inspect` or the Stately inspector's). */
@@ -92,6 +99,7 @@ export interface ResolvedOptions {
   readonly escalation: EscalationConfig;
   readonly policy: EscalationPolicy | undefined;
   readonly backoffMs: Partial<Record<FailureClass, number>>;
+  readonly slotsPerAdapter: number;
   readonly logger: ConnectionLogger;
 }
 
@@ -102,6 +110,7 @@ export const CONNECTION_DEFAULTS = Object.freeze({
   disconnectTimeoutMs: 5_000,
   lateGattDelaysMs: Object.freeze([2000, 4000, 8000]) as readonly number[],
   rediscoveryTimeoutMs: 10_000,
+  slotsPerAdapter: 5,
 });
 
 function positiveInteger(value: unknown, field: string): number {
@@ -192,6 +201,10 @@ export function resolveOptions(options: ConnectionOptions): ResolvedOptions {
     escalation,
     policy,
     backoffMs,
+    slotsPerAdapter: positiveInteger(
+      options.slotsPerAdapter ?? CONNECTION_DEFAULTS.slotsPerAdapter,
+      'slotsPerAdapter',
+    ),
     logger: options.logger ?? {},
   };
 }

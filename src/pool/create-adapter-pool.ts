@@ -6,7 +6,7 @@
  */
 import { createActor, type Actor, type AnyActorRef, type InspectionEvent } from 'xstate';
 import type { BluezClient } from '../bluez/client-types.js';
-import { AbortedError, BluezError, OutOfSlotsError, classifyError, isAbortError } from '../bluez/errors.js';
+import { BluezError, isAbortError } from '../bluez/errors.js';
 import { validateMac } from '../bluez/validate.js';
 import { connectionActorImplementations } from '../actors/connection-actors.js';
 import { LeaseBook } from '../actors/lease-book.js';
@@ -37,6 +37,7 @@ export type PoolConnectOptions = Omit<
   | 'lateGattDelaysMs'
   | 'disconnectTimeoutMs'
   | 'rediscoveryTimeoutMs'
+  | 'slotsPerAdapter'
 > & {
   /** Reconnect after a link loss (default true). */
   keepAlive?: boolean;
@@ -169,48 +170,12 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
 
   const validators = new Map<string, Validator | undefined>();
   const leases = new LeaseBook();
-  // The pool actor, once created (the connect wrapper below is built before it).
+  // The pool actor, once created (the children's slot limit below is built before it).
   const ref: { pool?: Actor<typeof adapterPoolMachine> } = {};
   let closed = false;
 
-  // bluetoothd reports a controller that refuses a link for lack of resources (HCI 0x0d) as
-  // le-connection-abort-by-local, the text of an RF abort: with the adapter's links counted
-  // against the limit in force (learned limits included) it becomes an out-of-slots error, so
-  // escalation rotates at once instead of retrying on a saturated controller.
-  const reclassifying = new Proxy(bluez, {
-    get(target, property) {
-      if (property === 'connect') {
-        return async (...args: Parameters<BluezClient['connect']>) => {
-          try {
-            await target.connect(...args);
-          } catch (err) {
-            const [adapter] = args;
-            if (err instanceof AbortedError && ref.pool !== undefined) {
-              const limit = effectiveLimit(ref.pool.getSnapshot().context, adapter);
-              if (classifyError(err, { slotsPerAdapter: limit }).class === 'outOfSlots') {
-                throw new OutOfSlotsError(
-                  `${err.message} (${adapter} holds ${err.linksOnAdapter} links, limit ${limit})`,
-                  {
-                    dbusName: err.dbusName,
-                    adapter,
-                    device: err.device,
-                    cause: err,
-                    linksOnAdapter: err.linksOnAdapter,
-                  },
-                );
-              }
-            }
-            throw err;
-          }
-        };
-      }
-      const value: unknown = Reflect.get(target, property, target);
-      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-    },
-  });
-
   const implementations = connectionActorImplementations({
-    bluez: reclassifying,
+    bluez,
     validate: (context) => {
       const own = validators.get(context.address);
       return own === undefined ? true : own(context);
@@ -220,6 +185,10 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     rediscoveryTimeoutMs: poolDefaults.rediscoveryTimeoutMs,
     leases,
     policy: poolDefaults.policy,
+    // The limit in force, learned limits included: a refused link on an adapter at that limit is
+    // out-of-slots, and the child asks the pool to rotate at once.
+    slotLimit: (adapter) =>
+      ref.pool === undefined ? slots : effectiveLimit(ref.pool.getSnapshot().context, adapter),
   });
   const childLogic = connectionMachine.provide({
     ...implementations,

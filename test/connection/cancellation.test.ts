@@ -185,6 +185,9 @@ describe('bad input', () => {
     await expect(establishConnection({ ...base, validate: 'yes' as never })).rejects.toThrow(
       /validate must be a function/,
     );
+    await expect(establishConnection({ ...base, slotsPerAdapter: 0 })).rejects.toThrow(
+      /slotsPerAdapter must be an integer >= 1/,
+    );
     await expect(establishConnection({ ...base, lateGattDelaysMs: [100, -5] })).rejects.toThrow(
       /lateGattDelaysMs\[1\]/,
     );

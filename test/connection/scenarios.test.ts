@@ -225,6 +225,52 @@ describe('connection actor against the simulator', () => {
     expect(conn.attempts[0]?.cause).toMatchObject({ class: 'noReply', code: 'ATTEMPT_DEADLINE' });
   });
 
+  it('a saturated hci0 refuses the link with an RF-abort text: out of slots, and the next attempt goes to hci1 at once', async () => {
+    const OTHER = 'AA:BB:CC:DD:EE:02';
+    world = await startWorld({
+      adapters: [{ name: 'hci0' }, { name: 'hci1' }],
+      devices: [bms(['hci0', 'hci1']), bms(['hci0'], OTHER)],
+    });
+    // The controller holds one link, and another device already has it.
+    world.env.sim.inject({ kind: 'slot-limit', target: { adapter: 'hci0' }, slots: 1 });
+    await world.bluez.connect('hci0', OTHER, { waitServicesResolved: true, timeoutMs: 5000 });
+    world.env.sim.clearCalls();
+    const options = scenarioOptions(world, { adapters: ['hci0', 'hci1'], slotsPerAdapter: 1 });
+    const conn = await establishConnection(options);
+    open.push(conn);
+    expect(options.trail.states).toEqual([...HAPPY.slice(0, 4), ...RETRY, 'validating', 'connected']);
+    expect(conn.adapter).toBe('hci1');
+    // bluetoothd said le-connection-abort-by-local; with hci0 at its limit that is out of slots.
+    expect(conn.attempts).toMatchObject([
+      { adapter: 'hci0', outcome: 'failed', cause: { class: 'outOfSlots', code: 'OUT_OF_SLOTS' } },
+      { adapter: 'hci1', outcome: 'connected' },
+    ]);
+    expect(conn.attempts[0]?.cause?.message).toMatch(/le-connection-abort-by-local/);
+    expect(conn.actor.getSnapshot().context.attempts[0]?.escalation).toBe('rotate');
+    expect(deviceCalls(world, 'hci0')).toEqual(['Connect!Failed']);
+    expect(deviceCalls(world, 'hci1')).toEqual(['Connect']);
+    await world.bluez.verifiedDisconnect('hci0', OTHER, { timeoutMs: 2000 });
+  });
+
+  it('with the default 5 slots, the same refusal on an adapter holding one link is an RF abort and is retried there', async () => {
+    const OTHER = 'AA:BB:CC:DD:EE:02';
+    world = await startWorld({
+      adapters: [{ name: 'hci0' }, { name: 'hci1' }],
+      devices: [bms(['hci0', 'hci1']), bms(['hci0'], OTHER)],
+    });
+    world.env.sim.inject({ kind: 'slot-limit', target: { adapter: 'hci0' }, slots: 1 });
+    await world.bluez.connect('hci0', OTHER, { waitServicesResolved: true, timeoutMs: 5000 });
+    const options = scenarioOptions(world, { adapters: ['hci0', 'hci1'] });
+    const conn = await establishConnection(options);
+    open.push(conn);
+    expect(conn.attempts.map((a) => [a.adapter, a.cause?.class ?? a.outcome])).toEqual([
+      ['hci0', 'aborted'],
+      ['hci0', 'aborted'],
+      ['hci1', 'connected'],
+    ]);
+    await world.bluez.verifiedDisconnect('hci0', OTHER, { timeoutMs: 2000 });
+  });
+
   it('exhausted attempts reject with a ConnectionFailedError listing each cause and adapter', async () => {
     world = await startWorld({
       adapters: [{ name: 'hci0' }, { name: 'hci1' }],
