@@ -209,11 +209,15 @@ describe('adapters and bluetoothd coming and going (simulator)', () => {
     const links = w.simLinks();
     for (const d of w.pool.snapshot().devices) expect(links[d.adapter ?? '']).toContain(d.address);
     expect(Object.values(links).flat().sort()).toEqual([...addresses].sort());
-    // Nothing leaked: no device lock held, no pending mirror wait, no discovery session, no stray child.
+    // Nothing leaked: no device lock held, no mirror wait but each connected child's link watch, no
+    // discovery session, no stray child.
     expect(w.pool.heldLocks).toBe(0);
     expect(busyDeviceLocks()).toEqual([]);
-    expect(w.bluez.mirror.pendingWaits).toBe(0);
+    expect(w.bluez.mirror.pendingWaits).toBe(5);
     expect(w.env.sim.state().adapters.flatMap((a) => a.discoveryClients)).toEqual([]);
     expect(Object.keys(w.pool.actor.getSnapshot().children)).toHaveLength(5);
+    // Closing the pool stops the children, and their link watches with them.
+    await w.pool.close();
+    expect(w.bluez.mirror.pendingWaits).toBe(0);
   });
 });
