@@ -39,6 +39,13 @@ export type PoolDeviceStatus =
   /** Gave up (attempts exhausted or cancelled): the error is in `error`. */
   | 'failed';
 
+/**
+ * What a device's child is doing: `idle` (not told to connect, or back after a link loss),
+ * `connecting` (any attempt state), `resetting` (running the recovery ladder, which may power its
+ * adapter off), `connected`.
+ */
+export type PoolChildState = 'idle' | 'connecting' | 'resetting' | 'connected';
+
 /** Per-device connection settings the pool passes to the child (plain data). */
 export interface PoolDeviceSettings {
   readonly maxAttempts: number;
@@ -56,8 +63,8 @@ export interface PoolDevice {
   readonly adapter: string | null;
   /** Id of its connection actor, or null while queued without one. */
   readonly childId: string | null;
-  /** Top-level state of its child as last reported (`resetting` while it runs the recovery ladder). */
-  readonly childState: string;
+  /** What its child is doing, as the pool last knew it (from its reports and the pool's own commands). */
+  readonly childState: PoolChildState;
   /** How many children were spawned for it (ids are unique per spawn). */
   readonly spawns: number;
   /** Reconnect after a link loss (keep-alive); false after a requested disconnect. */

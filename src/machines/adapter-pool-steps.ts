@@ -7,6 +7,7 @@
 import type {
   ConnectionExternalEvent,
   ConnectionInput,
+  ConnectionReport,
   FailureClass,
   RotationRequest,
 } from './connection-contracts.js';
@@ -42,22 +43,13 @@ export type PoolEmitted =
   | { type: 'device-link-lost'; address: string; adapter: string }
   | { type: 'device-rotated'; address: string; from: string; to: string; failureClass: FailureClass | null }
   | { type: 'device-requeued'; address: string; from: string; reason: string }
-  | { type: 'device-failed'; address: string; error: string }
+  /** `cause` is the child's final error (ConnectionFailedError, AbortError, or what crashed it). */
+  | { type: 'device-failed'; address: string; error: string; cause: unknown }
   | { type: 'device-removed'; address: string }
   | { type: 'slot-limit-learned'; adapter: string; limit: number };
 
-/** What the child reports (forwarded by the runtime from the child's snapshots). */
-export interface ChildStateEvent {
-  readonly type: 'CHILD_STATE';
-  readonly address: string;
-  readonly childId: string;
-  /** Top-level state of the connection machine. */
-  readonly state: string;
-  /** Adapter of the child's current (or last) attempt. */
-  readonly adapter: string;
-  /** A newly failed attempt seen in this snapshot, if any. */
-  readonly failedAttempt: { readonly adapter: string; readonly class: FailureClass } | null;
-}
+/** A report of a child other than a rotation request. */
+export type ChildReport = Exclude<ConnectionReport, RotationRequest>;
 
 /** Events of the pool machine. */
 export type PoolEvent =
@@ -68,8 +60,8 @@ export type PoolEvent =
   | { type: 'BLUEZ_DOWN' }
   | { type: 'BLUEZ_UP' }
   | { type: 'SIGHTINGS'; address: string; sightings: Sightings }
-  | ChildStateEvent
-  | RotationRequest;
+  /** From the children themselves (sendParent), see {@link ConnectionReport}. */
+  | ConnectionReport;
 
 /** Result of one step. */
 export interface StepResult {
@@ -205,7 +197,7 @@ function dispatch(draft: Draft): void {
     if (adapter === null) continue;
     draft.lastChosen = adapter;
     const childId = d.childId ?? draft.spawnFor(d.address, adapter);
-    draft.patch(d.address, { status: 'connecting', adapter });
+    draft.patch(d.address, { status: 'connecting', adapter, childState: 'connecting' });
     draft.send(childId, { type: 'ADAPTER_ASSIGNED', adapter });
     draft.send(childId, { type: 'CONNECT' });
     draft.emitted.push({ type: 'device-assigned', address: d.address, adapter });
@@ -360,29 +352,66 @@ export function updateSightings(
   return finish(draft);
 }
 
-/** A child's state changed: connected, link lost, or torn down after a requested disconnect. */
-export function childState(context: PoolContext, event: ChildStateEvent): StepResult {
+/** A child connected: the slot it was assigned is now a link. */
+export function childConnected(
+  context: PoolContext,
+  event: Extract<ChildReport, { type: 'CHILD_CONNECTED' }>,
+): StepResult {
   const draft = new Draft(context);
   const d = draft.device(event.address);
-  if (d === undefined || d.childId !== event.childId) return draft.result();
-  draft.patch(d.address, { childState: event.state });
-  if (event.failedAttempt !== null) {
-    const a = draft.adapters[event.failedAttempt.adapter];
-    if (a !== undefined) draft.patchAdapter(a.name, { recentFailures: a.recentFailures + 1 });
-  }
-  if (event.state === 'connected' && d.status === 'connecting') {
+  if (d === undefined || d.childId === null) return draft.result();
+  draft.patch(d.address, { childState: 'connected' });
+  if (d.status === 'connecting') {
     draft.patch(d.address, { status: 'connected', adapter: event.adapter });
     draft.patchAdapter(event.adapter, { recentFailures: 0 });
     draft.emitted.push({ type: 'device-connected', address: d.address, adapter: event.adapter });
-  } else if (event.state === 'idle' && d.status === 'connected') {
-    // Connected went false (or the object or bluetoothd went away): the slot is free again.
+  }
+  return finish(draft);
+}
+
+/**
+ * A child is idle again: its link was lost (Connected=false, the object or bluetoothd went away) or
+ * a verified disconnect finished. Either way the slot is free.
+ */
+export function childWentIdle(
+  context: PoolContext,
+  event: Extract<ChildReport, { type: 'CHILD_LINK_LOST' | 'CHILD_IDLE' }>,
+): StepResult {
+  const draft = new Draft(context);
+  const d = draft.device(event.address);
+  if (d === undefined || d.childId === null) return draft.result();
+  draft.patch(d.address, { childState: 'idle' });
+  if (d.status === 'connected') {
     draft.emitted.push({ type: 'device-link-lost', address: d.address, adapter: d.adapter ?? event.adapter });
     if (d.keepAlive) draft.enqueue(d.address);
     else draft.remove(d.address);
-  } else if (event.state === 'idle' && d.status === 'disconnecting') {
+  } else if (d.status === 'disconnecting') {
     draft.remove(d.address);
   }
   return finish(draft);
+}
+
+/** A child's attempt failed on an adapter: it counts against that adapter in the score. */
+export function childAttemptFailed(
+  context: PoolContext,
+  event: Extract<ChildReport, { type: 'CHILD_ATTEMPT_FAILED' }>,
+): StepResult {
+  const draft = new Draft(context);
+  const a = draft.adapters[event.adapter];
+  if (a !== undefined) draft.patchAdapter(a.name, { recentFailures: a.recentFailures + 1 });
+  return draft.result();
+}
+
+/** A child started or ended the recovery ladder (its adapter may be powered off meanwhile). */
+export function childResetting(
+  context: PoolContext,
+  event: Extract<ChildReport, { type: 'CHILD_RESETTING' }>,
+): StepResult {
+  const draft = new Draft(context);
+  const d = draft.device(event.address);
+  if (d === undefined || d.childId === null) return draft.result();
+  draft.patch(d.address, { childState: event.running ? 'resetting' : 'connecting' });
+  return draft.result();
 }
 
 /** A child's escalation asked for another adapter (SPEC §3 rotation). */
@@ -417,8 +446,13 @@ export function rotationRequested(context: PoolContext, event: RotationRequest):
   return finish(draft);
 }
 
-/** A child ended (reached `failed`, or crashed). */
-export function childEnded(context: PoolContext, childId: string, error: string): StepResult {
+/** A child ended (reached `failed`, or crashed); `cause` is its final error. */
+export function childEnded(
+  context: PoolContext,
+  childId: string,
+  error: string,
+  cause: unknown = undefined,
+): StepResult {
   const draft = new Draft(context);
   const d = Object.values(draft.devices).find((x) => x.childId === childId);
   if (d === undefined) return draft.result();
@@ -435,7 +469,7 @@ export function childEnded(context: PoolContext, childId: string, error: string)
     default:
       draft.commands.push({ kind: 'stop', childId });
       draft.patch(d.address, { status: 'failed', adapter: null, childId: null, error });
-      draft.emitted.push({ type: 'device-failed', address: d.address, error });
+      draft.emitted.push({ type: 'device-failed', address: d.address, error, cause });
   }
   return finish(draft);
 }

@@ -8,8 +8,9 @@
  * child's escalation asks for it, adapters appearing and disappearing, and bluetoothd restarts.
  *
  * No I/O: the runtime (src/pool) feeds it the mirror (ADAPTER_PRESENT/GONE, BLUEZ_UP/DOWN,
- * SIGHTINGS) and the children's state (CHILD_STATE); children ask for rotation themselves
- * (ROTATION_REQUESTED via sendParent). Each event is one named step of adapter-pool-steps.ts.
+ * SIGHTINGS); the children report to it themselves through sendParent (CHILD_CONNECTED,
+ * CHILD_LINK_LOST, CHILD_IDLE, CHILD_ATTEMPT_FAILED, CHILD_RESETTING) and ask for rotation
+ * (ROTATION_REQUESTED). Each event is one named step of adapter-pool-steps.ts.
  * A child that ends or crashes is caught by the wildcard `xstate.done.actor.*` /
  * `xstate.error.actor.*` handlers: an unhandled child error would take the whole pool down
  * (research/ts-stack.md §4).
@@ -24,8 +25,11 @@ import {
   admitDevice,
   bluezDown,
   bluezUp,
+  childAttemptFailed,
+  childConnected,
   childEnded,
-  childState,
+  childResetting,
+  childWentIdle,
   releaseDevice,
   rotationRequested,
   updateSightings,
@@ -83,6 +87,12 @@ function describeEnd(event: AnyEventObject): string {
   return output?.error?.message ?? 'the connection actor ended';
 }
 
+/** The child's final error: its output's error, or what crashed it. */
+function endCause(event: AnyEventObject): unknown {
+  if (event.type.startsWith('xstate.error.actor.')) return (event as { error?: unknown }).error;
+  return (event as { output?: ConnectionOutput }).output?.error;
+}
+
 /** The pool machine; `connection` is the child logic (the runtime provides it with its I/O). */
 export const adapterPoolSetup = setup({
   types: {
@@ -116,8 +126,21 @@ export const adapterPoolSetup = setup({
     updateSightings: enqueueActions(({ context, event, enqueue }) => {
       if (event.type === 'SIGHTINGS') apply(enqueue as unknown as Enqueue, updateSightings(context, event));
     }),
-    childState: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type === 'CHILD_STATE') apply(enqueue as unknown as Enqueue, childState(context, event));
+    childConnected: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type === 'CHILD_CONNECTED')
+        apply(enqueue as unknown as Enqueue, childConnected(context, event));
+    }),
+    childWentIdle: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type === 'CHILD_LINK_LOST' || event.type === 'CHILD_IDLE')
+        apply(enqueue as unknown as Enqueue, childWentIdle(context, event));
+    }),
+    childAttemptFailed: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type === 'CHILD_ATTEMPT_FAILED')
+        apply(enqueue as unknown as Enqueue, childAttemptFailed(context, event));
+    }),
+    childResetting: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type === 'CHILD_RESETTING')
+        apply(enqueue as unknown as Enqueue, childResetting(context, event));
     }),
     rotateOrQueue: enqueueActions(({ context, event, enqueue }) => {
       if (event.type === 'ROTATION_REQUESTED')
@@ -126,7 +149,7 @@ export const adapterPoolSetup = setup({
     childEnded: enqueueActions(({ context, event, enqueue }) => {
       const e = event as AnyEventObject & { actorId?: string };
       const childId = e.actorId ?? e.type.replace(/^xstate\.(done|error)\.actor\./, '');
-      apply(enqueue as unknown as Enqueue, childEnded(context, childId, describeEnd(e)));
+      apply(enqueue as unknown as Enqueue, childEnded(context, childId, describeEnd(e), endCause(e)));
     }),
   },
 });
@@ -167,7 +190,11 @@ export const adapterPoolMachine = adapterPoolSetup.createMachine({
         BLUEZ_DOWN: { actions: 'bluezDown' },
         BLUEZ_UP: { actions: 'bluezUp' },
         SIGHTINGS: { actions: 'updateSightings' },
-        CHILD_STATE: { actions: 'childState' },
+        CHILD_CONNECTED: { actions: 'childConnected' },
+        CHILD_LINK_LOST: { actions: 'childWentIdle' },
+        CHILD_IDLE: { actions: 'childWentIdle' },
+        CHILD_ATTEMPT_FAILED: { actions: 'childAttemptFailed' },
+        CHILD_RESETTING: { actions: 'childResetting' },
         ROTATION_REQUESTED: { actions: 'rotateOrQueue' },
         // A child that reached `failed` (or was cancelled for requeueing) …
         'xstate.done.actor.*': { actions: 'childEnded' },

@@ -131,6 +131,39 @@ export interface RotationRequest {
   readonly failureClass: FailureClass | null;
 }
 
+/**
+ * What a pooled connection actor tells its parent pool (sendParent), so the pool's slot accounting
+ * follows the child without reading its snapshots. A standalone actor (input `pooled` false) sends
+ * nothing to a parent.
+ */
+export type ConnectionReport =
+  | RotationRequest
+  /** Entered `connected` on `adapter`: the link holds a slot there. */
+  | { readonly type: 'CHILD_CONNECTED'; readonly address: string; readonly adapter: string }
+  /** Left `connected` because the link went away (Connected=false, object gone, LINK_LOST): the slot is free. */
+  | {
+      readonly type: 'CHILD_LINK_LOST';
+      readonly address: string;
+      readonly adapter: string;
+      readonly reason: string;
+    }
+  /** Back in `idle` after a verified disconnect (DISCONNECT): the slot is free. */
+  | { readonly type: 'CHILD_IDLE'; readonly address: string; readonly adapter: string }
+  /** An attempt on `adapter` failed (before escalation decides what comes next). */
+  | {
+      readonly type: 'CHILD_ATTEMPT_FAILED';
+      readonly address: string;
+      readonly adapter: string;
+      readonly failureClass: FailureClass;
+    }
+  /** The adapter recovery ladder started (`running` true) or ended on `adapter`. */
+  | {
+      readonly type: 'CHILD_RESETTING';
+      readonly address: string;
+      readonly adapter: string;
+      readonly running: boolean;
+    };
+
 // ---- named actors: input and output -------------------------------------------------------------
 
 /** `acquireDeviceLock` input. */

@@ -11,7 +11,7 @@
  * BlueZ is not left Connected on the adapter actually used), releases the device lock, and ends in
  * `failed` with an AbortError/TimeoutError DOMException. The original swallowed it (defect B5).
  */
-import { and, assign, emit, fromPromise, not, sendParent, setup } from 'xstate';
+import { and, assign, emit, enqueueActions, fromPromise, not, sendParent, setup } from 'xstate';
 import { ConnectionFailedError, type AttemptRecord } from '../bluez/errors.js';
 import {
   DEFAULT_BACKOFF_MS,
@@ -23,6 +23,7 @@ import {
   type ConnectionExternalEvent,
   type ConnectionInput,
   type ConnectionOutput,
+  type ConnectionReport,
   type DeviceFinding,
   type DeviceOnAdapter,
   type DisconnectInput,
@@ -149,6 +150,16 @@ function exhaustedError(context: ConnectionContext): ConnectionFailedError {
       attempts: toAttemptRecords(context.attempts),
       errorClass: lastClass,
     },
+  );
+}
+
+/** Why the link ended, from LINK_LOST, the link watch's output, or its failure. */
+function linkLossReason(event: unknown): string {
+  const e = event as { reason?: string; output?: LinkLossOutput; error?: unknown };
+  return (
+    e.reason ??
+    e.output?.reason ??
+    (e.error instanceof Error ? `link watch failed: ${e.error.message}` : 'link lost')
   );
 }
 
@@ -355,13 +366,55 @@ export const connectionSetup = setup({
     recordResetAttempt: assign(({ context }) => ({
       ledger: recordReset(context.ledger, context.adapter, Date.now()),
     })),
-    reportLinkLoss: emit(({ context, event }) => {
-      const e = event as unknown as { reason?: string; output?: LinkLossOutput; error?: unknown };
-      const reason =
-        e.reason ??
-        e.output?.reason ??
-        (e.error instanceof Error ? `link watch failed: ${e.error.message}` : 'link lost');
-      return { type: 'link-lost' as const, address: context.address, adapter: context.adapter, reason };
+    reportLinkLoss: emit(({ context, event }) => ({
+      type: 'link-lost' as const,
+      address: context.address,
+      adapter: context.adapter,
+      reason: linkLossReason(event),
+    })),
+    // What a pooled actor tells its parent pool (a standalone actor has no parent to tell).
+    reportConnectedToPool: enqueueActions(({ context, enqueue }) => {
+      if (!context.pooled) return;
+      enqueue.sendParent({
+        type: 'CHILD_CONNECTED',
+        address: context.address,
+        adapter: context.adapter,
+      } satisfies ConnectionReport);
+    }),
+    reportLinkLostToPool: enqueueActions(({ context, event, enqueue }) => {
+      if (!context.pooled) return;
+      enqueue.sendParent({
+        type: 'CHILD_LINK_LOST',
+        address: context.address,
+        adapter: context.adapter,
+        reason: linkLossReason(event),
+      } satisfies ConnectionReport);
+    }),
+    reportIdleToPool: enqueueActions(({ context, enqueue }) => {
+      if (!context.pooled) return;
+      enqueue.sendParent({
+        type: 'CHILD_IDLE',
+        address: context.address,
+        adapter: context.adapter,
+      } satisfies ConnectionReport);
+    }),
+    reportFailureToPool: enqueueActions(({ context, enqueue }) => {
+      if (!context.pooled) return;
+      enqueue.sendParent({
+        type: 'CHILD_ATTEMPT_FAILED',
+        address: context.address,
+        adapter: context.adapter,
+        failureClass: lastCause(context)?.class ?? 'other',
+      } satisfies ConnectionReport);
+    }),
+    reportResetToPool: enqueueActions(({ context, enqueue }, params: { running: boolean }) => {
+      if (!context.pooled) return;
+      enqueue.sendParent({
+        type: 'CHILD_RESETTING',
+        address: context.address,
+        adapter: context.adapter,
+        running: params.running,
+      } satisfies ConnectionReport);
     }),
   },
 });
@@ -381,6 +434,9 @@ const shareFailure = {
     adapter: context.adapter,
   }),
 } as const;
+
+/** A failed attempt: the shared escalation policy and a parent pool hear of it. */
+const countFailure = [shareFailure, 'reportFailureToPool'] as const;
 
 /** CANCEL once our Connect was sent: tear down the link or pending connect on the adapter in use. */
 const cancelAfterConnectSent = {
@@ -459,7 +515,7 @@ export const connectionMachine = connectionSetup.createMachine({
           },
           { target: 'clearing-stale', actions: 'takeLease' },
         ],
-        onError: { target: 'escalating', actions: ['recordAttemptFailure', shareFailure] },
+        onError: { target: 'escalating', actions: ['recordAttemptFailure', ...countFailure] },
       },
       on: { CANCEL: [...cancelDuringAttempt] },
     },
@@ -501,7 +557,7 @@ export const connectionMachine = connectionSetup.createMachine({
               },
               { target: '#connection.connecting', actions: ['recordFinding', 'forgetDiagnoseRequest'] },
             ],
-            onError: { target: '#connection.escalating', actions: ['recordAttemptFailure', shareFailure] },
+            onError: { target: '#connection.escalating', actions: ['recordAttemptFailure', ...countFailure] },
           },
         },
         'cancelling-stale-connect': {
@@ -512,7 +568,7 @@ export const connectionMachine = connectionSetup.createMachine({
             onDone: { target: '#connection.connecting', actions: 'forgetStaleInProgress' },
             onError: {
               target: '#connection.escalating',
-              actions: ['forgetStaleInProgress', 'recordAttemptFailure', shareFailure],
+              actions: ['forgetStaleInProgress', 'recordAttemptFailure', ...countFailure],
             },
           },
         },
@@ -524,7 +580,7 @@ export const connectionMachine = connectionSetup.createMachine({
             onDone: { target: '#connection.connecting', actions: 'forgetCacheClearRequest' },
             onError: {
               target: '#connection.escalating',
-              actions: ['forgetCacheClearRequest', 'recordAttemptFailure', shareFailure],
+              actions: ['forgetCacheClearRequest', 'recordAttemptFailure', ...countFailure],
             },
           },
         },
@@ -536,14 +592,14 @@ export const connectionMachine = connectionSetup.createMachine({
       always: {
         guard: not('mayCloseInactiveConnections'),
         target: 'escalating',
-        actions: ['recordPhantomLeftAlone', shareFailure, 'reportPhantomLeftAlone'],
+        actions: ['recordPhantomLeftAlone', ...countFailure, 'reportPhantomLeftAlone'],
       },
       invoke: {
         id: 'clearPhantom',
         src: 'clearPhantom',
         input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
         onDone: { target: 'connecting' },
-        onError: { target: 'escalating', actions: ['recordAttemptFailure', shareFailure] },
+        onError: { target: 'escalating', actions: ['recordAttemptFailure', ...countFailure] },
       },
       on: { CANCEL: [...cancelDuringAttempt] },
     },
@@ -559,14 +615,14 @@ export const connectionMachine = connectionSetup.createMachine({
         }),
         onDone: { target: 'validating' },
         // The connect actor itself waits for Connected=false after an RF abort before rejecting.
-        onError: { target: 'escalating', actions: ['recordAttemptFailure', shareFailure] },
+        onError: { target: 'escalating', actions: ['recordAttemptFailure', ...countFailure] },
       },
       after: {
         attemptDeadline: {
           target: 'disconnecting',
           actions: [
             'recordAttemptDeadline',
-            shareFailure,
+            ...countFailure,
             { type: 'setTeardown', params: { reason: 'attempt-deadline' } },
           ],
         },
@@ -583,7 +639,7 @@ export const connectionMachine = connectionSetup.createMachine({
           target: 'disconnecting',
           actions: [
             'recordValidationFailure',
-            shareFailure,
+            ...countFailure,
             { type: 'setTeardown', params: { reason: 'validation-failed' } },
           ],
         },
@@ -601,22 +657,23 @@ export const connectionMachine = connectionSetup.createMachine({
           }),
         },
         ...releaseLock,
+        'reportConnectedToPool',
       ],
       invoke: {
         id: 'watchLink',
         src: 'watchLink',
         input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
-        onDone: { target: 'idle', actions: ['markLinkClosed', 'reportLinkLoss'] },
+        onDone: { target: 'idle', actions: ['markLinkClosed', 'reportLinkLoss', 'reportLinkLostToPool'] },
         // A watcher that fails (the bus went away) can no longer vouch for the link: treat it as
         // lost rather than let the error take the actor, and a parent pool, down.
-        onError: { target: 'idle', actions: ['markLinkClosed', 'reportLinkLoss'] },
+        onError: { target: 'idle', actions: ['markLinkClosed', 'reportLinkLoss', 'reportLinkLostToPool'] },
       },
       on: {
         DISCONNECT: {
           target: 'disconnecting',
           actions: { type: 'setTeardown', params: { reason: 'requested' } },
         },
-        LINK_LOST: { target: 'idle', actions: ['markLinkClosed', 'reportLinkLoss'] },
+        LINK_LOST: { target: 'idle', actions: ['markLinkClosed', 'reportLinkLoss', 'reportLinkLostToPool'] },
       },
     },
     disconnecting: {
@@ -635,14 +692,14 @@ export const connectionMachine = connectionSetup.createMachine({
             actions: ['markLinkClosed', 'failWithCancellation'],
           },
           { guard: 'teardownEndsFailedAttempt', target: 'escalating', actions: 'markLinkClosed' },
-          { target: 'idle', actions: 'markLinkClosed' },
+          { target: 'idle', actions: ['markLinkClosed', 'reportIdleToPool'] },
         ],
         // A disconnect that could not be verified is still the end of this teardown: the next
         // attempt's inspection (or the caller) sees what BlueZ really holds.
         onError: [
           { guard: 'cancellationArrived', target: 'failed', actions: 'failWithCancellation' },
           { guard: 'teardownEndsFailedAttempt', target: 'escalating' },
-          { target: 'idle' },
+          { target: 'idle', actions: 'reportIdleToPool' },
         ],
       },
       // A requested disconnect of an established link is not a connect to cancel.
@@ -705,6 +762,9 @@ export const connectionMachine = connectionSetup.createMachine({
       ],
     },
     resetting: {
+      // A pool must not move a child away while the ladder has its adapter powered off.
+      entry: { type: 'reportResetToPool', params: { running: true } },
+      exit: { type: 'reportResetToPool', params: { running: false } },
       invoke: {
         id: 'resetAdapter',
         src: 'resetAdapter',

@@ -1,8 +1,8 @@
 /**
  * `createAdapterPool`: the adapter pool machine (src/machines/adapter-pool.ts) running over a
  * BluezClient, with the real connection actors as its children and the reset ladder as their
- * `resetAdapter` actor. This file is the glue: it feeds the mirror to the pool, forwards the
- * children's states, and offers connect/disconnect/snapshot.
+ * `resetAdapter` actor. This file is the glue: it feeds the mirror to the pool and offers
+ * connect/disconnect/snapshot (the children report to the pool themselves).
  */
 import { createActor, type Actor, type AnyActorRef, type InspectionEvent } from 'xstate';
 import type { BluezClient } from '../bluez/client-types.js';
@@ -23,7 +23,6 @@ import {
   type Sightings,
 } from '../machines/adapter-pool-logic.js';
 import { slotReport, type PoolEmitted } from '../machines/adapter-pool-steps.js';
-import { forwardChildStates } from './child-states.js';
 
 /** Per-device options of {@link AdapterPool.connect} (the pool chooses the adapters). */
 export type PoolConnectOptions = Omit<
@@ -209,8 +208,9 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
   });
   ref.pool = actor;
 
+  // The final error of each device that gave up, for `connected()` to reject with.
   const endErrors = new Map<string, unknown>();
-  const stopForwarding = forwardChildStates(actor, (address, _id, error) => endErrors.set(address, error));
+  const offFailed = actor.on('device-failed', (e) => endErrors.set(e.address, e.cause));
 
   // ---- mirror → pool ---------------------------------------------------------------------------
   let known = new Map<string, boolean>(bluez.adapters().map((a) => [a.name, a.powered]));
@@ -338,7 +338,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
             if (child !== undefined) return { value: { address: mac, adapter: d.adapter, child } };
           }
           if (d.status === 'failed' || (e?.type === 'device-failed' && e.address === mac)) {
-            const error = endErrors.get(mac);
+            const error = e?.type === 'device-failed' && e.address === mac ? e.cause : endErrors.get(mac);
             return {
               error: error ?? new BluezError('CONNECTION_FAILED', 'other', d.error ?? `${mac} failed`),
             };
@@ -390,7 +390,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
       closed = true;
       for (const off of offMirror) off();
       for (const sub of offLog) sub.unsubscribe();
-      stopForwarding();
+      offFailed.unsubscribe();
       actor.stop();
       // Children stopped in any state: no lock outlives them.
       leases.releaseAll();

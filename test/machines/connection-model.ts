@@ -103,6 +103,16 @@ export const MODEL_INPUTS: Record<string, ConnectionInput> = {
 
 const rf = () => new AbortedError('le-connection-abort-by-local', { dbusName: 'org.bluez.Error.Failed' });
 
+/** The actions through which a pooled actor talks to its parent (sendParent), as no-ops. */
+export const POOL_SENDS_AS_NO_OPS = {
+  requestRotationFromPool: () => {},
+  reportConnectedToPool: () => {},
+  reportLinkLostToPool: () => {},
+  reportIdleToPool: () => {},
+  reportFailureToPool: () => {},
+  reportResetToPool: () => {},
+} as const;
+
 /** The events (actor outcomes and external events) the model offers in each state. */
 export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
   const m = (s: string) => snapshot.matches(s as never);
@@ -292,8 +302,9 @@ export function generatePaths(
   input: ConnectionInput,
   keepEvent: (event: AnyEventObject, snapshot: ConnectionSnapshot) => boolean = () => true,
 ): ModelPath[] {
-  // Traversal runs without a parent, so the pool request is a no-op here (replays have a parent).
-  const machine = connectionMachine.provide({ actions: { requestRotationFromPool: () => {} } });
+  // Traversal runs without a parent, so what a pooled actor sends its pool is a no-op here
+  // (replays have a parent).
+  const machine = connectionMachine.provide({ actions: POOL_SENDS_AS_NO_OPS });
   const options = {
     input,
     events: (s: ConnectionSnapshot) => modelEvents(s).filter((e) => keepEvent(e, s)),

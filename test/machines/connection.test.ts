@@ -395,6 +395,71 @@ describe('connection machine (scripted actors)', () => {
     actor.stop();
   });
 
+  it('a pooled actor reports to its parent: failed attempts, connected, link lost, reset started/ended, idle after a disconnect', async () => {
+    const input = baseInput({
+      pooled: true,
+      adapters: ['hci0'],
+      escalation: { ...PROFILE_BATTERY, resetAfter: 2, resetCooldownMs: 0 },
+      backoffMs: { aborted: 10 },
+    });
+    const h = startScripted(input, { connectWithDeadline: [fail(rfAbort()), fail(rfAbort()), ok(), ok()] });
+    h.actor.stop();
+    const reports: { type: string }[] = [];
+    const parent = setup({ actors: { device: h.actor.logic as typeof connectionMachine } }).createMachine({
+      invoke: { id: 'device', src: 'device', input },
+      on: { '*': { actions: ({ event }) => reports.push(event) } },
+    });
+    const actor = createActor(parent).start();
+    const child = actor.getSnapshot().children['device'] as AnyActorRef;
+    const until = async (check: () => boolean) => {
+      for (let i = 0; i < 500 && !check(); i++) await vi.advanceTimersByTimeAsync(10);
+      expect(check()).toBe(true);
+    };
+    child.send({ type: 'CONNECT' });
+    await until(() => child.getSnapshot().value === 'connected');
+    h.loseLink('Connected=false');
+    await until(() => child.getSnapshot().value === 'idle');
+    child.send({ type: 'CONNECT' });
+    await until(() => child.getSnapshot().value === 'connected');
+    child.send({ type: 'DISCONNECT' });
+    await until(() => child.getSnapshot().value === 'idle');
+    const device = { address: 'AA:BB:CC:DD:EE:01', adapter: 'hci0' };
+    expect(reports.filter((e) => !e.type.startsWith('xstate.'))).toEqual([
+      { type: 'CHILD_ATTEMPT_FAILED', ...device, failureClass: 'aborted' },
+      { type: 'CHILD_ATTEMPT_FAILED', ...device, failureClass: 'aborted' },
+      // The second failure reaches resetAfter: the ladder runs (the pool spares the adapter meanwhile).
+      { type: 'CHILD_RESETTING', ...device, running: true },
+      { type: 'CHILD_RESETTING', ...device, running: false },
+      { type: 'CHILD_CONNECTED', ...device },
+      { type: 'CHILD_LINK_LOST', ...device, reason: 'Connected=false' },
+      { type: 'CHILD_CONNECTED', ...device },
+      { type: 'CHILD_IDLE', ...device },
+    ]);
+    actor.stop();
+  });
+
+  it('a standalone actor sends its parent nothing, whatever happens', async () => {
+    const input = baseInput({ adapters: ['hci0'], backoffMs: { aborted: 10 } });
+    const h = startScripted(input, { connectWithDeadline: [fail(rfAbort()), ok()] });
+    h.actor.stop();
+    const received: { type: string }[] = [];
+    const parent = setup({ actors: { device: h.actor.logic as typeof connectionMachine } }).createMachine({
+      invoke: { id: 'device', src: 'device', input },
+      on: { '*': { actions: ({ event }) => received.push(event) } },
+    });
+    const actor = createActor(parent).start();
+    const child = actor.getSnapshot().children['device'] as AnyActorRef;
+    child.send({ type: 'CONNECT' });
+    for (let i = 0; i < 500 && child.getSnapshot().value !== 'connected'; i++)
+      await vi.advanceTimersByTimeAsync(10);
+    expect(child.getSnapshot().value).toBe('connected');
+    h.loseLink();
+    await vi.advanceTimersByTimeAsync(10);
+    expect(child.getSnapshot().value).toBe('idle');
+    expect(received).toEqual([]);
+    actor.stop();
+  });
+
   it('link loss while connected goes back to idle, the link watcher ends; CONNECT starts over', async () => {
     const h = startScripted(baseInput());
     h.actor.send({ type: 'CONNECT' });

@@ -1,19 +1,18 @@
 /**
  * A scripted stand-in for the connection machine as a pool child: the same input, the same events
- * from the pool (CONNECT, ADAPTER_ASSIGNED, DISCONNECT, CANCEL), the same context fields the pool
- * reads (adapter, attempts), and ROTATION_REQUESTED through sendParent. The test drives it with
- * TEST_* events.
+ * from the pool (CONNECT, ADAPTER_ASSIGNED, DISCONNECT, CANCEL), the same context fields (adapter,
+ * attempts), and the same reports through sendParent (CHILD_CONNECTED, CHILD_LINK_LOST, CHILD_IDLE,
+ * CHILD_ATTEMPT_FAILED, ROTATION_REQUESTED). The test drives it with TEST_* events.
  */
 import { createActor, sendParent, setup, assign, type AnyActorRef } from 'xstate';
 import type {
   ConnectionAttempt,
   ConnectionInput,
   ConnectionOutput,
+  ConnectionReport,
   FailureClass,
-  RotationRequest,
 } from '../../src/machines/connection-contracts.js';
 import { adapterPoolMachine, type PoolInput } from '../../src/machines/adapter-pool.js';
-import { forwardChildStates } from '../../src/pool/child-states.js';
 import type { PoolEmitted } from '../../src/machines/adapter-pool-steps.js';
 
 interface FakeContext {
@@ -102,7 +101,13 @@ export const fakeChild = setup({
                   cause: { class: event.failureClass, code: 'X', name: 'Error', message: event.failureClass },
                 }),
             }),
-            sendParent(({ context, event }): RotationRequest | { type: 'IGNORED' } =>
+            sendParent(({ context, event }): ConnectionReport => ({
+              type: 'CHILD_ATTEMPT_FAILED',
+              address: context.address,
+              adapter: context.adapter,
+              failureClass: event.failureClass,
+            })),
+            sendParent(({ context, event }): ConnectionReport | { type: 'IGNORED' } =>
               event.rotate
                 ? {
                     type: 'ROTATION_REQUESTED',
@@ -123,12 +128,37 @@ export const fakeChild = setup({
         CANCEL: 'failed',
       },
     },
-    connected: { on: { TEST_LINK_LOST: 'idle', DISCONNECT: 'idle' } },
+    connected: {
+      entry: sendParent(({ context }): ConnectionReport => ({
+        type: 'CHILD_CONNECTED',
+        address: context.address,
+        adapter: context.adapter,
+      })),
+      on: {
+        TEST_LINK_LOST: {
+          target: 'idle',
+          actions: sendParent(({ context }): ConnectionReport => ({
+            type: 'CHILD_LINK_LOST',
+            address: context.address,
+            adapter: context.adapter,
+            reason: 'Connected=false',
+          })),
+        },
+        DISCONNECT: {
+          target: 'idle',
+          actions: sendParent(({ context }): ConnectionReport => ({
+            type: 'CHILD_IDLE',
+            address: context.address,
+            adapter: context.adapter,
+          })),
+        },
+      },
+    },
     failed: { type: 'final' },
   },
 });
 
-/** A pool over fake children, with the child-state forwarder the runtime uses. */
+/** A pool over fake children. */
 export function startFakePool(input: Partial<PoolInput> = {}) {
   const pool = createActor(adapterPoolMachine.provide({ actors: { connection: fakeChild as never } }), {
     input: {
@@ -143,7 +173,6 @@ export function startFakePool(input: Partial<PoolInput> = {}) {
   });
   const emitted: PoolEmitted[] = [];
   pool.on('*', (e) => emitted.push(e as PoolEmitted));
-  const stopForwarding = forwardChildStates(pool);
   pool.start();
   const ctx = () => pool.getSnapshot().context;
   const child = (address: string): AnyActorRef => {
@@ -186,7 +215,6 @@ export function startFakePool(input: Partial<PoolInput> = {}) {
     status: (address: string) => ctx().devices[address]?.status,
     adapterOf: (address: string) => ctx().devices[address]?.adapter ?? null,
     stop() {
-      stopForwarding();
       pool.stop();
     },
   };
