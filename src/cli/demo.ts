@@ -1,190 +1,84 @@
 /**
- * `bluez-cm demo` (until the full demo lands): starts the embedded BlueZ
- * simulator on a private bus, drives one simulated battery monitor with
- * unmodified node-ble (discover, connect, read, write, notifications, a
- * remote link loss), prints what happened and stops everything it started.
- * No Bluetooth hardware and no system bus are touched.
+ * `bluez-cm demo` (the default command): a simulated two-adapter gateway with a dozen troublesome
+ * BLE devices managed by the adapter pool, live per-device state, a summary, and nothing left
+ * running. `--node-ble` runs the older walkthrough with plain node-ble instead.
  */
-import { createBluetooth } from 'node-ble';
-import { parseArgs } from 'node:util';
-import { performance } from 'node:perf_hooks';
-import { startSimulatedBluez } from '../testing/simulated-bluez.js';
-import type { SimulatedBluez } from '../testing/simulated-bluez.js';
-import type { Scenario } from '../testing/simulator/types.js';
+import { DbusDaemonNotFoundError } from '../testing/index.js';
+import { UsageError, numberFlag, onStopSignal, parseFlags, usageFailure } from './args.js';
+import { runDemo, type DemoOutput } from './demo/run.js';
+import { runNodeBleWalkthrough } from './demo-node-ble.js';
 
-const BMS = 'C8:47:8C:00:00:01';
-const BATTERY_SERVICE = '0000180f-0000-1000-8000-00805f9b34fb';
-const BATTERY_LEVEL = '00002a19-0000-1000-8000-00805f9b34fb';
-const BMS_SERVICE = '0000ff00-0000-1000-8000-00805f9b34fb';
-const BMS_NOTIFY = '0000ff01-0000-1000-8000-00805f9b34fb';
-const BMS_WRITE = '0000ff02-0000-1000-8000-00805f9b34fb';
+const HELP = `usage: bluez-cm demo [--latency-scale N] [--json | --lines] [--node-ble]
 
-const SCENARIO: Scenario = {
-  adapters: [{ name: 'hci0' }, { name: 'hci1' }],
-  devices: [
-    {
-      address: BMS,
-      name: 'demo-bms',
-      rssi: -61,
-      uuids: [BMS_SERVICE],
-      services: [
-        {
-          uuid: BATTERY_SERVICE,
-          characteristics: [{ uuid: BATTERY_LEVEL, flags: ['read', 'notify'], value: [87] }],
-        },
-        {
-          uuid: BMS_SERVICE,
-          characteristics: [
-            { uuid: BMS_NOTIFY, flags: ['notify'], value: [0xdd, 0x03, 0x00], notifyIntervalMs: 150 },
-            { uuid: BMS_WRITE, flags: ['write', 'write-without-response'] },
-          ],
-        },
-      ],
-    },
-  ],
-  // One RF abort on the first connect, as gateways see daily; the demo retries.
-  faults: [{ kind: 'rf-abort', target: { device: BMS }, count: 1, linkUpMs: 20 }],
-};
+Starts a private dbus-daemon and the BlueZ simulator playing a gateway with two
+adapters and twelve BLE devices (battery monitors, a shunt, thermometers, a relay,
+…), each with a BlueZ failure it is known for: RF aborts, a phantom connection,
+a stale InProgress, empty and late GATT, a Connect that never answers, a link
+drop, a device only one adapter hears, a controller with fewer slots than
+configured, a device whose battery is dead. The adapter pool connects them all;
+the demo shows each device's connection state live, disconnects everything,
+prints a summary and stops what it started. Exit 0 when every device ended as
+expected, 1 otherwise, 3 when dbus-daemon is missing (Debian package "dbus").
 
-const HELP = `usage: bluez-cm demo [--latency-scale N]
-
-Runs a simulated BLE battery monitor end to end on a private bus: discovery,
-connect (with one injected RF abort and a retry), GATT read, write,
-notifications, and a remote link loss. Needs dbus-daemon (Debian package "dbus").
-
-      --latency-scale N  multiply the simulator's realistic latencies (default 0.1)
+      --latency-scale N  multiply every BlueZ latency and library timeout by N,
+                         0.01..1 (default 0.1: ten times faster than real time)
+      --json             JSON lines: start, state, pool, log, summary, stopped
+      --lines            one line per state change even on a terminal
+      --node-ble         plain node-ble on the simulator, without the manager
   -h, --help             this text
 `;
 
-const hex = (b: Buffer | number[]) => [...b].map((x) => x.toString(16).padStart(2, '0')).join(' ');
-
-class Deadline extends Error {}
-
-/** Rejects when `ms` passes, so no step of the demo can hang (node-ble has no timeouts). */
-function within<T>(what: string, ms: number, p: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Deadline(`${what} did not finish within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
-}
-
-function waitFor<T>(subscribe: (done: (v: T) => void) => void): Promise<T> {
-  return new Promise((resolve) => subscribe(resolve));
-}
-
 export async function run(args: string[]): Promise<number> {
-  let latencyScale = 0.1;
+  let latencyScale: number;
+  let mode: DemoOutput['mode'];
+  let nodeBle: boolean;
   try {
-    const { values } = parseArgs({
-      args,
-      options: { 'latency-scale': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-      strict: true,
-      allowPositionals: false,
+    const { values } = parseFlags(args, {
+      'latency-scale': { type: 'string' },
+      json: { type: 'boolean' },
+      lines: { type: 'boolean' },
+      'node-ble': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
     });
-    if (values.help) {
+    if (values.help === true) {
       process.stdout.write(HELP);
       return 0;
     }
-    if (values['latency-scale'] !== undefined) {
-      latencyScale = Number(values['latency-scale']);
-      if (!Number.isFinite(latencyScale) || latencyScale < 0) {
-        throw new Error(`--latency-scale must be a number >= 0 (got ${values['latency-scale']})`);
-      }
+    latencyScale = numberFlag(values, 'latency-scale', { min: 0.01, max: 1 }) ?? 0.1;
+    nodeBle = values['node-ble'] === true;
+    if (values.json === true && values.lines === true) {
+      throw new UsageError('--json and --lines exclude each other');
     }
+    mode = values.json === true ? 'json' : values.lines === true || !process.stdout.isTTY ? 'lines' : 'table';
   } catch (e) {
-    process.stderr.write(`bluez-cm demo: ${(e as Error).message}\n\n${HELP}`);
-    return 2;
+    return usageFailure('demo', e, HELP);
   }
+  if (nodeBle) return runNodeBleWalkthrough(latencyScale);
 
-  const t0 = performance.now();
-  const say = (line: string) =>
-    process.stdout.write(`[${((performance.now() - t0) / 1000).toFixed(2).padStart(6)}s] ${line}\n`);
-
-  let env: SimulatedBluez | undefined;
-  let nb: ReturnType<typeof createBluetooth> | undefined;
+  const stop = onStopSignal();
   try {
-    say('starting a private dbus-daemon and the BlueZ simulator (no Bluetooth hardware needed)');
-    env = await startSimulatedBluez({ scenario: SCENARIO, latencyScale });
-    say(`private bus ${env.address}`);
-    // node-ble reads the variable when createBluetooth() runs; only this process sees it.
-    process.env.DBUS_SYSTEM_BUS_ADDRESS = env.address;
-    nb = createBluetooth();
-    const { bluetooth } = nb;
-    const step = <T>(what: string, p: Promise<T>) => within(what, 15_000, p);
-
-    say(`node-ble sees adapters: ${(await step('adapters', bluetooth.adapters())).join(', ')}`);
-    const adapter = await step('getAdapter', bluetooth.getAdapter('hci0'));
-    await step('startDiscovery', adapter.startDiscovery());
-    say('hci0: discovery started');
-    const device = await step('waitDevice', adapter.waitDevice(BMS, 10_000, 50));
-    say(`found ${await device.getName()} ${BMS}, RSSI ${await device.getRSSI()} dBm`);
-    await step('stopDiscovery', adapter.stopDiscovery());
-
-    // node-ble adds one more PropertiesChanged listener per connect() call, so
-    // after a retry each change is reported twice; report changes, not events.
-    let linkUp = false;
-    device.on('connect', () => {
-      if (!linkUp) say('event: connect (Connected=true)');
-      linkUp = true;
+    const result = await runDemo({
+      latencyScale,
+      signal: stop.signal,
+      output: {
+        mode,
+        write: (text) => process.stdout.write(text),
+        columns: () => process.stdout.columns ?? 160,
+      },
     });
-    device.on('disconnect', () => {
-      if (linkUp) say('event: disconnect (Connected=false)');
-      linkUp = false;
-    });
-    for (let attempt = 1; ; attempt++) {
-      say(`connect attempt ${attempt}…`);
-      try {
-        await step('connect', device.connect());
-        break;
-      } catch (e) {
-        const err = e as { type?: string; text?: string; message: string };
-        say(`  failed: ${err.type ?? 'Error'} "${err.text ?? err.message}"`);
-        if (attempt >= 3) throw e;
-      }
+    if (result.problem !== undefined) {
+      process.stderr.write(`bluez-cm demo: ${result.problem}\n`);
+      return stop.received() !== null ? 130 : 1;
     }
-    const gatt = await step('gatt (waits for ServicesResolved)', device.gatt());
-    say(`services resolved: ${(await gatt.services()).join(', ')}`);
-
-    const level = await (await gatt.getPrimaryService(BATTERY_SERVICE)).getCharacteristic(BATTERY_LEVEL);
-    say(`read battery level: ${(await step('readValue', level.readValue()))[0]} %`);
-
-    const bmsService = await gatt.getPrimaryService(BMS_SERVICE);
-    const request = [0xdd, 0xa5, 0x03, 0x00, 0xff, 0xfd, 0x77];
-    await step(
-      'writeValue',
-      (await bmsService.getCharacteristic(BMS_WRITE)).writeValue(Buffer.from(request)),
-    );
-    say(
-      `wrote ${hex(request)} (the BMS "basic info" request); the peripheral received ${env.sim.gattWrites.length} write(s)`,
-    );
-
-    const notifier = await bmsService.getCharacteristic(BMS_NOTIFY);
-    const three = waitFor<void>((done) => {
-      let n = 0;
-      notifier.on('valuechanged', (buf: Buffer) => {
-        n += 1;
-        say(`notification ${n}: ${hex(buf)}`);
-        if (n === 3) done();
-      });
-    });
-    await step('startNotifications', notifier.startNotifications());
-    await step('three notifications', three);
-    await step('stopNotifications', notifier.stopNotifications());
-
-    say('simulating a remote link loss (the BMS walks out of range)…');
-    const lost = waitFor<void>((done) => device.once('disconnect', () => done()));
-    env.sim.dropLink(BMS);
-    await step('disconnect event', lost);
-    const calls = env.sim.calls.length;
-    say(`done: the simulator answered ${calls} D-Bus calls`);
     return 0;
   } catch (e) {
-    process.stderr.write(`bluez-cm demo: ${(e as Error).message}\n`);
+    if (e instanceof DbusDaemonNotFoundError) {
+      process.stderr.write(`bluez-cm demo: ${e.message}\n`);
+      return 3;
+    }
+    process.stderr.write(`bluez-cm demo: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
     return 1;
   } finally {
-    nb?.destroy();
-    await env?.stop();
-    say('stopped the simulator and the private bus; nothing left running');
+    stop.dispose();
   }
 }

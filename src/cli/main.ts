@@ -15,7 +15,8 @@ interface Command {
 
 const commands: Record<string, Command> = {
   demo: {
-    summary: 'run a simulated BLE device end to end (private bus + BlueZ simulator + node-ble)',
+    summary:
+      'the default: a simulated two-adapter gateway with 12 troublesome devices run by the adapter pool (--node-ble: plain node-ble)',
     load: () => import('./demo.js'),
   },
   sim: {

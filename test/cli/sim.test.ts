@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from './fixtures.js';
-import { RawClient } from './helpers/raw-client.js';
-import { transpileSrc } from './helpers/transpile-src.js';
-import type { TranspiledSrc } from './helpers/transpile-src.js';
+import { eventually } from '../testing/fixtures.js';
+import { RawClient } from '../testing/helpers/raw-client.js';
+import { transpileSrc } from '../testing/helpers/transpile-src.js';
+import type { TranspiledSrc } from '../testing/helpers/transpile-src.js';
 
 const example = fileURLToPath(new URL('../../examples/scenarios/two-adapters.json', import.meta.url));
 
@@ -28,7 +28,7 @@ interface Run {
   exit: Promise<number | null>;
 }
 
-describe('bluez-cm', () => {
+describe('bluez-cm sim and the dispatcher', () => {
   let src: TranspiledSrc;
   let tmp: string;
   const running: Run[] = [];
@@ -94,25 +94,6 @@ describe('bluez-cm', () => {
     const run = cli('sim', '--scenario', file);
     expect(await run.exit).toBe(2);
     expect(run.err()).toMatch(/is not valid JSON/);
-  });
-
-  it('demo drives a simulated device with node-ble, exits 0 and stops its bus', async () => {
-    const run = cli('demo');
-    expect(await run.exit).toBe(0);
-    const out = run.out();
-    for (const line of [
-      'node-ble sees adapters: hci0, hci1',
-      'failed: org.bluez.Error.Failed "le-connection-abort-by-local"',
-      'read battery level: 87 %',
-      'notification 3:',
-      'event: disconnect (Connected=false)',
-      'nothing left running',
-    ]) {
-      expect(out).toContain(line);
-    }
-    const socket = /private bus unix:path=(\S+)/.exec(out)?.[1] ?? '';
-    expect(socket).not.toBe('');
-    expect(existsSync(socket)).toBe(false);
   });
 
   it('an unknown command prints the usage and exits 2', async () => {

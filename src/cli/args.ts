@@ -1,0 +1,94 @@
+/**
+ * Argument handling shared by the `bluez-cm` commands: node:util parseArgs in strict mode, plus
+ * checks that name the flag. A usage mistake exits 2 with the message and the command's help,
+ * before anything is started.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+/** A mistake on the command line; the message names the flag or argument. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** Parsed values: strings, booleans or arrays of strings, by flag name. */
+export type FlagValues = Record<string, string | boolean | Array<string | boolean> | undefined>;
+
+/** parseArgs, with node's messages turned into UsageErrors. */
+export function parseFlags(
+  args: readonly string[],
+  options: Options,
+  allowPositionals = false,
+): { values: FlagValues; positionals: string[] } {
+  try {
+    const { values, positionals } = parseArgs({
+      args: [...args],
+      options,
+      strict: true,
+      allowPositionals,
+    });
+    return { values: values as FlagValues, positionals };
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/** A string flag's value (undefined when absent). */
+export function stringFlag(values: FlagValues, name: string): string | undefined {
+  const v = values[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw new UsageError(`--${name} needs a value`);
+  return v;
+}
+
+/** A numeric flag within [min, max]; `integer` demands a whole number. */
+export function numberFlag(
+  values: FlagValues,
+  name: string,
+  limits: { min: number; max?: number; integer?: boolean; exclusiveMin?: boolean },
+): number | undefined {
+  const raw = stringFlag(values, name);
+  if (raw === undefined) return undefined;
+  const n = raw.trim() === '' ? Number.NaN : Number(raw);
+  const max = limits.max ?? Number.MAX_SAFE_INTEGER;
+  const tooLow = limits.exclusiveMin === true ? n <= limits.min : n < limits.min;
+  if (!Number.isFinite(n) || tooLow || n > max || (limits.integer === true && !Number.isInteger(n))) {
+    const kind = limits.integer === true ? 'an integer' : 'a number';
+    const low = limits.exclusiveMin === true ? `> ${limits.min}` : `>= ${limits.min}`;
+    const high = limits.max === undefined ? '' : ` and <= ${limits.max}`;
+    throw new UsageError(`--${name} must be ${kind} ${low}${high} (got "${raw}")`);
+  }
+  return n;
+}
+
+/** Reports a usage error (exit 2) or rethrows anything else. */
+export function usageFailure(command: string, error: unknown, help: string): number {
+  if (!(error instanceof UsageError)) throw error;
+  process.stderr.write(`bluez-cm ${command}: ${error.message}\n\n${help}`);
+  return 2;
+}
+
+/** Resolves on the first SIGINT or SIGTERM; `dispose` removes the handlers. */
+export function onStopSignal(): {
+  signal: AbortSignal;
+  received: () => NodeJS.Signals | null;
+  dispose(): void;
+} {
+  const controller = new AbortController();
+  let received: NodeJS.Signals | null = null;
+  const handler = (s: NodeJS.Signals): void => {
+    received = s;
+    controller.abort(new DOMException(`${s} received`, 'AbortError'));
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return {
+    signal: controller.signal,
+    received: () => received,
+    dispose() {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+    },
+  };
+}
