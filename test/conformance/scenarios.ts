@@ -493,7 +493,9 @@ export const SCENARIOS: Scenario[] = [
         .sort();
       return {
         // hci1 is the peripheral's adapter on real BlueZ; which adapter bluetoothd announces first is mgmt index order.
-        ...observe(ctx, mark, (s) => s === '+hci1' || s === '-hci1'),
+        // Whether an adapter comes back already powered (Powered=true inside InterfacesAdded) or
+        // powers on after it appeared is a race in bluetoothd; poweredAfter records the outcome.
+        ...observe(ctx, mark, (s) => s === '+hci1' || s === '-hci1' || s === 'hci0.Powered=true'),
         adaptersAfter: adapters,
         poweredAfter: adapters.map((p) => tree[p]?.[ADAPTER]?.['Powered']),
         deviceAfter: tree[ctx.dev]?.[DEVICE]

@@ -46,8 +46,15 @@ export function defineConformanceSuite(options: SuiteOptions): void {
     const golden = readGolden();
     const recorded: Record<string, Observation> = {};
 
+    // A target that cannot start fails every scenario by name (a throwing beforeAll would only
+    // mark them skipped, and CI totals would not count a run that never happened as failed).
+    let startError: unknown;
     beforeAll(async () => {
-      target = await options.createTarget();
+      try {
+        target = await options.createTarget();
+      } catch (err) {
+        startError = err;
+      }
     }, options.hookTimeoutMs * 10);
 
     afterAll(async () => {
@@ -62,7 +69,7 @@ export function defineConformanceSuite(options: SuiteOptions): void {
     }, options.hookTimeoutMs);
 
     beforeEach(async () => {
-      if (!target) throw new Error('target did not start');
+      if (!target) return;
       await target.reset();
       bus = openBus(target.busAddress);
       trace = await TraceRecorder.start(bus);
@@ -82,6 +89,9 @@ export function defineConformanceSuite(options: SuiteOptions): void {
       it(
         scenario.name,
         async () => {
+          if (startError !== undefined) {
+            throw new Error(`the target did not start: ${String(startError)}`, { cause: startError });
+          }
           if (!ctx || !target) throw new Error('scenario context missing');
           const current = ctx;
           const t = target;
