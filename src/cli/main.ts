@@ -19,6 +19,10 @@ const commands: Record<string, Command> = {
       'the default: a simulated two-adapter gateway with 12 troublesome devices run by the adapter pool (--node-ble: plain node-ble)',
     load: () => import('./demo.js'),
   },
+  diagram: {
+    summary: 'draw the connection or pool machine from its definition (--format mermaid|dot)',
+    load: () => import('./diagram.js'),
+  },
   sim: {
     summary: 'serve the BlueZ simulator on a private bus for other processes (--scenario FILE.json)',
     load: () => import('./sim.js'),

@@ -1,0 +1,108 @@
+/**
+ * `bluez-cm diagram` as a child process: the drawing must contain every state of the machines as
+ * they are defined now (the expected names come from the machines, not from a list in this test),
+ * and the guards, delays and actors that carry the BlueZ workarounds.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AnyStateMachine } from 'xstate';
+import { adapterPoolMachine, connectionMachine } from '../../src/index.js';
+import { buildCliPackage, type CliPackage } from './harness.js';
+
+interface Node {
+  key: string;
+  states: Record<string, Node>;
+}
+
+function stateNames(machine: AnyStateMachine): string[] {
+  const out: string[] = [];
+  const visit = (n: Node): void => {
+    for (const child of Object.values(n.states)) {
+      out.push(child.key);
+      visit(child);
+    }
+  };
+  visit(machine.root as unknown as Node);
+  return out;
+}
+
+/** Node ids an edge uses that no node statement declares (a dangling edge draws a stray box). */
+function undeclaredDotNodes(dot: string): string[] {
+  const declared = new Set([...dot.matchAll(/^\s*("(?:[^"\\]|\\.)*") \[/gm)].map((m) => m[1]));
+  const used = [...dot.matchAll(/^\s*("(?:[^"\\]|\\.)*") -> ("(?:[^"\\]|\\.)*")/gm)].flatMap((m) => [
+    m[1],
+    m[2],
+  ]);
+  return [...new Set(used)].filter((id) => id !== undefined && !declared.has(id)) as string[];
+}
+
+describe('bluez-cm diagram', () => {
+  let pkg: CliPackage;
+  beforeAll(() => {
+    pkg = buildCliPackage();
+  });
+  afterAll(() => pkg.cleanup());
+
+  async function diagram(...args: string[]): Promise<string> {
+    const run = pkg.cli(['diagram', ...args]);
+    const code = await run.exit;
+    expect(run.err()).toBe('');
+    expect(code).toBe(0);
+    return run.out();
+  }
+
+  it('mermaid: every state of the connection and pool machines, with guards, delays and invoked actors', async () => {
+    const connection = await diagram('connection', '--format', 'mermaid');
+    expect(connection).toMatch(/^---\ntitle: connection machine\n---\nstateDiagram-v2\n/);
+    for (const name of stateNames(connectionMachine)) expect(connection).toContain(name);
+    expect(stateNames(connectionMachine)).toEqual(
+      expect.arrayContaining(['idle', 'locking', 'clearing-stale', 'phantom', 'connecting', 'validating']),
+    );
+    expect(connection).toContain('clearing_stale_inspecting --> phantom : done(inspectDevice) [isPhantom]');
+    expect(connection).toContain('connecting --> disconnecting : after attemptDeadline');
+    expect(connection).toContain('backoff --> locking : after backoffForErrorClass');
+    expect(connection).toContain('phantom --> escalating : always [!mayCloseInactiveConnections]');
+    expect(connection).toContain('connecting : invoke connectWithDeadline');
+    expect(connection).toContain('failed --> [*]');
+
+    const pool = await diagram('pool');
+    for (const name of stateNames(adapterPoolMachine)) expect(pool).toContain(name);
+    expect(pool).toContain('title: adapterPool machine');
+    expect(pool).toContain('ROTATION_REQUESTED / rotateOrQueue');
+    expect(pool).toContain('spawns connection actors');
+  });
+
+  it('dot: every state of both machines, no edge to an undeclared node, guards and delays on the edges', async () => {
+    const both = await diagram('all', '-f', 'dot');
+    const [connection = '', pool = ''] = both.split(/\n(?=digraph )/);
+    expect(connection).toMatch(/^digraph "connection" \{/);
+    expect(pool).toMatch(/^digraph "adapterPool" \{/);
+    for (const name of stateNames(connectionMachine)) expect(connection).toContain(`label="${name}`);
+    for (const name of stateNames(adapterPoolMachine)) expect(pool).toContain(`label="${name}`);
+    expect(undeclaredDotNodes(connection)).toEqual([]);
+    expect(undeclaredDotNodes(pool)).toEqual([]);
+    expect(connection).toContain('"connecting" -> "disconnecting" [label="after attemptDeadline"]');
+    expect(connection).toContain('label="done(inspectDevice) [isPhantom]"');
+    expect(connection).toContain('"failed" [label="failed\\nentry');
+    expect(connection).toContain('peripheries=2');
+    expect((connection.match(/\{/g) ?? []).length).toBe((connection.match(/\}/g) ?? []).length);
+  });
+
+  it('--actions writes the actions on the transitions', async () => {
+    const out = await diagram('connection', '--actions');
+    expect(out).toContain('connecting --> escalating : error(connectWithDeadline) / recordAttemptFailure');
+  });
+
+  it('bad arguments exit 2 naming the flag or the argument', async () => {
+    const cases: Array<[string[], string]> = [
+      [['diagram', '--format', 'svg'], '--format must be "mermaid" or "dot" (got "svg")'],
+      [['diagram', 'watchdog'], 'unknown machine "watchdog": connection, pool or all'],
+      [['diagram', '--colour'], "'--colour'"],
+    ];
+    for (const [args, message] of cases) {
+      const run = pkg.cli(args);
+      expect(await run.exit, args.join(' ')).toBe(2);
+      expect(run.err()).toContain(message);
+      expect(run.out()).toBe('');
+    }
+  });
+});
