@@ -318,7 +318,9 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     signal: AbortSignal,
   ): Promise<DisconnectOutput> => {
     const device = bluez.device(input.adapter, input.address);
-    if ((input.reason === 'cancelled' || input.reason === 'attempt-deadline') && !device?.connected) {
+    const connectMayBePending =
+      input.reason === 'cancelled' || input.reason === 'attempt-deadline' || input.reason === 'requeued';
+    if (connectMayBePending && !device?.connected) {
       // Not connected yet, but our Connect may still be pending in bluetoothd: a Disconnect cancels it.
       await bluez
         .disconnect(input.adapter, input.address, { timeoutMs: deps.disconnectTimeoutMs, signal })

@@ -34,7 +34,10 @@ export type PoolDeviceStatus =
   | 'connected'
   /** A caller asked to disconnect; the child tears down. */
   | 'disconnecting'
-  /** The child is being cancelled so that the device can wait for a slot (no adapter could take it). */
+  /**
+   * No adapter could take it: its child was told to wait for a slot (QUEUED_FOR_SLOT) and tears its
+   * attempt down; the slot stays counted until the child reports that it is waiting.
+   */
   | 'requeueing'
   /** Gave up (attempts exhausted or cancelled): the error is in `error`. */
   | 'failed';
@@ -42,9 +45,9 @@ export type PoolDeviceStatus =
 /**
  * What a device's child is doing: `idle` (not told to connect, or back after a link loss),
  * `connecting` (any attempt state), `resetting` (running the recovery ladder, which may power its
- * adapter off), `connected`.
+ * adapter off), `waiting-for-slot` (parked until the pool assigns an adapter), `connected`.
  */
-export type PoolChildState = 'idle' | 'connecting' | 'resetting' | 'connected';
+export type PoolChildState = 'idle' | 'connecting' | 'resetting' | 'waiting-for-slot' | 'connected';
 
 /** Per-device connection settings the pool passes to the child (plain data). */
 export interface PoolDeviceSettings {
@@ -61,11 +64,14 @@ export interface PoolDevice {
   readonly status: PoolDeviceStatus;
   /** The adapter whose slot this device holds (connecting/connected/disconnecting/requeueing), or null. */
   readonly adapter: string | null;
-  /** Id of its connection actor, or null while queued without one. */
+  /**
+   * Id of its connection actor: one for as long as the device is in the pool (it waits for a slot
+   * in `waiting-for-slot`); a device connected again after it failed gets a new one.
+   */
   readonly childId: string | null;
   /** What its child is doing, as the pool last knew it (from its reports and the pool's own commands). */
   readonly childState: PoolChildState;
-  /** How many children were spawned for it (ids are unique per spawn). */
+  /** How many children were spawned for it (ids are unique per spawn; a new one only after `failed`). */
   readonly spawns: number;
   /** Reconnect after a link loss (keep-alive); false after a requested disconnect. */
   readonly keepAlive: boolean;

@@ -139,12 +139,15 @@ class Draft {
     this.emitted.push({ type: 'device-queued', address });
   }
 
-  /** Cancels the child so the device can wait for a slot; the slot is freed when the child is done. */
+  /**
+   * Tells the child to wait for a slot (QUEUED_FOR_SLOT): it tears its attempt down and parks in
+   * `waiting-for-slot`; the slot is freed when it reports that it is waiting.
+   */
   requeue(address: string, reason: string): void {
     const d = this.devices[address];
     if (d === undefined || d.childId === null) return;
     this.patch(address, { status: 'requeueing' });
-    this.send(d.childId, { type: 'CANCEL', reason: 'aborted' });
+    this.send(d.childId, { type: 'QUEUED_FOR_SLOT', reason });
     this.emitted.push({ type: 'device-requeued', address, from: d.adapter ?? '', reason });
   }
 
@@ -185,8 +188,9 @@ export function childIdOf(address: string, spawn: number): string {
 }
 
 /**
- * Gives queued devices a slot, oldest first: assigns the adapter to its (idle) child and sends
- * CONNECT. A device no adapter can take stays queued with its child idle.
+ * Gives queued devices a slot, oldest first: assigns the adapter to its child, and tells an idle
+ * child to CONNECT (a child in `waiting-for-slot` starts on ADAPTER_ASSIGNED alone). A device no
+ * adapter can take stays queued, its child idle or waiting.
  */
 function dispatch(draft: Draft): void {
   const queued = Object.values(draft.devices)
@@ -197,9 +201,10 @@ function dispatch(draft: Draft): void {
     if (adapter === null) continue;
     draft.lastChosen = adapter;
     const childId = d.childId ?? draft.spawnFor(d.address, adapter);
+    const parked = d.childId !== null && d.childState === 'waiting-for-slot';
     draft.patch(d.address, { status: 'connecting', adapter, childState: 'connecting' });
     draft.send(childId, { type: 'ADAPTER_ASSIGNED', adapter });
-    draft.send(childId, { type: 'CONNECT' });
+    if (!parked) draft.send(childId, { type: 'CONNECT' });
     draft.emitted.push({ type: 'device-assigned', address: d.address, adapter });
   }
 }
@@ -361,7 +366,8 @@ export function childConnected(
   const d = draft.device(event.address);
   if (d === undefined || d.childId === null) return draft.result();
   draft.patch(d.address, { childState: 'connected' });
-  if (d.status === 'connecting') {
+  // `requeueing`: the link came up before the child read QUEUED_FOR_SLOT; it keeps the slot.
+  if (d.status === 'connecting' || d.status === 'requeueing') {
     draft.patch(d.address, { status: 'connected', adapter: event.adapter });
     draft.patchAdapter(event.adapter, { recentFailures: 0 });
     draft.emitted.push({ type: 'device-connected', address: d.address, adapter: event.adapter });
@@ -400,6 +406,19 @@ export function childAttemptFailed(
   const a = draft.adapters[event.adapter];
   if (a !== undefined) draft.patchAdapter(a.name, { recentFailures: a.recentFailures + 1 });
   return draft.result();
+}
+
+/** A child told to wait for a slot has torn its attempt down: its slot is free, it waits in the queue. */
+export function childWaitingForSlot(
+  context: PoolContext,
+  event: Extract<ChildReport, { type: 'CHILD_WAITING_FOR_SLOT' }>,
+): StepResult {
+  const draft = new Draft(context);
+  const d = draft.device(event.address);
+  if (d === undefined || d.childId === null) return draft.result();
+  draft.patch(d.address, { childState: 'waiting-for-slot' });
+  if (d.status === 'requeueing') draft.enqueue(d.address);
+  return finish(draft);
 }
 
 /** A child started or ended the recovery ladder (its adapter may be powered off meanwhile). */
@@ -457,12 +476,6 @@ export function childEnded(
   const d = Object.values(draft.devices).find((x) => x.childId === childId);
   if (d === undefined) return draft.result();
   switch (d.status) {
-    case 'requeueing':
-      // The cancelled child is done; its successor waits idle in the queue.
-      draft.commands.push({ kind: 'stop', childId });
-      draft.spawnFor(d.address);
-      draft.enqueue(d.address);
-      break;
     case 'disconnecting':
       draft.remove(d.address);
       break;

@@ -9,8 +9,10 @@
  *
  * No I/O: the runtime (src/pool) feeds it the mirror (ADAPTER_PRESENT/GONE, BLUEZ_UP/DOWN,
  * SIGHTINGS); the children report to it themselves through sendParent (CHILD_CONNECTED,
- * CHILD_LINK_LOST, CHILD_IDLE, CHILD_ATTEMPT_FAILED, CHILD_RESETTING) and ask for rotation
- * (ROTATION_REQUESTED). Each event is one named step of adapter-pool-steps.ts.
+ * CHILD_LINK_LOST, CHILD_IDLE, CHILD_ATTEMPT_FAILED, CHILD_RESETTING, CHILD_WAITING_FOR_SLOT) and
+ * ask for rotation (ROTATION_REQUESTED), which the pool answers with ADAPTER_ASSIGNED or, when no
+ * adapter has a free slot, QUEUED_FOR_SLOT (the child parks; one child per device). Each event is
+ * one named step of adapter-pool-steps.ts.
  * A child that ends or crashes is caught by the wildcard `xstate.done.actor.*` /
  * `xstate.error.actor.*` handlers: an unhandled child error would take the whole pool down
  * (research/ts-stack.md §4).
@@ -29,6 +31,7 @@ import {
   childConnected,
   childEnded,
   childResetting,
+  childWaitingForSlot,
   childWentIdle,
   releaseDevice,
   rotationRequested,
@@ -138,6 +141,10 @@ export const adapterPoolSetup = setup({
       if (event.type === 'CHILD_ATTEMPT_FAILED')
         apply(enqueue as unknown as Enqueue, childAttemptFailed(context, event));
     }),
+    childWaitingForSlot: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type === 'CHILD_WAITING_FOR_SLOT')
+        apply(enqueue as unknown as Enqueue, childWaitingForSlot(context, event));
+    }),
     childResetting: enqueueActions(({ context, event, enqueue }) => {
       if (event.type === 'CHILD_RESETTING')
         apply(enqueue as unknown as Enqueue, childResetting(context, event));
@@ -195,8 +202,9 @@ export const adapterPoolMachine = adapterPoolSetup.createMachine({
         CHILD_IDLE: { actions: 'childWentIdle' },
         CHILD_ATTEMPT_FAILED: { actions: 'childAttemptFailed' },
         CHILD_RESETTING: { actions: 'childResetting' },
+        CHILD_WAITING_FOR_SLOT: { actions: 'childWaitingForSlot' },
         ROTATION_REQUESTED: { actions: 'rotateOrQueue' },
-        // A child that reached `failed` (or was cancelled for requeueing) …
+        // A child that reached `failed` (attempts exhausted, or cancelled) …
         'xstate.done.actor.*': { actions: 'childEnded' },
         // … and one that crashed: handled here so that it cannot take the pool down.
         'xstate.error.actor.*': { actions: 'childEnded' },

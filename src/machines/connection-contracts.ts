@@ -34,8 +34,11 @@ export interface ConnectionAttempt {
   readonly startedAt: number;
   /** Set when the attempt ended. */
   readonly durationMs: number | null;
-  /** `cancelled`: ended by the caller's AbortSignal or overallTimeoutMs; never counted as a failure. */
-  readonly outcome: 'pending' | 'connected' | 'failed' | 'cancelled';
+  /**
+   * `cancelled`: ended by the caller's AbortSignal or overallTimeoutMs; `requeued`: ended because the
+   * pool queued the device for a slot (its adapter went away or is full). Neither counts as a failure.
+   */
+  readonly outcome: 'pending' | 'connected' | 'failed' | 'cancelled' | 'requeued';
   /** Set for failed attempts. */
   readonly cause: FailureCause | null;
   /** The escalation step chosen after this attempt failed. */
@@ -44,8 +47,12 @@ export interface ConnectionAttempt {
   readonly adopted: boolean;
 }
 
-/** Why the actor is tearing a link down in `disconnecting`. */
-export type TeardownReason = 'requested' | 'validation-failed' | 'attempt-deadline' | 'cancelled';
+/**
+ * Why the actor is tearing a link down in `disconnecting` (`requeued`: the pool queued the device
+ * for a slot while our Connect may have been pending).
+ */
+export type TeardownReason =
+  'requested' | 'validation-failed' | 'attempt-deadline' | 'cancelled' | 'requeued';
 
 /** How a cancellation arrived: the caller's AbortSignal or `overallTimeoutMs`. */
 export type CancellationReason = 'aborted' | 'timed-out';
@@ -98,6 +105,8 @@ export interface ConnectionContext {
   readonly teardown: TeardownReason | null;
   /** Set once a cancellation arrived. */
   readonly cancellation: CancellationReason | null;
+  /** The pool queued the device for a slot: the current attempt ends in `waiting-for-slot`. */
+  readonly queuedForSlot: boolean;
   /** The last device inspection (for the inspector and for reports). */
   readonly finding: DeviceFinding | null;
   /** The final error (in `failed`). */
@@ -115,8 +124,17 @@ export type ConnectionExternalEvent =
   | { type: 'CONNECT' }
   | { type: 'DISCONNECT' }
   | { type: 'CANCEL'; reason: CancellationReason }
-  /** From the parent pool after a rotation request. */
+  /**
+   * From the parent pool: the adapter of the next attempt (after a rotation request, or when the
+   * pool evacuates an adapter). In `waiting-for-slot` it starts a new run on that adapter.
+   */
   | { type: 'ADAPTER_ASSIGNED'; adapter: string }
+  /**
+   * From the parent pool: no adapter that sees the device has a free slot (the answer to a rotation
+   * request, or its adapter went away). The attempt ends (tearing down what our Connect may have
+   * opened) and the actor waits in `waiting-for-slot` for ADAPTER_ASSIGNED, keeping its identity.
+   */
+  | { type: 'QUEUED_FOR_SLOT'; reason: string }
   /**
    * The link is gone although BlueZ may not say so yet: for watchers outside the machine (a
    * notification watchdog, the pool). BlueZ's own Connected=false arrives through `watchLink`.
@@ -156,6 +174,8 @@ export type ConnectionReport =
       readonly adapter: string;
       readonly failureClass: FailureClass;
     }
+  /** Entered `waiting-for-slot` after QUEUED_FOR_SLOT: the attempt is torn down, the slot is free. */
+  | { readonly type: 'CHILD_WAITING_FOR_SLOT'; readonly address: string; readonly adapter: string }
   /** The adapter recovery ladder started (`running` true) or ended on `adapter`. */
   | {
       readonly type: 'CHILD_RESETTING';

@@ -4,12 +4,17 @@
  * src/actors and swapped in with `.provide()`; the defaults below only say they were not provided.
  *
  *   idle → locking → clearing-stale → connecting → validating → connected
- *   around them: phantom, escalating, resetting, backoff, disconnecting, failed
+ *   around them: phantom, escalating, resetting, backoff, disconnecting, failed, and (pooled)
+ *   waiting-for-slot
  *
  * Cancellation (CANCEL, sent for an AbortSignal or overallTimeoutMs) is not a failed attempt: it
  * leaves through `disconnecting` when our Connect may have left a link or a pending connect (so
  * BlueZ is not left Connected on the adapter actually used), releases the device lock, and ends in
  * `failed` with an AbortError/TimeoutError DOMException. The original swallowed it (defect B5).
+ *
+ * A parent pool that has no free slot for the device answers with QUEUED_FOR_SLOT: the attempt
+ * ends the same way (through `disconnecting` when a link may be open), and the actor waits in
+ * `waiting-for-slot` until the pool assigns an adapter, so a device keeps one actor in the pool.
  */
 import { and, assign, emit, enqueueActions, fromPromise, not, sendParent, setup } from 'xstate';
 import { ConnectionFailedError, type AttemptRecord } from '../bluez/errors.js';
@@ -228,6 +233,7 @@ export const connectionSetup = setup({
     hasParentPool: ({ context }) => context.pooled,
     linkMayBeOpen: ({ context }) => context.linkMayBeOpen,
     cancellationArrived: ({ context }) => context.cancellation !== null,
+    queuedForSlot: ({ context }) => context.queuedForSlot,
     disconnectWasRequested: ({ context }) => context.teardown === 'requested',
     teardownEndsFailedAttempt: ({ context }) =>
       context.teardown === 'validation-failed' || context.teardown === 'attempt-deadline',
@@ -242,6 +248,7 @@ export const connectionSetup = setup({
     startFresh: assign({
       attempts: [],
       cancellation: null,
+      queuedForSlot: false,
       error: null,
       teardown: null,
       staleInProgress: false,
@@ -331,6 +338,10 @@ export const connectionSetup = setup({
       cancellation: context.cancellation ?? (event as { reason?: CancellationReason }).reason ?? 'aborted',
       attempts: endCurrentAttempt(context, { outcome: 'cancelled', cause: null }),
     })),
+    recordQueuedForSlot: assign(({ context }) => ({
+      queuedForSlot: true,
+      attempts: endCurrentAttempt(context, { outcome: 'requeued', cause: null }),
+    })),
     failWithCancellation: assign(({ context }) => ({
       error: cancellationError(context, context.cancellation ?? 'aborted'),
     })),
@@ -407,6 +418,14 @@ export const connectionSetup = setup({
         failureClass: lastCause(context)?.class ?? 'other',
       } satisfies ConnectionReport);
     }),
+    reportWaitingToPool: enqueueActions(({ context, enqueue }) => {
+      if (!context.pooled) return;
+      enqueue.sendParent({
+        type: 'CHILD_WAITING_FOR_SLOT',
+        address: context.address,
+        adapter: context.adapter,
+      } satisfies ConnectionReport);
+    }),
     reportResetToPool: enqueueActions(({ context, enqueue }, params: { running: boolean }) => {
       if (!context.pooled) return;
       enqueue.sendParent({
@@ -454,6 +473,22 @@ const cancelDuringAttempt = [
   { target: '#connection.failed', actions: ['recordCancellation', 'failWithCancellation'] },
 ] as const;
 
+/** QUEUED_FOR_SLOT once our Connect was sent: tear down the link or pending connect, then wait. */
+const queueAfterConnectSent = {
+  target: '#connection.disconnecting',
+  actions: ['recordQueuedForSlot', { type: 'setTeardown', params: { reason: 'requeued' } }],
+} as const;
+
+/** QUEUED_FOR_SLOT outside connecting/validating: tear down what an earlier Connect may have opened, else wait at once. */
+const queueDuringAttempt = [
+  {
+    guard: 'linkMayBeOpen',
+    target: '#connection.disconnecting',
+    actions: ['recordQueuedForSlot', { type: 'setTeardown', params: { reason: 'requeued' } }],
+  },
+  { target: '#connection.waiting-for-slot', actions: 'recordQueuedForSlot' },
+] as const;
+
 /** The connection machine of SPEC §2. */
 export const connectionMachine = connectionSetup.createMachine({
   id: 'connection',
@@ -478,6 +513,7 @@ export const connectionMachine = connectionSetup.createMachine({
     linkMayBeOpen: false,
     teardown: null,
     cancellation: null,
+    queuedForSlot: false,
     finding: null,
     error: null,
   }),
@@ -517,11 +553,11 @@ export const connectionMachine = connectionSetup.createMachine({
         ],
         onError: { target: 'escalating', actions: ['recordAttemptFailure', ...countFailure] },
       },
-      on: { CANCEL: [...cancelDuringAttempt] },
+      on: { CANCEL: [...cancelDuringAttempt], QUEUED_FOR_SLOT: [...queueDuringAttempt] },
     },
     'clearing-stale': {
       initial: 'inspecting',
-      on: { CANCEL: [...cancelDuringAttempt] },
+      on: { CANCEL: [...cancelDuringAttempt], QUEUED_FOR_SLOT: [...queueDuringAttempt] },
       states: {
         inspecting: {
           invoke: {
@@ -601,7 +637,7 @@ export const connectionMachine = connectionSetup.createMachine({
         onDone: { target: 'connecting' },
         onError: { target: 'escalating', actions: ['recordAttemptFailure', ...countFailure] },
       },
-      on: { CANCEL: [...cancelDuringAttempt] },
+      on: { CANCEL: [...cancelDuringAttempt], QUEUED_FOR_SLOT: [...queueDuringAttempt] },
     },
     connecting: {
       entry: 'markLinkMayBeOpen',
@@ -627,7 +663,7 @@ export const connectionMachine = connectionSetup.createMachine({
           ],
         },
       },
-      on: { CANCEL: cancelAfterConnectSent },
+      on: { CANCEL: cancelAfterConnectSent, QUEUED_FOR_SLOT: queueAfterConnectSent },
     },
     validating: {
       invoke: {
@@ -644,7 +680,7 @@ export const connectionMachine = connectionSetup.createMachine({
           ],
         },
       },
-      on: { CANCEL: cancelAfterConnectSent },
+      on: { CANCEL: cancelAfterConnectSent, QUEUED_FOR_SLOT: queueAfterConnectSent },
     },
     connected: {
       entry: [
@@ -691,6 +727,7 @@ export const connectionMachine = connectionSetup.createMachine({
             target: 'failed',
             actions: ['markLinkClosed', 'failWithCancellation'],
           },
+          { guard: 'queuedForSlot', target: 'waiting-for-slot', actions: 'markLinkClosed' },
           { guard: 'teardownEndsFailedAttempt', target: 'escalating', actions: 'markLinkClosed' },
           { target: 'idle', actions: ['markLinkClosed', 'reportIdleToPool'] },
         ],
@@ -698,12 +735,17 @@ export const connectionMachine = connectionSetup.createMachine({
         // attempt's inspection (or the caller) sees what BlueZ really holds.
         onError: [
           { guard: 'cancellationArrived', target: 'failed', actions: 'failWithCancellation' },
+          { guard: 'queuedForSlot', target: 'waiting-for-slot' },
           { guard: 'teardownEndsFailedAttempt', target: 'escalating' },
           { target: 'idle', actions: 'reportIdleToPool' },
         ],
       },
-      // A requested disconnect of an established link is not a connect to cancel.
-      on: { CANCEL: { guard: not('disconnectWasRequested'), actions: 'recordCancellation' } },
+      on: {
+        // A requested disconnect of an established link is not a connect to cancel.
+        CANCEL: { guard: not('disconnectWasRequested'), actions: 'recordCancellation' },
+        // Tearing down a failed attempt: wait for a slot afterwards instead of escalating.
+        QUEUED_FOR_SLOT: { guard: 'teardownEndsFailedAttempt', actions: 'recordQueuedForSlot' },
+      },
     },
     escalating: {
       always: [
@@ -800,13 +842,25 @@ export const connectionMachine = connectionSetup.createMachine({
           ],
         },
       },
-      on: { CANCEL: [...cancelDuringAttempt] },
+      on: { CANCEL: [...cancelDuringAttempt], QUEUED_FOR_SLOT: [...queueDuringAttempt] },
     },
     backoff: {
       after: {
         backoffForErrorClass: { target: 'locking', actions: 'beginAttempt' },
       },
-      on: { CANCEL: [...cancelDuringAttempt] },
+      on: { CANCEL: [...cancelDuringAttempt], QUEUED_FOR_SLOT: [...queueDuringAttempt] },
+    },
+    'waiting-for-slot': {
+      // Nothing held: no lock (another actor of this device may connect meanwhile), no link, no
+      // timer. The pool hands out the freed slot, oldest waiting device first.
+      entry: [...releaseLock, 'reportWaitingToPool'],
+      on: {
+        ADAPTER_ASSIGNED: {
+          target: 'locking',
+          actions: ['adoptAssignedAdapter', 'startFresh', 'beginAttempt'],
+        },
+        CANCEL: { target: 'failed', actions: ['recordCancellation', 'failWithCancellation'] },
+      },
     },
     failed: {
       type: 'final',

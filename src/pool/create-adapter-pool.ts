@@ -103,8 +103,9 @@ export interface AdapterPool {
   /** The pool actor (snapshots, `on('device-connected', …)`, inspection). */
   readonly actor: Actor<typeof adapterPoolMachine>;
   /**
-   * Starts managing a device and returns its connection actor (idle while queued). A device that
-   * waited for a slot after a refused link gets a fresh actor: `child(address)` returns the current one.
+   * Starts managing a device and returns its connection actor (idle while queued). The device keeps
+   * this actor while it is in the pool: when no adapter has a free slot for it, the actor waits in
+   * `waiting-for-slot`. Only a device connected again after it failed gets a new actor.
    */
   connect(address: string, options?: PoolConnectOptions): AnyActorRef;
   /** `connect`, then resolves once it is connected; rejects with the child's error, or on `signal`. */

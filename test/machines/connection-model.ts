@@ -111,6 +111,7 @@ export const POOL_SENDS_AS_NO_OPS = {
   reportIdleToPool: () => {},
   reportFailureToPool: () => {},
   reportResetToPool: () => {},
+  reportWaitingToPool: () => {},
 } as const;
 
 /** The events (actor outcomes and external events) the model offers in each state. */
@@ -118,6 +119,8 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
   const m = (s: string) => snapshot.matches(s as never);
   const events: AnyEventObject[] = [];
   const cancel = { type: 'CANCEL', reason: 'aborted' };
+  // The pool's answer when no adapter has a free slot (the machine accepts it pooled or not).
+  const queued = { type: 'QUEUED_FOR_SLOT', reason: 'hci0 has no free slot' };
   if (m('idle')) events.push({ type: 'CONNECT' });
   if (m('locking')) {
     events.push(
@@ -125,6 +128,7 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
       { type: 'xstate.done.actor.acquireDeviceLock', output: { lease: 'lease-1', degraded: true } },
       { type: 'xstate.error.actor.acquireDeviceLock', error: new Error('lock registry failed') },
       cancel,
+      queued,
     );
   }
   if (m({ 'clearing-stale': 'inspecting' } as never)) {
@@ -143,6 +147,7 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
       },
       { type: 'xstate.error.actor.inspectDevice', error: new AdapterError('adapter hci0 is gone') },
       cancel,
+      queued,
     );
   }
   if (m({ 'clearing-stale': 'cancelling-stale-connect' } as never)) {
@@ -168,6 +173,7 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
       { type: 'xstate.done.actor.clearPhantom', output: { reappeared: true } },
       { type: 'xstate.error.actor.clearPhantom', error: new DeviceNotFoundError('device did not reappear') },
       cancel,
+      queued,
     );
   }
   if (m('connecting')) {
@@ -183,6 +189,7 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
         error: new OutOfSlotsError('No available connection slot'),
       },
       cancel,
+      queued,
     );
   }
   if (m('validating')) {
@@ -193,6 +200,7 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
         error: new ValidationError('no GATT services'),
       },
       cancel,
+      queued,
     );
   }
   if (m('connected')) {
@@ -211,6 +219,7 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
         error: new NoReplyError('RemoveDevice did not reply'),
       },
       cancel,
+      queued,
     );
   }
   if (m('resetting')) {
@@ -218,15 +227,24 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
       { type: 'xstate.done.actor.resetAdapter' },
       { type: 'xstate.error.actor.resetAdapter', error: new AdapterError('power cycle not verified') },
       cancel,
+      queued,
     );
   }
-  if (m('backoff')) events.push(cancel, { type: 'ADAPTER_ASSIGNED', adapter: 'hci1' });
+  if (m('backoff')) events.push(cancel, queued, { type: 'ADAPTER_ASSIGNED', adapter: 'hci1' });
+  if (m('waiting-for-slot')) events.push({ type: 'ADAPTER_ASSIGNED', adapter: 'hci1' }, cancel);
   // Delays: the `after` transitions of the active states (fired by time in a replay).
   for (const node of snapshot._nodes) {
     for (const type of node.transitions.keys()) if (type.startsWith('xstate.after.')) events.push({ type });
   }
   return events;
 }
+
+/**
+ * Failure streaks above every escalation threshold of the model inputs decide the same way. The
+ * ledger outlives a wait for a slot (which starts a fresh run), so without this cap the streak would
+ * grow with every park-and-fail cycle and the traversal would not end.
+ */
+const STREAK_CAP = 4;
 
 /** What decides behaviour: state, attempt count, the streak on the adapter and the flags. */
 export function serializeModelState(snapshot: ConnectionSnapshot): string {
@@ -237,7 +255,7 @@ export function serializeModelState(snapshot: ConnectionSnapshot): string {
     c.adapter,
     c.assignedAdapter,
     c.attempts.length,
-    c.ledger.failures[c.adapter] ?? 0,
+    Math.min(c.ledger.failures[c.adapter] ?? 0, STREAK_CAP),
     c.adapter in c.ledger.lastResetAt,
     c.staleInProgress,
     c.diagnoseNext,
@@ -245,6 +263,7 @@ export function serializeModelState(snapshot: ConnectionSnapshot): string {
     c.linkMayBeOpen,
     c.teardown,
     c.cancellation,
+    c.queuedForSlot,
   ]);
 }
 
@@ -284,6 +303,7 @@ function abstractState(snapshot: ConnectionSnapshot): string {
     c.linkMayBeOpen,
     c.teardown,
     c.cancellation,
+    c.queuedForSlot,
     Object.keys(c.ledger.lastResetAt).length > 0,
   ]);
 }

@@ -51,6 +51,7 @@ describe('connection machine, model-based (pure replay)', () => {
       'phantom',
       'resetting',
       'validating',
+      'waiting-for-slot',
     ]);
   });
 

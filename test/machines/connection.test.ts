@@ -460,6 +460,81 @@ describe('connection machine (scripted actors)', () => {
     actor.stop();
   });
 
+  it('QUEUED_FOR_SLOT after a refused link: the attempt is torn down, the lock released, nothing runs while waiting; ADAPTER_ASSIGNED starts a fresh run there', async () => {
+    const h = startScripted(baseInput({ backoffMs: { outOfSlots: 60_000 } }), {
+      connectWithDeadline: [fail(new OutOfSlotsError('No available connection slot')), ok()],
+    });
+    h.actor.send({ type: 'CONNECT' });
+    await h.runUntil(() => h.state() === 'backoff');
+    h.actor.send({ type: 'QUEUED_FOR_SLOT', reason: 'hci0 has no free slot' });
+    await h.runUntil(() => h.state() === 'waiting-for-slot', 1000);
+    // Our Connect may have left a pending connect: cancelled on the adapter in use.
+    expect(h.states.slice(-3)).toEqual(['backoff', 'disconnecting', 'waiting-for-slot']);
+    expect(h.callsTo('verifiedDisconnect')[0]?.input).toMatchObject({ adapter: 'hci0', reason: 'requeued' });
+    expect(h.releasedLeases).toContain('lease-1');
+    expect(h.actor.getSnapshot().context.lease).toBeNull();
+    expect(vi.getTimerCount()).toBe(0);
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(h.state()).toBe('waiting-for-slot');
+
+    h.actor.send({ type: 'ADAPTER_ASSIGNED', adapter: 'hci1' });
+    await h.runUntil(() => h.state() === 'connected');
+    const context = h.actor.getSnapshot().context;
+    expect(context.attempts.map((a) => [a.number, a.adapter, a.outcome])).toEqual([[1, 'hci1', 'connected']]);
+    // The failure streak on hci0 is not forgotten by waiting.
+    expect(context.ledger.failures['hci0']).toBe(1);
+    h.actor.stop();
+  });
+
+  it('QUEUED_FOR_SLOT while connecting ends the attempt as requeued, not failed, after cancelling the pending connect', async () => {
+    const h = startScripted(baseInput({ attemptTimeoutMs: 60_000 }), { connectWithDeadline: ['hang'] });
+    h.actor.send({ type: 'CONNECT' });
+    await h.runUntil(() => h.state() === 'connecting');
+    h.actor.send({ type: 'QUEUED_FOR_SLOT', reason: 'hci0 removed' });
+    await h.runUntil(() => h.state() === 'waiting-for-slot', 1000);
+    expect(h.callsTo('connectWithDeadline')[0]?.aborted).toBe(true);
+    expect(h.callsTo('verifiedDisconnect')[0]?.input).toMatchObject({ reason: 'requeued' });
+    expect(h.actor.getSnapshot().context.attempts.map((a) => a.outcome)).toEqual(['requeued']);
+    expect(h.ledgerChanges).toEqual([]);
+    expect(vi.getTimerCount()).toBe(0);
+    h.actor.stop();
+  });
+
+  it('QUEUED_FOR_SLOT while tearing down a failed validation waits after the teardown instead of escalating', async () => {
+    const g = startScripted(baseInput(), {
+      validateWithLateGattRetry: [fail(new ValidationError('no GATT services'))],
+    });
+    // The pool's answer arrives while the verified disconnect runs.
+    let sent = false;
+    g.actor.subscribe((snapshot) => {
+      if (sent || snapshot.value !== 'disconnecting') return;
+      sent = true;
+      g.actor.send({ type: 'QUEUED_FOR_SLOT', reason: 'hci0 has no free slot' });
+    });
+    g.actor.send({ type: 'CONNECT' });
+    await g.runUntil(() => g.state() === 'waiting-for-slot', 1000);
+    expect(g.states.slice(-3)).toEqual(['validating', 'disconnecting', 'waiting-for-slot']);
+    expect(g.states).not.toContain('escalating');
+    // The validation failure itself still counts.
+    expect(g.actor.getSnapshot().context.attempts[0]).toMatchObject({
+      outcome: 'failed',
+      cause: { class: 'validation' },
+    });
+    g.actor.stop();
+  });
+
+  it('CANCEL while waiting for a slot ends at once with AbortError', async () => {
+    const h = startScripted(baseInput(), { connectWithDeadline: ['hang'] });
+    h.actor.send({ type: 'CONNECT' });
+    await h.runUntil(() => h.state() === 'connecting');
+    h.actor.send({ type: 'QUEUED_FOR_SLOT', reason: 'hci0 removed' });
+    await h.runUntil(() => h.state() === 'waiting-for-slot', 1000);
+    h.actor.send({ type: 'CANCEL', reason: 'aborted' });
+    expect(h.states.slice(-2)).toEqual(['waiting-for-slot', 'failed']);
+    expect(finalError(h).name).toBe('AbortError');
+    expect(h.callsTo('verifiedDisconnect')).toHaveLength(1);
+  });
+
   it('link loss while connected goes back to idle, the link watcher ends; CONNECT starts over', async () => {
     const h = startScripted(baseInput());
     h.actor.send({ type: 'CONNECT' });

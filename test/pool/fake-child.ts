@@ -1,8 +1,9 @@
 /**
  * A scripted stand-in for the connection machine as a pool child: the same input, the same events
- * from the pool (CONNECT, ADAPTER_ASSIGNED, DISCONNECT, CANCEL), the same context fields (adapter,
- * attempts), and the same reports through sendParent (CHILD_CONNECTED, CHILD_LINK_LOST, CHILD_IDLE,
- * CHILD_ATTEMPT_FAILED, ROTATION_REQUESTED). The test drives it with TEST_* events.
+ * from the pool (CONNECT, ADAPTER_ASSIGNED, DISCONNECT, CANCEL, QUEUED_FOR_SLOT), the same context
+ * fields (adapter, attempts), the same `waiting-for-slot` state, and the same reports through
+ * sendParent (CHILD_CONNECTED, CHILD_LINK_LOST, CHILD_IDLE, CHILD_ATTEMPT_FAILED,
+ * CHILD_WAITING_FOR_SLOT, ROTATION_REQUESTED). The test drives it with TEST_* events.
  */
 import { createActor, sendParent, setup, assign, type AnyActorRef } from 'xstate';
 import type {
@@ -27,6 +28,7 @@ type FakeEvent =
   | { type: 'DISCONNECT' }
   | { type: 'CANCEL'; reason: 'aborted' | 'timed-out' }
   | { type: 'ADAPTER_ASSIGNED'; adapter: string }
+  | { type: 'QUEUED_FOR_SLOT'; reason: string }
   | { type: 'TEST_CONNECTED' }
   | { type: 'TEST_FAIL'; failureClass: FailureClass; rotate: boolean }
   | { type: 'TEST_RETRY' }
@@ -120,11 +122,30 @@ export const fakeChild = setup({
           ],
         },
         CANCEL: 'failed',
+        QUEUED_FOR_SLOT: 'waiting-for-slot',
       },
     },
     backoff: {
       on: {
         TEST_RETRY: { target: 'connecting', actions: assign(({ context }) => attempt(context)) },
+        CANCEL: 'failed',
+        QUEUED_FOR_SLOT: 'waiting-for-slot',
+      },
+    },
+    'waiting-for-slot': {
+      entry: sendParent(({ context }): ConnectionReport => ({
+        type: 'CHILD_WAITING_FOR_SLOT',
+        address: context.address,
+        adapter: context.adapter,
+      })),
+      on: {
+        ADAPTER_ASSIGNED: {
+          target: 'connecting',
+          actions: [
+            assign({ assignedAdapter: ({ event }) => event.adapter }),
+            assign(({ context }) => attempt(context)),
+          ],
+        },
         CANCEL: 'failed',
       },
     },

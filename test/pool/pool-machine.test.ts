@@ -119,21 +119,41 @@ describe('rotation', () => {
     expect(p.adapterOf(D(3))).toBe('hci0');
   });
 
-  it('with no other adapter, the device waits in the queue with a fresh idle child instead of burning attempts', () => {
+  it('with no other adapter, the device waits in the queue, its one child parked in waiting-for-slot, instead of burning attempts', () => {
     const p = fakePool({ slotsPerAdapter: 5, adapters: [{ name: 'hci0', powered: true }] });
     p.admit(D(1), { hci0: -40 });
     p.child(D(1)).send({ type: 'TEST_CONNECTED' });
     p.admit(D(2), { hci0: -40 });
-    const firstChild = p.child(D(2));
-    firstChild.send({ type: 'TEST_FAIL', failureClass: 'outOfSlots', rotate: true });
-    expect(firstChild.getSnapshot().status).toBe('done');
+    const onlyChild = p.child(D(2));
+    onlyChild.send({ type: 'TEST_FAIL', failureClass: 'outOfSlots', rotate: true });
+    expect(onlyChild.getSnapshot().status).toBe('active');
+    expect(onlyChild.getSnapshot().value).toBe('waiting-for-slot');
     expect(p.status(D(2))).toBe('queued');
-    expect(p.ctx().devices[D(2)]?.childId).toBe(`device:${D(2)}#2`);
+    expect(p.ctx().devices[D(2)]?.childId).toBe(`device:${D(2)}#1`);
+    expect(p.emitted).toContainEqual(expect.objectContaining({ type: 'device-requeued', address: D(2) }));
 
     p.child(D(1)).send({ type: 'TEST_LINK_LOST' });
-    // D1 (keep-alive) queued behind D2: D2 takes the freed slot.
+    // D1 (keep-alive) queued behind D2: D2 takes the freed slot, with the same actor.
     expect(p.status(D(2))).toBe('connecting');
+    expect(p.child(D(2))).toBe(onlyChild);
+    expect(onlyChild.getSnapshot().value).toBe('connecting');
+    expect(onlyChild.getSnapshot().context.adapter).toBe('hci0');
     expect(p.status(D(1))).toBe('queued');
+  });
+
+  it('a device waiting for a slot can be disconnected: its parked child is stopped and the device leaves', () => {
+    const p = fakePool({ slotsPerAdapter: 2, adapters: [{ name: 'hci0', powered: true }] });
+    p.admit(D(2), { hci0: -40 });
+    p.child(D(2)).send({ type: 'TEST_CONNECTED' });
+    p.admit(D(1), { hci0: -40 });
+    p.child(D(1)).send({ type: 'TEST_FAIL', failureClass: 'outOfSlots', rotate: true });
+    const parked = p.child(D(1));
+    expect(parked.getSnapshot().value).toBe('waiting-for-slot');
+    // A parked device holds no slot.
+    expect(perAdapter(p)).toEqual({ hci0: [D(2)], hci1: [], queued: [D(1)] });
+    p.pool.send({ type: 'DISCONNECT_DEVICE', address: D(1) });
+    expect(p.ctx().devices[D(1)]).toBeUndefined();
+    expect(parked.getSnapshot().status).toBe('stopped');
   });
 
   it('a rotation request that is not about slots and has no alternative leaves the child retrying where it is', () => {
@@ -153,9 +173,12 @@ describe('adapters and bluetoothd coming and going', () => {
     p.admit(D(3));
     expect(perAdapter(p)).toEqual({ hci0: [D(1)], hci1: [D(2)], queued: [D(3)] });
 
+    const d1 = p.child(D(1));
     p.pool.send({ type: 'ADAPTER_GONE', name: 'hci0' });
-    // hci1 is full: D1 waits (its child is cancelled and replaced).
+    // hci1 is full: D1 waits, its child parked.
     expect(p.status(D(1))).toBe('queued');
+    expect(p.child(D(1))).toBe(d1);
+    expect(d1.getSnapshot().value).toBe('waiting-for-slot');
 
     p.pool.send({ type: 'SIGHTINGS', address: D(1), sightings: { hci1: -60, hci2: -60 } });
     p.pool.send({ type: 'SIGHTINGS', address: D(3), sightings: { hci1: -60, hci2: -60 } });
@@ -172,9 +195,10 @@ describe('adapters and bluetoothd coming and going', () => {
     p.child(D(2)).send({ type: 'TEST_CONNECTED' });
 
     p.pool.send({ type: 'BLUEZ_DOWN' });
-    // D3 was connecting: its child is cancelled (the fake ends at once) and a fresh one waits.
+    // D3 was connecting: its child parks (the fake tears down at once) and waits in the queue.
     expect(p.status(D(3))).toBe('queued');
-    expect(p.ctx().devices[D(3)]?.childId).toBe(`device:${D(3)}#2`);
+    expect(p.ctx().devices[D(3)]?.childId).toBe(`device:${D(3)}#1`);
+    expect(p.child(D(3)).getSnapshot().value).toBe('waiting-for-slot');
     p.child(D(1)).send({ type: 'TEST_LINK_LOST' });
     p.child(D(2)).send({ type: 'TEST_LINK_LOST' });
     expect([1, 2, 3].map((i) => p.status(D(i)))).toEqual(['queued', 'queued', 'queued']);
@@ -184,6 +208,11 @@ describe('adapters and bluetoothd coming and going', () => {
     p.pool.send({ type: 'ADAPTER_PRESENT', name: 'hci0', powered: true });
     p.pool.send({ type: 'ADAPTER_PRESENT', name: 'hci1', powered: true });
     expect([1, 2, 3].map((i) => p.status(D(i)))).toEqual(['connecting', 'connecting', 'connecting']);
+    expect([1, 2, 3].map((i) => p.child(D(i)).getSnapshot().value)).toEqual([
+      'connecting',
+      'connecting',
+      'connecting',
+    ]);
   });
 
   it('a child that crashes is reported failed and the pool keeps running', () => {

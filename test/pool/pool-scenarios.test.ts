@@ -4,6 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { busyDeviceLocks } from '../../src/actors/device-lock.js';
 import type { PoolEmitted } from '../../src/machines/adapter-pool-steps.js';
+import { topLevelState } from '../../src/machines/state-trail.js';
 import { eventually, peripheral, startPoolWorld, type PoolWorld } from './sim-harness.js';
 
 const D = (n: number) => `AA:BB:CC:00:00:0${n}`;
@@ -116,6 +117,55 @@ describe('adapter pool on the simulator', () => {
     const links = w.simLinks();
     expect(links.hci0).toEqual([W]);
     expect([...(links.hci1 ?? [])].sort()).toEqual([Y, Z]);
+  });
+});
+
+describe('waiting for a slot (simulator)', () => {
+  it('no adapter with a free slot: the device keeps its one actor, parked in waiting-for-slot holding nothing, and connects with it when a slot frees', async () => {
+    const X = D(1);
+    const Y = D(2);
+    world = await startPoolWorld({
+      // The controller holds 1 link; the pool starts with the default 5 and learns the real limit.
+      adapters: [{ name: 'hci0', slotLimit: 1 }],
+      devices: [
+        peripheral(X, { knownOn: ['hci0'], inRange: ['hci0'] }),
+        peripheral(Y, { knownOn: ['hci0'], inRange: ['hci0'] }),
+      ],
+    });
+    const w = world;
+    const events = record(w);
+    expect((await w.pool.connected(X)).adapter).toBe('hci0');
+
+    const actor = w.pool.connect(Y);
+    const seen: string[] = [];
+    actor.subscribe((s) => {
+      const state = topLevelState((s as { value: Parameters<typeof topLevelState>[0] }).value);
+      if (seen[seen.length - 1] !== state) seen.push(state);
+    });
+    await eventually('Y waits for a slot', () => actor.getSnapshot().value === 'waiting-for-slot');
+    expect(events).toContainEqual({ type: 'slot-limit-learned', adapter: 'hci0', limit: 1 });
+    expect(events).toContainEqual(
+      expect.objectContaining({ type: 'device-requeued', address: Y, from: 'hci0' }),
+    );
+    await eventually('Y queued', () => w.pool.snapshot().queued.includes(Y));
+    // While it waits it holds no slot, no lock and no link.
+    expect(w.pool.snapshot().adapters[0]?.inUse).toEqual([X]);
+    expect(w.pool.heldLocks).toBe(0);
+    expect(busyDeviceLocks()).toEqual([]);
+    expect(w.simLinks().hci0).toEqual([X]);
+
+    await w.pool.disconnect(X);
+    await eventually('Y connected on hci0', () =>
+      w.pool.snapshot().devices.some((d) => d.address === Y && d.status === 'connected'),
+    );
+    // The same actor, from the queue straight into a new attempt.
+    expect(w.pool.child(Y)).toBe(actor);
+    expect(actor.getSnapshot().value).toBe('connected');
+    const parked = seen.indexOf('waiting-for-slot');
+    expect(seen.slice(parked, parked + 2)).toEqual(['waiting-for-slot', 'locking']);
+    expect(seen.at(-1)).toBe('connected');
+    expect(events.filter((e) => e.type === 'device-failed')).toEqual([]);
+    expect(w.simLinks().hci0).toEqual([Y]);
   });
 });
 
