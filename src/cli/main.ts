@@ -19,6 +19,10 @@ const commands: Record<string, Command> = {
       'the default: a simulated two-adapter gateway with 12 troublesome devices run by the adapter pool (--node-ble: plain node-ble)',
     load: () => import('./demo.js'),
   },
+  connect: {
+    summary: 'one managed connection on the system bus with live state output; Ctrl-C disconnects',
+    load: () => import('./connect.js'),
+  },
   diagram: {
     summary: 'draw the connection or pool machine from its definition (--format mermaid|dot)',
     load: () => import('./diagram.js'),
