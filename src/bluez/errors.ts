@@ -44,14 +44,22 @@ export interface Classification {
   readonly action: DefaultAction;
 }
 
+/**
+ * Why one attempt failed: a SPEC §5 class, or one of the two outcomes that are not BlueZ errors and
+ * so have no SPEC §5 class: `validation` (connected, but the GATT check or the caller's validator
+ * said no) and `phantom` (Connected without ServicesResolved, left alone because
+ * closeInactiveConnections is off).
+ */
+export type AttemptFailureClass = ErrorClass | 'validation' | 'phantom';
+
 /** One failed attempt, kept on the final error so that a person can see every cause. */
 export interface AttemptRecord {
   /** 1-based attempt number. */
   readonly attempt: number;
   /** Adapter used for the attempt (hciN). */
   readonly adapter?: string;
-  /** Classification of the attempt's error. */
-  readonly errorClass: ErrorClass;
+  /** Why the attempt failed, `validation` and `phantom` included. */
+  readonly errorClass: AttemptFailureClass;
   /** `code` of the attempt's error (or 'UNKNOWN'). */
   readonly code: string;
   /** Message of the attempt's error. */
@@ -186,11 +194,39 @@ export class BluezError extends Error {
   }
 }
 
+/** Advice for a final failure whose last attempt failed without a BlueZ error. */
+const NON_BLUEZ_FAILURE_ADVICE: Readonly<Record<Exclude<AttemptFailureClass, ErrorClass>, string>> = {
+  validation:
+    'The device connected but did not pass validation on any attempt. If services appear late (Telink ' +
+    'chips), raise lateGattDelaysMs; otherwise check the validator and the device.',
+  phantom:
+    'BlueZ reports the device Connected without resolved services on this adapter, and it was left alone ' +
+    'because another process may own that link. Set closeInactiveConnections to clear it, or find the ' +
+    'process holding the link (bluetoothctl info).',
+};
+
+function isErrorClass(cls: AttemptFailureClass): cls is ErrorClass {
+  return cls in CLASS_TABLE;
+}
+
 /** Final failure of a managed connection; `attempts` lists every attempt's cause. */
 export class ConnectionFailedError extends BluezError {
-  /** @param message - summary; @param options - attempts, adapter, device, cause */
-  constructor(message: string, options: BluezErrorOptions & { errorClass?: ErrorClass } = {}) {
-    super('CONNECTION_FAILED', options.errorClass ?? 'other', message, options);
+  /** Why the last attempt failed, `validation` and `phantom` included (`errorClass` is its SPEC §5 class). */
+  readonly failureClass: AttemptFailureClass;
+
+  /**
+   * @param message - summary
+   * @param options - attempts, adapter, device, cause; `errorClass` is the last attempt's failure
+   *   class (validation and phantom, which are not BlueZ errors, have the SPEC §5 class `other`)
+   */
+  constructor(message: string, options: BluezErrorOptions & { errorClass?: AttemptFailureClass } = {}) {
+    const failureClass = options.errorClass ?? 'other';
+    const errorClass = isErrorClass(failureClass) ? failureClass : 'other';
+    super('CONNECTION_FAILED', errorClass, message, {
+      ...(isErrorClass(failureClass) ? {} : { advice: NON_BLUEZ_FAILURE_ADVICE[failureClass] }),
+      ...options,
+    });
+    this.failureClass = failureClass;
   }
 }
 

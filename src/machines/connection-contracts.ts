@@ -3,7 +3,7 @@
  * of every named actor. src/actors implements the actors against these shapes; tests inject fakes
  * with the same shapes. Everything here is plain data so the Stately inspector can show it.
  */
-import type { ErrorClass } from '../bluez/errors.js';
+import type { AttemptFailureClass } from '../bluez/errors.js';
 import type { EscalationAction, EscalationConfig, EscalationLedger } from './escalation.js';
 
 /**
@@ -11,7 +11,7 @@ import type { EscalationAction, EscalationConfig, EscalationLedger } from './esc
  * counted by escalation, unlike the original, defect B16) and `phantom` (Connected without
  * ServicesResolved, left alone because `closeInactiveConnections` is off).
  */
-export type FailureClass = ErrorClass | 'validation' | 'phantom';
+export type FailureClass = AttemptFailureClass;
 
 /** The cause of one failed attempt (plain data, taken from the typed error). */
 export interface FailureCause {

@@ -130,10 +130,7 @@ export function toAttemptRecords(attempts: readonly ConnectionAttempt[]): Attemp
     .map((a) => ({
       attempt: a.number,
       adapter: a.adapter,
-      errorClass:
-        a.cause?.class === 'validation' || a.cause?.class === 'phantom'
-          ? 'other'
-          : (a.cause?.class ?? 'other'),
+      errorClass: a.cause?.class ?? 'other',
       code: a.cause?.code ?? 'UNKNOWN',
       message: `${a.cause?.class ?? 'other'}: ${a.cause?.message ?? ''}`,
     }));
@@ -144,16 +141,13 @@ function exhaustedError(context: ConnectionContext): ConnectionFailedError {
     .filter((a) => a.cause !== null)
     .map((a) => `#${a.number} on ${a.adapter}: ${a.cause?.class} (${a.cause?.message})`)
     .join('; ');
-  const last = lastCause(context);
-  const lastClass =
-    last === null || last.class === 'validation' || last.class === 'phantom' ? 'other' : last.class;
   return new ConnectionFailedError(
     `${context.address}: failed to connect after ${context.attempts.length} attempts: ${causes}`,
     {
       device: context.address,
       adapter: context.adapter,
       attempts: toAttemptRecords(context.attempts),
-      errorClass: lastClass,
+      errorClass: lastCause(context)?.class ?? 'other',
     },
   );
 }

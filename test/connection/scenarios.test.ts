@@ -113,6 +113,10 @@ describe('connection actor against the simulator', () => {
       'failed',
     ]);
     expect((error as ConnectionFailedError).message).toMatch(/phantom/);
+    expect((error as ConnectionFailedError).attempts.map((a) => a.errorClass)).toEqual([
+      'phantom',
+      'phantom',
+    ]);
     expect(warnings.filter((w) => /phantom connection on hci0/.test(w))).toHaveLength(2);
     expect(deviceCalls(world)).toEqual([]);
     expect(simDevice(world, 'hci0')).toMatchObject({ connected: true, phantom: true });

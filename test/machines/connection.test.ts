@@ -129,6 +129,27 @@ describe('connection machine (scripted actors)', () => {
     expect(h.callsTo('verifiedDisconnect')).toHaveLength(0);
     expect(h.emitted.filter((e) => e.type === 'phantom-left-alone')).toHaveLength(2);
     expect(finalError(h).message).toMatch(/phantom/);
+    // The final error keeps the real cause of each attempt.
+    const failed = finalError(h) as ConnectionFailedError;
+    expect(failed.attempts.map((a) => a.errorClass)).toEqual(['phantom', 'phantom']);
+    expect(failed.failureClass).toBe('phantom');
+    expect(failed.errorClass).toBe('other');
+    expect(failed.advice).toMatch(/closeInactiveConnections/);
+  });
+
+  it('attempts that all fail validation: the ConnectionFailedError lists them as validation, not other', async () => {
+    const invalid = fail(new ValidationError('no GATT services after late-GATT retries'));
+    const h = startScripted(baseInput({ maxAttempts: 2 }), {}, { validateWithLateGattRetry: invalid });
+    h.actor.send({ type: 'CONNECT' });
+    await h.runUntil(() => h.actor.getSnapshot().status === 'done');
+    const failed = finalError(h) as ConnectionFailedError;
+    expect(failed).toBeInstanceOf(ConnectionFailedError);
+    expect(failed.attempts.map((a) => [a.attempt, a.errorClass, a.code])).toEqual([
+      [1, 'validation', 'VALIDATION_FAILED'],
+      [2, 'validation', 'VALIDATION_FAILED'],
+    ]);
+    expect(failed.failureClass).toBe('validation');
+    expect(failed.advice).toMatch(/lateGattDelaysMs/);
   });
 
   it('phantom with closeInactiveConnections is cleared and the device connects', async () => {
