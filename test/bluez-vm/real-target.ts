@@ -4,6 +4,7 @@ import { callOutcome, openBus } from '../conformance/bus.js';
 import {
   LATE_CHAR_UUID,
   LATE_SERVICE_UUID,
+  NOTIFY_CHAR_UUID,
   PERIPHERAL_NAME,
   PERIPHERAL_SERVICES,
   RW_CHAR_UUID,
@@ -114,6 +115,10 @@ export class RealBluezTarget implements ConformanceTarget {
 
   async startAdvertising(): Promise<void> {
     await this.requirePeripheral().startAdvertising();
+  }
+
+  async silenceNotifications(): Promise<void> {
+    this.requirePeripheral().stopNotifying(NOTIFY_CHAR_UUID);
   }
 
   async addLateService(): Promise<void> {

@@ -6,6 +6,7 @@ import {
   INITIAL_RW_VALUE,
   LATE_SERVICE_UUID,
   NOTIFY_CHAR_UUID,
+  NOTIFY_INTERVAL_MS,
   PERIPHERAL_ADDRESS,
   PERIPHERAL_NAME,
   RW_CHAR_UUID,
@@ -179,22 +180,24 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'connect: Connected, then GATT objects, then ServicesResolved',
+    name: 'connect exports GATT objects, then ServicesResolved',
     async run(ctx) {
       await discover(ctx);
       const mark = ctx.trace.mark();
       await connect(ctx);
       await settle(ctx);
-      const seen = observe(ctx, mark);
-      const connected = seen.signals.indexOf('dev.Connected=true');
+      // bluetoothd 5.66 sometimes never signals Connected=true for an LE link: when its ATT
+      // socket is up before mgmt's Device Connected event it logs "device_add_connection() …
+      // is already connected" and emits nothing (seen in 2 of 12 runs). The property itself is
+      // true, so the observation reads it instead of relying on the signal.
+      const seen = observe(ctx, mark, (s) => s === 'dev.Connected=true');
       const gatt = seen.signals.indexOf('+gatt');
       const resolved = seen.signals.indexOf('dev.ServicesResolved=true');
-      expect(connected).toBeGreaterThanOrEqual(0);
-      expect(gatt).toBeGreaterThan(connected);
+      expect(gatt).toBeGreaterThanOrEqual(0);
       expect(resolved).toBeGreaterThan(gatt);
       return {
         ...seen,
-        // On 5.66 an LE Connect() returns once the link is up, before services are resolved.
+        connectedAfterConnect: await getProperty(ctx, ctx.dev, DEVICE, 'Connected'),
         connectReturnsBeforeServicesResolved: before(
           ctx,
           mark,
@@ -248,6 +251,37 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
+    name: 'a peripheral that stops notifying stays connected (zombie)',
+    async run(ctx) {
+      await discover(ctx);
+      await connect(ctx);
+      const nt = await characteristicPath(ctx, NOTIFY_CHAR_UUID);
+      const subscribed = ctx.trace.mark();
+      expect(await ctx.trace.call(nt, CHAR, 'StartNotify')).toMatchObject({ ok: true });
+      let seen = 0;
+      await ctx.trace.waitFor(
+        (e) => e.kind === 'props' && e.path === nt && 'Value' in e.changed && ++seen >= 2,
+        ctx.ms(10_000),
+        'two notifications',
+        subscribed,
+      );
+      await ctx.target.silenceNotifications();
+      // A notification already on its way may still arrive; silence is measured after that.
+      await sleep(ctx.ms(NOTIFY_INTERVAL_MS * 2));
+      const mark = ctx.trace.mark();
+      await sleep(ctx.ms(NOTIFY_INTERVAL_MS * 10));
+      const tree = await managedObjects(ctx);
+      return {
+        ...observe(ctx, mark),
+        notificationsWhileSilent: ctx.trace.events
+          .slice(mark)
+          .filter((e) => e.kind === 'props' && e.path === nt && 'Value' in e.changed).length,
+        connected: tree[ctx.dev]?.[DEVICE]?.['Connected'],
+        notifying: tree[nt]?.[CHAR]?.['Notifying'],
+      };
+    },
+  },
+  {
     // A connect is made to stay pending by the peripheral not advertising: the kernel then
     // waits for an advertisement before it creates the link. (Racing two calls against a fast
     // connect gave "ok" or "Failed: Operation already in progress" at random on 5.66.)
@@ -271,7 +305,8 @@ export const SCENARIOS: Scenario[] = [
       return {
         first: firstOutcome.ok ? 'ok' : firstOutcome.error,
         second: second.ok ? 'ok' : `${second.error}: ${second.text}`,
-        ...observe(ctx, mark),
+        // Connected=true is not always signalled on 5.66 (see the connect scenario).
+        ...observe(ctx, mark, (s) => s === 'dev.Connected=true'),
       };
     },
   },

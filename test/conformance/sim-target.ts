@@ -109,6 +109,10 @@ export class SimulatorTarget implements ConformanceTarget {
     this.sim().sim.setInRange(PERIPHERAL_ADDRESS, ['hci0']);
   }
 
+  async silenceNotifications(): Promise<void> {
+    this.sim().sim.inject({ kind: 'zombie', target: { device: PERIPHERAL_ADDRESS } });
+  }
+
   async addLateService(): Promise<void> {
     throw new Error(
       'the simulator cannot add a service to a running peripheral (no Service Changed support)',

@@ -26,6 +26,11 @@ export interface ConformanceTarget {
   stopAdvertising(): Promise<void>;
   /** The peripheral advertises again after stopAdvertising(). */
   startAdvertising(): Promise<void>;
+  /**
+   * The zombie peripheral: it stops sending notifications while the link and the subscription
+   * stay up (a hung sensor / BMS firmware).
+   */
+  silenceNotifications(): Promise<void>;
   /** The peripheral adds a service while running (Service Changed for a connected central). */
   addLateService(): Promise<void>;
   /** bluetoothd is stopped and started again (fresh object tree, empty cache is NOT implied). */
