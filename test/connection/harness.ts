@@ -122,9 +122,8 @@ export async function eventually(what: string, check: () => boolean, ms = 10_000
 }
 
 /**
- * Records every timer created until `stop()`; `stop()` returns those still pending that the
- * simulator did not create (its own sleeps are not ours to judge), each with the delay and the
- * creating stack. A leaked deadline of the library shows up here by name.
+ * Records every timer created until `stop()`; `stop()` returns those still pending, the simulator's
+ * own included, each with the delay and the creating stack. A leaked deadline shows up here by name.
  */
 export function trackTimers(): { stop(): string[] } {
   const live = new Map<ReturnType<typeof setTimeout>, string>();
@@ -151,7 +150,7 @@ export function trackTimers(): { stop(): string[] } {
     stop() {
       globalThis.setTimeout = originalSet;
       globalThis.clearTimeout = originalClear;
-      return [...live.values()].filter((stack) => !stack.includes('/src/testing/'));
+      return [...live.values()];
     },
   };
 }

@@ -61,12 +61,14 @@ export function pendingConnectError(ctx: DaemonContext): Error {
 /** A cancellable chain of waits for one operation (a Connect attempt). */
 export class Attempt {
   private cancelled: Error | undefined;
-  private readonly wakers = new Set<() => void>();
+  // Cancelling ends the current sleep and clears its timer (a cancelled Connect with a long
+  // connect-latency must not keep a timer running until the latency would have passed).
+  private readonly controller = new AbortController();
 
   cancel(reason: Error): void {
     if (this.cancelled) return;
     this.cancelled = reason;
-    for (const w of [...this.wakers]) w();
+    this.controller.abort();
   }
 
   get isCancelled(): boolean {
@@ -76,13 +78,7 @@ export class Attempt {
   /** Waits `ms`; throws the cancel reason if cancelled meanwhile, or a stop error if the daemon stops. */
   async wait(ctx: DaemonContext, ms: number): Promise<void> {
     this.throwIfCancelled();
-    let wake: () => void = () => undefined;
-    const cancelled = new Promise<boolean>((resolve) => {
-      wake = () => resolve(false);
-      this.wakers.add(wake);
-    });
-    const completed = await Promise.race([ctx.timers.sleep(ms), cancelled]);
-    this.wakers.delete(wake);
+    const completed = await ctx.timers.sleep(ms, this.controller.signal);
     this.throwIfCancelled();
     if (!completed) throw new DaemonStopped();
   }

@@ -80,6 +80,8 @@ export class SimDevice implements GattOwner {
   private readonly linkDownWaiters = new Set<() => void>();
   private cancelExpiry: (() => void) | undefined;
   private pairing: Attempt | undefined;
+  /** Timers that only matter while the current link is up; cleared when it goes down. */
+  private readonly linkTimers = new Set<() => void>();
 
   constructor(
     private readonly ctx: DaemonContext,
@@ -359,9 +361,12 @@ export class SimDevice implements GattOwner {
         // Reading of "late GATT" (SPEC §8, Telink-style peripherals): bluetoothd
         // reports ServicesResolved=true first and the service objects appear
         // `ms` later, so a client that reads the tree right away sees nothing.
-        ctx.timers.after(late.spec.ms, () => {
+        // Bound to the link: a link lost before the services appear leaves no timer behind.
+        const cancel = ctx.timers.after(late.spec.ms, () => {
+          this.linkTimers.delete(cancel);
           if (stillUp()) this.exportGatt();
         });
+        this.linkTimers.add(cancel);
       } else {
         this.exportGatt();
       }
@@ -387,6 +392,7 @@ export class SimDevice implements GattOwner {
    */
   linkLost(): void {
     this.connecting?.cancel(dbusError(BluezErrors.Failed, BluezTexts.leAbortByLocal));
+    this.clearLinkTimers();
     if (!this.connected) return;
     this.phantom = false;
     this.setServicesResolved(false);
@@ -401,6 +407,11 @@ export class SimDevice implements GattOwner {
     for (const w of [...this.linkDownWaiters]) w();
     this.linkDownWaiters.clear();
     this.restartExpiry();
+  }
+
+  private clearLinkTimers(): void {
+    for (const cancel of this.linkTimers) cancel();
+    this.linkTimers.clear();
   }
 
   private waitLinkDown(): Promise<void> {
@@ -463,6 +474,7 @@ export class SimDevice implements GattOwner {
   dispose(): void {
     this.cancelExpiry?.();
     this.cancelExpiry = undefined;
+    this.clearLinkTimers();
     this.connecting?.cancel(new DaemonStopped());
     this.gatt?.unexport();
     this.gatt = undefined;

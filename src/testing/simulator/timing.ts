@@ -79,16 +79,26 @@ export class Timers {
     };
   }
 
-  /** Resolves true after `ms`, or false at once when the timers are cleared. */
-  sleep(ms: number): Promise<boolean> {
+  /**
+   * Resolves true after `ms`, or false at once when the timers are cleared or `signal` aborts; the
+   * timer is cleared either way, so an abandoned sleep leaves nothing behind.
+   */
+  sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
     return new Promise((resolve) => {
+      if (signal?.aborted) {
+        resolve(false);
+        return;
+      }
       let cancel: () => void = () => undefined;
+      const onAbort = () => wake(true);
       const wake = (stopped: boolean) => {
         this.sleepers.delete(wake);
+        signal?.removeEventListener('abort', onAbort);
         cancel();
         resolve(!stopped);
       };
       this.sleepers.add(wake);
+      signal?.addEventListener('abort', onAbort, { once: true });
       cancel = this.after(ms, () => wake(false));
     });
   }
