@@ -144,3 +144,9 @@ export type {
   LadderBluezPort,
   LadderClock,
 } from './actors/reset-ladder-ports.js';
+
+// Connection actor ↔ pool: what a pooled actor reports to its parent, what the pool knows of each
+// child, and the failure class of one attempt (validation and phantom included).
+export type { ConnectionReport } from './machines/connection-contracts.js';
+export type { PoolChildState } from './machines/adapter-pool-logic.js';
+export type { AttemptFailureClass } from './bluez/errors.js';
