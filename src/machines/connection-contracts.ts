@@ -63,7 +63,10 @@ export interface ConnectionInput {
   readonly address: string;
   /** Adapters to use, in rotation order (at least one). */
   readonly adapters: readonly string[];
-  /** True when a parent pool assigns adapters (then rotate asks the pool). */
+  /**
+   * True when a parent pool assigns adapters: rotation asks the pool, and the actor reports its
+   * progress to the pool ({@link ConnectionReport}). A standalone actor sends its parent nothing.
+   */
   readonly pooled?: boolean;
   readonly maxAttempts: number;
   readonly attemptTimeoutMs: number;
