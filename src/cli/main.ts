@@ -23,6 +23,10 @@ const commands: Record<string, Command> = {
     summary: 'one managed connection on the system bus with live state output; Ctrl-C disconnects',
     load: () => import('./connect.js'),
   },
+  doctor: {
+    summary: 'check BlueZ on the system bus: bluetoothd, adapters, connected devices, phantoms, locks',
+    load: () => import('./doctor.js'),
+  },
   diagram: {
     summary: 'draw the connection or pool machine from its definition (--format mermaid|dot)',
     load: () => import('./diagram.js'),
