@@ -95,7 +95,13 @@ export class HostPeripheral {
     }
     validateServices(options.services);
     const peripheral = new HostPeripheral(options);
-    await peripheral.register({ advertise: options.advertise ?? true });
+    try {
+      await peripheral.register({ advertise: options.advertise ?? true });
+    } catch (err) {
+      // Nothing stays exported (or registered) when the peripheral could not start.
+      await peripheral.stop();
+      throw err;
+    }
     return peripheral;
   }
 
