@@ -8,7 +8,7 @@ import { UsageError, numberFlag, onStopSignal, parseFlags, usageFailure } from '
 import { runDemo, type DemoOutput } from './demo/run.js';
 import { runNodeBleWalkthrough } from './demo-node-ble.js';
 
-const HELP = `usage: bluez-cm demo [--latency-scale N] [--json | --lines] [--node-ble]
+const HELP = `usage: bluez-cm demo [--latency-scale N] [--json | --lines | --table] [--node-ble]
 
 Starts a private dbus-daemon and the BlueZ simulator playing a gateway with two
 adapters and twelve BLE devices (battery monitors, a shunt, thermometers, a relay,
@@ -23,7 +23,9 @@ expected, 1 otherwise, 3 when dbus-daemon is missing (Debian package "dbus").
       --latency-scale N  multiply every BlueZ latency and library timeout by N,
                          0.01..1 (default 0.1: ten times faster than real time)
       --json             JSON lines: start, state, pool, log, summary, stopped
-      --lines            one line per state change even on a terminal
+      --lines            one line per state change (the default when stdout is
+                         not a terminal)
+      --table            the live table (the default on a terminal)
       --node-ble         plain node-ble on the simulator, without the manager
   -h, --help             this text
 `;
@@ -37,6 +39,7 @@ export async function run(args: string[]): Promise<number> {
       'latency-scale': { type: 'string' },
       json: { type: 'boolean' },
       lines: { type: 'boolean' },
+      table: { type: 'boolean' },
       'node-ble': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     });
@@ -46,10 +49,11 @@ export async function run(args: string[]): Promise<number> {
     }
     latencyScale = numberFlag(values, 'latency-scale', { min: 0.01, max: 1 }) ?? 0.1;
     nodeBle = values['node-ble'] === true;
-    if (values.json === true && values.lines === true) {
-      throw new UsageError('--json and --lines exclude each other');
+    const chosen = (['json', 'lines', 'table'] as const).filter((m) => values[m] === true);
+    if (chosen.length > 1) {
+      throw new UsageError(`${chosen.map((m) => `--${m}`).join(' and ')} exclude each other`);
     }
-    mode = values.json === true ? 'json' : values.lines === true || !process.stdout.isTTY ? 'lines' : 'table';
+    mode = chosen[0] ?? (process.stdout.isTTY ? 'table' : 'lines');
   } catch (e) {
     return usageFailure('demo', e, HELP);
   }

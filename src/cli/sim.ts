@@ -6,10 +6,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { DbusDaemonNotFoundError, startPrivateBus } from '../testing/private-bus.js';
-import { BluezSimulator } from '../testing/simulator/simulator.js';
-import type { Scenario } from '../testing/simulator/types.js';
-import { validateScenario } from '../testing/simulator/validate.js';
+import {
+  BluezSimulator,
+  DbusDaemonNotFoundError,
+  startPrivateBus,
+  validateScenario,
+  type Scenario,
+} from '../testing/index.js';
 
 const HELP = `usage: bluez-cm sim [--scenario FILE.json] [--latency-scale N] [--json]
 

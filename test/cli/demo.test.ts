@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { alive, buildCliPackage, dbusDaemonsMentioning, type CliPackage } from './harness.js';
+import { alive, buildCliPackage, dbusDaemonsMentioning, eventually, type CliPackage } from './harness.js';
 
 /** The demo's devices and how each must end (src/cli/demo/world.ts). */
 const EXPECTED: ReadonlyArray<[name: string, final: 'connected' | 'failed']> = [
@@ -123,6 +123,36 @@ describe('bluez-cm demo', () => {
       ]),
     );
   }, 90_000);
+
+  it('--table redraws a per-device table in place (what a terminal shows), then the summary', async () => {
+    const run = pkg.cli(['demo', '--table', '--latency-scale', '0.05']);
+    expect(await run.exit).toBe(0);
+    const out = run.out();
+    const frames = out.split(new RegExp(`${'\x1b'}\\[\\d+F`)); // cursor back to the table's first line
+    expect(frames.length).toBeGreaterThan(3);
+    const last = frames[frames.length - 1] ?? '';
+    expect(last).toMatch(/^DEVICE\s+ADDRESS\s+ADAPTER\s+STATE\s+ATT\s+TROUBLE\s+LAST/m);
+    for (const [name, final] of EXPECTED) {
+      expect(last).toMatch(new RegExp(`^${escape(name)}\\s+[0-9A-F:]{17}\\s+hci[01]\\s+${final}`, 'm'));
+    }
+    expect(last).toMatch(/hci1 usb-dongle █+░* \d\/4 \(limit learned: 4\)/);
+    expect(out).toContain('Totals: 11/11 devices connected as expected');
+    // Line mode's per-change lines are not printed in table mode.
+    expect(out).not.toMatch(/^\[\s*[\d.]+s\] JBD-SP04S020 starter\s+hci0\s+clearing-stale → phantom/m);
+  }, 90_000);
+
+  it('Ctrl-C during the demo stops everything it started and exits 130', async () => {
+    const run = pkg.cli(['demo']);
+    await eventually('the first state lines', () => / → connecting /.test(run.out()));
+    run.child.kill('SIGINT');
+    expect(await run.exit).toBe(130);
+    expect(run.err()).toContain('interrupted before every device settled');
+    const socket = /at unix:path=(\S+);/.exec(run.out())?.[1] ?? '';
+    const pid = Number(/private dbus-daemon \(pid (\d+)\)/.exec(run.out())?.[1]);
+    expect(alive(pid)).toBe(false);
+    expect(existsSync(socket)).toBe(false);
+    expect(dbusDaemonsMentioning(dirname(socket))).toEqual([]);
+  }, 60_000);
 
   it('--node-ble runs the plain node-ble walkthrough on the simulator and stops its bus', async () => {
     const run = pkg.cli(['demo', '--node-ble']);

@@ -39,6 +39,8 @@ export interface DemoOutput {
 export interface DemoRunOptions {
   readonly latencyScale: number;
   readonly output: DemoOutput;
+  /** The simulated gateway (default {@link demoWorld}); tests pass variants. */
+  readonly world?: (scale: number) => DemoWorld;
   /** Ends the demo early (Ctrl-C); everything is still stopped. */
   readonly signal?: AbortSignal;
 }
@@ -55,22 +57,28 @@ export function demoDeadlineMs(scale: number): number {
   return Math.round(15_000 + 250_000 * scale);
 }
 
-function deviceDone(
-  device: DemoDevice,
-  tracker: DemoTracker,
-  status: string | undefined,
-): { done: boolean; why: string } {
+/** Where a device stands against what the demo expects of it. */
+type Standing = { kind: 'pending' | 'as-expected' | 'unexpected'; why: string };
+
+function standing(device: DemoDevice, tracker: DemoTracker, status: string | undefined): Standing {
   const view = tracker.devices.get(device.address);
-  if (view === undefined) return { done: false, why: 'not tracked' };
+  if (view === undefined) return { kind: 'pending', why: 'not tracked' };
+  const failed = status === 'failed' || view.state === 'failed';
+  const connected = status === 'connected' && view.state === 'connected';
   if (device.expect === 'failed') {
-    return status === 'failed' || view.state === 'failed'
-      ? { done: true, why: '' }
-      : { done: false, why: `expected to fail, is ${view.state}` };
+    if (failed) return { kind: 'as-expected', why: '' };
+    // Kept alive by the pool, a connected device stays connected: it will not fail by itself.
+    if (connected) return { kind: 'unexpected', why: 'connected, but it was expected to fail' };
+    return { kind: 'pending', why: `expected to fail, is ${view.state}` };
+  }
+  const last = tracker.attemptsOf(device.address).at(-1);
+  if (failed) {
+    return { kind: 'unexpected', why: `failed${last?.cause ? ` (last cause: ${last.cause.class})` : ''}` };
   }
   const losses = device.linkLosses ?? 0;
-  if (view.linkLosses < losses) return { done: false, why: `waiting for its link loss (${view.state})` };
-  if (status === 'connected' && view.state === 'connected') return { done: true, why: '' };
-  return { done: false, why: `is ${view.state}${status === undefined ? '' : ` (pool: ${status})`}` };
+  if (view.linkLosses < losses) return { kind: 'pending', why: `waiting for its link loss (${view.state})` };
+  if (connected) return { kind: 'as-expected', why: '' };
+  return { kind: 'pending', why: `is ${view.state}${status === undefined ? '' : ` (pool: ${status})`}` };
 }
 
 /** Resolves when `check` holds, re-checked on every `wake`; rejects at the deadline or on abort. */
@@ -101,7 +109,7 @@ function until(
 /** Runs the demo; never throws for expected trouble (it is in the result). */
 export async function runDemo(options: DemoRunOptions): Promise<DemoResult> {
   const { output, latencyScale: scale, signal } = options;
-  const world: DemoWorld = demoWorld(scale);
+  const world: DemoWorld = (options.world ?? demoWorld)(scale);
   const layout = layoutFor(world.devices);
   const byAddress = new Map(world.devices.map((d) => [d.address, d]));
   const logs: string[] = [];
@@ -237,7 +245,7 @@ export async function runDemo(options: DemoRunOptions): Promise<DemoResult> {
       running.snapshot().devices.find((d) => d.address === address)?.status;
     const deadline = demoDeadlineMs(scale);
     const outcome = await until(
-      () => world.devices.every((d) => deviceDone(d, tracker, statusOf(d.address)).done),
+      () => world.devices.every((d) => standing(d, tracker, statusOf(d.address)).kind !== 'pending'),
       waker,
       deadline,
       signal,
@@ -263,8 +271,8 @@ export async function runDemo(options: DemoRunOptions): Promise<DemoResult> {
     if (outcome === 'aborted') unexpected.push('interrupted before every device settled');
     if (outcome === 'deadline') unexpected.push(`not settled within ${(deadline / 1000).toFixed(0)} s`);
     for (const d of world.devices) {
-      const check = deviceDone(d, tracker, snapshot.devices.find((x) => x.address === d.address)?.status);
-      if (!check.done) unexpected.push(`${d.name} (${d.address}) ${check.why}`);
+      const check = standing(d, tracker, snapshot.devices.find((x) => x.address === d.address)?.status);
+      if (check.kind !== 'as-expected') unexpected.push(`${d.name} (${d.address}) ${check.why}`);
     }
 
     if (output.mode === 'lines')
