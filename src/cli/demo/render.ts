@@ -58,7 +58,7 @@ export function table(
   columns: number,
   logs: readonly string[],
 ): string[] {
-  const header = `${fit('DEVICE', layout.name)}  ${fit('ADDRESS', 17)}  ${fit('ADAPTER', 7)}  ${fit('STATE', 15)}  ATT  ${fit('TROUBLE', 23)}  LAST`;
+  const header = `${fit('DEVICE', layout.name)}  ${fit('ADDRESS', 17)}  ${fit('ADAPTER', 7)}  ${fit('STATE', 16)}  ATT  ${fit('TROUBLE', 23)}  LAST`;
   const lines = [header];
   for (const d of devices) {
     const view = tracker.devices.get(d.address);
@@ -66,7 +66,7 @@ export function table(
     const pending =
       view !== undefined && [...view.attempts.values()].some((a) => a.outcome === 'pending') ? 1 : 0;
     lines.push(
-      `${fit(d.name, layout.name)}  ${d.address}  ${fit(view?.adapter ?? '-', 7)}  ${fit(view?.state ?? '-', 15)}  ${String(attempts + pending).padStart(3)}  ${fit(d.trouble, 23)}  ${view?.note ?? ''}`,
+      `${fit(d.name, layout.name)}  ${d.address}  ${fit(view?.adapter ?? '-', 7)}  ${fit(view?.state ?? '-', 16)}  ${String(attempts + pending).padStart(3)}  ${fit(d.trouble, 23)}  ${view?.note ?? ''}`,
     );
   }
   lines.push('');

@@ -42,6 +42,10 @@ export interface DeviceView {
   longestValidatingMs: number;
   /** When the current stay in `validating` began. */
   validatingSince: number | null;
+  /** Epoch ms from which attempts count toward the current connection (after the last connect). */
+  episodeStart: number;
+  /** The next attempt starts a new episode. */
+  episodeStartNext: boolean;
 }
 
 interface SnapshotLike {
@@ -110,6 +114,8 @@ export class DemoTracker {
         visited: new Set(),
         longestValidatingMs: 0,
         validatingSince: null,
+        episodeStart: 0,
+        episodeStartNext: false,
       });
     }
   }
@@ -130,7 +136,14 @@ export class DemoTracker {
     const view = this.devices.get(address);
     if (view === undefined) return;
     const session = event.actorRef.sessionId;
-    for (const a of context?.attempts ?? []) view.attempts.set(`${session}:${a.startedAt}:${a.number}`, a);
+    for (const a of context?.attempts ?? []) {
+      const key = `${session}:${a.startedAt}:${a.number}`;
+      if (!view.attempts.has(key) && view.episodeStartNext) {
+        view.episodeStart = a.startedAt;
+        view.episodeStartNext = false;
+      }
+      view.attempts.set(key, a);
+    }
     const last = context?.attempts?.[context.attempts.length - 1];
     if (last?.cause && last.outcome === 'failed') {
       view.note = `#${last.number} ${causeText(last)}${last.escalation ? ` → ${last.escalation}` : ''}`;
@@ -155,7 +168,9 @@ export class DemoTracker {
     view.validatingSince = state === 'validating' ? now : null;
     if (state === 'connected') {
       view.connects += 1;
-      const n = context?.attempts?.length ?? 1;
+      view.episodeStartNext = true;
+      // Counted over every actor and cycle: the pool may have replaced the actor meanwhile.
+      const n = [...view.attempts.values()].filter((a) => a.startedAt >= view.episodeStart).length;
       view.note =
         view.connects > 1
           ? `reconnected after a link loss (${view.connects - 1}×)`
@@ -192,6 +207,9 @@ export class DemoTracker {
           view.requeues += 1;
           view.note = `back in the queue: ${event.reason}`;
         }
+        break;
+      case 'device-assigned':
+        if (view) view.note = `assigned to ${event.adapter}`;
         break;
       case 'device-rotated':
         if (view) {
