@@ -15,8 +15,7 @@ interface Command {
 
 const commands: Record<string, Command> = {
   demo: {
-    summary:
-      'the default: a simulated two-adapter gateway with 12 troublesome devices run by the adapter pool (--node-ble: plain node-ble)',
+    summary: '(default) a simulated gateway, 2 adapters and 12 troublesome devices, run by the adapter pool',
     load: () => import('./demo.js'),
   },
   connect: {
@@ -51,7 +50,10 @@ function usage(): string {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const [name = 'demo', ...rest] = argv;
+  // No command, or only options (`bluez-cm --json`): the demo, the default job.
+  const first = argv[0];
+  const implicitDemo = first === undefined || (first.startsWith('-') && !['--help', '-h'].includes(first));
+  const [name = 'demo', ...rest] = implicitDemo ? ['demo', ...argv] : argv;
   if (name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(`${usage()}\n`);
     return 0;

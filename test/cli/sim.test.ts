@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, sep } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from '../testing/fixtures.js';
@@ -46,7 +46,7 @@ describe('bluez-cm sim and the dispatcher', () => {
   }
 
   beforeAll(() => {
-    src = transpileSrc((p) => p.startsWith(`cli${sep}`) || p.startsWith(`testing${sep}`));
+    src = transpileSrc();
     tmp = mkdtempSync(join(tmpdir(), 'bluez-cm-cli-test-'));
   });
   afterAll(() => {
@@ -94,6 +94,20 @@ describe('bluez-cm sim and the dispatcher', () => {
     const run = cli('sim', '--scenario', file);
     expect(await run.exit).toBe(2);
     expect(run.err()).toMatch(/is not valid JSON/);
+  });
+
+  it('--help lists every command', async () => {
+    const run = cli('--help');
+    expect(await run.exit).toBe(0);
+    for (const command of ['demo', 'connect', 'doctor', 'diagram', 'sim']) {
+      expect(run.out()).toMatch(new RegExp(`^  ${command}\\s+\\S`, 'm'));
+    }
+  });
+
+  it('options without a command go to the demo, the default job', async () => {
+    const run = cli('--latency-scale', '7');
+    expect(await run.exit).toBe(2);
+    expect(run.err()).toContain('bluez-cm demo: --latency-scale must be a number >= 0.01 and <= 1 (got "7")');
   });
 
   it('an unknown command prints the usage and exits 2', async () => {
