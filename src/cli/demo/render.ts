@@ -136,6 +136,13 @@ export interface DemoSummary {
   readonly unexpected: readonly string[];
   /** Links BlueZ (the simulator) still held after the verified disconnects. */
   readonly linksAfterTeardown: number;
+  /** The brown-out of phase 2, or null when it did not run. `backAfterMs`: null if not all came back. */
+  readonly powerCut: {
+    readonly adapter: string;
+    readonly offMs: number;
+    readonly linksDropped: number;
+    readonly backAfterMs: number | null;
+  } | null;
 }
 
 /** The summary as text. */
@@ -176,6 +183,16 @@ export function summaryText(summary: DemoSummary, layout: Layout): string[] {
       `${t.expectedFailed === 1 ? '' : 's'}; ${t.attempts} attempts, ${t.failedAttempts} failed (${classes || 'none'}); ` +
       `${t.linkLosses} link loss${t.linkLosses === 1 ? '' : 'es'} recovered; ${t.rotations} rotation${t.rotations === 1 ? '' : 's'}.`,
   );
+  const cut = summary.powerCut;
+  if (cut !== null) {
+    const back =
+      cut.backAfterMs === null
+        ? 'not all of them came back'
+        : `all ${cut.linksDropped} back ${(cut.backAfterMs / 1000).toFixed(2)} s after power returned`;
+    lines.push(
+      `Power cut: ${cut.adapter} off for ${(cut.offMs / 1000).toFixed(2)} s, ${cut.linksDropped} links dropped, ${back}.`,
+    );
+  }
   lines.push(
     `Teardown: verified disconnect of every device; BlueZ holds ${summary.linksAfterTeardown} links.`,
   );

@@ -241,15 +241,58 @@ export async function runDemo(options: DemoRunOptions): Promise<DemoResult> {
     // The elapsed time and slot bars move even while no state changes (a 2 s attempt deadline).
     if (live) ticker = setInterval(scheduleDraw, 250);
 
+    let cutReport: DemoSummary['powerCut'] = null;
     const statusOf = (address: string) =>
       running.snapshot().devices.find((d) => d.address === address)?.status;
     const deadline = demoDeadlineMs(scale);
+    const settledAsExpected = (): boolean =>
+      world.devices.every((d) => standing(d, tracker, statusOf(d.address)).kind === 'as-expected');
+
+    // Phase 2: an adapter loses power with its links up; every device on it must come back.
+    const powerCut = async (
+      cut: NonNullable<DemoWorld['powerCut']>,
+      remainingMs: number,
+    ): Promise<Awaited<ReturnType<typeof until>>> => {
+      const sim = env?.sim;
+      if (sim === undefined) return 'aborted';
+      const victims = new Map(
+        [...tracker.devices.values()]
+          .filter((v) => v.state === 'connected' && v.adapter === cut.adapter)
+          .map((v) => [v.address, v.linkLosses]),
+      );
+      log('demo')(
+        `${cut.adapter} loses power for ${(cut.forMs / 1000).toFixed(2)} s (a brown-out): ${victims.size} links drop`,
+      );
+      const fault = sim.inject({ kind: 'power-off', target: { adapter: cut.adapter } });
+      const restored = await until(() => false, { wake: () => {} }, cut.forMs, signal);
+      fault.clear();
+      if (restored === 'aborted') return 'aborted';
+      log('demo')(`${cut.adapter} powered again`);
+      const poweredAt = Date.now();
+      cutReport = { adapter: cut.adapter, offMs: cut.forMs, linksDropped: victims.size, backAfterMs: null };
+      const back = await until(
+        () =>
+          settledAsExpected() &&
+          [...victims].every(([address, before]) => (tracker.devices.get(address)?.linkLosses ?? 0) > before),
+        waker,
+        Math.max(1, remainingMs),
+        signal,
+      );
+      if (back === 'done') cutReport = { ...cutReport, backAfterMs: Date.now() - poweredAt };
+      return back;
+    };
     const outcome = await until(
       () => world.devices.every((d) => standing(d, tracker, statusOf(d.address)).kind !== 'pending'),
       waker,
       deadline,
       signal,
     );
+    let cutOutcome: Awaited<ReturnType<typeof until>> | null = null;
+
+    // Only a healthy gateway gets the brown-out: with a device already wrong the verdict is known.
+    if (outcome === 'done' && settledAsExpected() && world.powerCut !== undefined) {
+      cutOutcome = await powerCut(world.powerCut, deadline - (Date.now() - started));
+    }
     tracker.updatePeaks(running.snapshot());
     clearInterval(ticker);
     clearTimeout(redraw);
@@ -268,8 +311,15 @@ export async function runDemo(options: DemoRunOptions): Promise<DemoResult> {
     );
     const snapshot = running.snapshot();
     const unexpected: string[] = [];
-    if (outcome === 'aborted') unexpected.push('interrupted before every device settled');
+    if (outcome === 'aborted' || cutOutcome === 'aborted') {
+      unexpected.push('interrupted before every device settled');
+    }
     if (outcome === 'deadline') unexpected.push(`not settled within ${(deadline / 1000).toFixed(0)} s`);
+    if (cutOutcome === 'deadline') {
+      unexpected.push(
+        `not every device was back after the power cut within ${(deadline / 1000).toFixed(0)} s`,
+      );
+    }
     for (const d of world.devices) {
       const check = standing(d, tracker, snapshot.devices.find((x) => x.address === d.address)?.status);
       if (check.kind !== 'as-expected') unexpected.push(`${d.name} (${d.address}) ${check.why}`);
@@ -294,6 +344,7 @@ export async function runDemo(options: DemoRunOptions): Promise<DemoResult> {
       linksAfterTeardown,
       peakLinks,
       firstLateGattDelayMs: defaults.lateGattDelaysMs[0] ?? 0,
+      powerCut: cutReport,
     });
     if (output.mode === 'json') json({ type: 'summary', ...summary });
     else output.write(`\n${summaryText(summary, layout).join('\n')}\n`);
@@ -319,6 +370,7 @@ interface SummaryInputs {
   linksAfterTeardown: number;
   peakLinks: Map<string, number>;
   firstLateGattDelayMs: number;
+  powerCut: DemoSummary['powerCut'];
 }
 
 function buildSummary(world: DemoWorld, tracker: DemoTracker, inputs: SummaryInputs): DemoSummary {
@@ -378,5 +430,6 @@ function buildSummary(world: DemoWorld, tracker: DemoTracker, inputs: SummaryInp
     },
     unexpected,
     linksAfterTeardown,
+    powerCut: inputs.powerCut,
   };
 }

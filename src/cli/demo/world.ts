@@ -84,8 +84,13 @@ export interface DemoAdapter {
 export interface DemoWorld {
   readonly adapters: readonly DemoAdapter[];
   readonly devices: readonly DemoDevice[];
-  /** The pool's configured links per adapter (the onboard controller holds fewer). */
+  /** The pool's configured links per adapter (the dongle's controller holds fewer). */
   readonly slotsPerAdapter: number;
+  /**
+   * Once every device has settled: this adapter loses power for `forMs` (a brown-out, a USB
+   * reset) and every link on it drops; the demo waits until those devices are back.
+   */
+  readonly powerCut?: { readonly adapter: string; readonly forMs: number };
   readonly scenario: Scenario;
 }
 
@@ -239,6 +244,7 @@ export function demoWorld(scale: number): DemoWorld {
     adapters,
     devices,
     slotsPerAdapter: 7,
+    powerCut: { adapter: 'hci0', forMs: ms(3000) },
     scenario: {
       latencyScale: scale,
       adapters: adapters.map((a) => ({ name: a.name, alias: a.alias, slotLimit: a.controllerSlots })),
