@@ -265,6 +265,25 @@ describe('discovery', () => {
     await eventually('discovery stopped', () => env.sim.state().adapters[0]?.discovering === false);
   });
 
+  it('answers StartDiscovery before the first device is announced (bluetoothd 5.66 order)', async () => {
+    // The first advertisement is heard half an interval after the scan starts: 100 ms here, far
+    // more than the client needs to read the reply first.
+    const { env, client } = await start(
+      { adapters: [{ name: 'hci0' }], devices: [bms(MAC)] },
+      { timing: { advertisingIntervalMs: 200 } },
+    );
+    expect((await client.call('/org/bluez/hci0', A1, 'StartDiscovery')).ok).toBe(true);
+    await eventually('device announced', () => client.lines().includes(`signal InterfacesAdded ${dev0}`));
+    const lines = client.lines();
+    expect(lines.indexOf('reply StartDiscovery')).toBeLessThan(
+      lines.indexOf(`signal InterfacesAdded ${dev0}`),
+    );
+    expect(lines.indexOf('signal Adapter1 Discovering=true')).toBeLessThan(
+      lines.indexOf(`signal InterfacesAdded ${dev0}`),
+    );
+    expect(device(env)).toBeDefined();
+  });
+
   it('makes in-range devices appear with RSSI, ignores out-of-range ones, and drops temporary devices not seen for TemporaryTimeout', async () => {
     const { env, client } = await start(
       {

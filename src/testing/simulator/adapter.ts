@@ -195,8 +195,17 @@ export class SimAdapter implements DeviceHost {
     if (!this.sessions.has(sender) || this.discovering || !this.powered) return;
     this.discovering = true;
     this.ctx.bus.changed(this.iface, ['Discovering']);
-    this.scanTick();
-    this.stopScan = this.ctx.timers.every(this.ctx.timing.advertisingIntervalMs, () => this.scanTick());
+    // bluetoothd answers StartDiscovery when mgmt Start Discovery completes, before the first
+    // advertising report (seen on 5.66: the reply precedes the device's InterfacesAdded). A device
+    // advertising every interval is first heard, on average, half an interval after the scan
+    // starts; a tick in the same turn as the reply could reach a client in the same socket read.
+    const firstMs = Math.max(1, this.ctx.timing.advertisingIntervalMs / 2);
+    const cancelFirst = this.ctx.timers.after(firstMs, () => this.scanTick());
+    const cancelEvery = this.ctx.timers.every(this.ctx.timing.advertisingIntervalMs, () => this.scanTick());
+    this.stopScan = () => {
+      cancelFirst();
+      cancelEvery();
+    };
   }
 
   private stopDiscovery(sender: string): void {
