@@ -105,7 +105,7 @@ function endCurrentAttempt(
 function failureWith(context: ConnectionContext, cause: FailureCause): Partial<ConnectionContext> {
   return {
     attempts: endCurrentAttempt(context, { outcome: 'failed', cause }),
-    ledger: recordFailure(context.ledger, context.adapter),
+    ledger: recordFailure(context.ledger, context.adapter, cause.class),
     staleInProgress: cause.class === 'inProgress',
   };
 }
@@ -445,6 +445,7 @@ const shareFailure = {
   params: ({ context }: { context: ConnectionContext }): LedgerChange => ({
     kind: 'failure',
     adapter: context.adapter,
+    failureClass: lastCause(context)?.class ?? 'other',
   }),
 } as const;
 

@@ -15,11 +15,13 @@ import {
   type EscalationLedger,
   type EscalationQuestion,
 } from './escalation.js';
+import type { FailureClass } from './connection-contracts.js';
 import { DEFAULT_ESCALATION, ESCALATION_PROFILES, type EscalationProfileName } from './profiles.js';
 
 /** One change to a ledger, as the connection machine reports it. */
 export type LedgerChange =
-  | { readonly kind: 'failure'; readonly adapter: string }
+  /** `failureClass` lets the ledger leave out refusals that do not count (see `countsTowardEscalation`). */
+  | { readonly kind: 'failure'; readonly adapter: string; readonly failureClass?: FailureClass }
   | { readonly kind: 'success'; readonly adapter: string }
   | { readonly kind: 'reset'; readonly adapter: string; readonly at: number };
 
@@ -43,7 +45,7 @@ export class EscalationPolicy {
   apply(change: LedgerChange): void {
     switch (change.kind) {
       case 'failure':
-        this.#ledger = recordFailure(this.#ledger, change.adapter);
+        this.#ledger = recordFailure(this.#ledger, change.adapter, change.failureClass);
         return;
       case 'success':
         this.#ledger = recordSuccess(this.#ledger, change.adapter);

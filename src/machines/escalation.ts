@@ -72,8 +72,28 @@ export function emptyLedger(): EscalationLedger {
   return { failures: {}, lastResetAt: {} };
 }
 
-/** The ledger after one more failure on `adapter` (validation failures count too). */
-export function recordFailure(ledger: EscalationLedger, adapter: string): EscalationLedger {
+/**
+ * Whether a failure of this class counts toward the escalation thresholds of its adapter. Every
+ * class does (validation failures too, unlike the original, B16) except `outOfSlots`: a refusal for
+ * lack of slots says the controller is full, not that it is unwell. Counting it let a device that
+ * was refused again and again while it waited for a slot (its ledger outlives the park) push a
+ * full adapter to a reset, which drops every other link on it (user-pain §3: saturation is fixed by
+ * rotation and queueing, never by a reset), or push a later genuine failure over the threshold.
+ */
+export function countsTowardEscalation(failureClass: FailureClass): boolean {
+  return failureClass !== 'outOfSlots';
+}
+
+/**
+ * The ledger after one more failure on `adapter` (validation failures count too). With the
+ * failure's class, an `outOfSlots` refusal leaves the ledger as it is ({@link countsTowardEscalation}).
+ */
+export function recordFailure(
+  ledger: EscalationLedger,
+  adapter: string,
+  failureClass?: FailureClass,
+): EscalationLedger {
+  if (failureClass !== undefined && !countsTowardEscalation(failureClass)) return ledger;
   return {
     failures: { ...ledger.failures, [adapter]: (ledger.failures[adapter] ?? 0) + 1 },
     lastResetAt: ledger.lastResetAt,
@@ -127,10 +147,15 @@ export function resetCooldownElapsed(
 /**
  * The escalation step for a failure that is already counted in `ledger`.
  *
- * Order: reset (count, enabled, cooldown) → rotate right away for `outOfSlots` (SPEC §5: a saturated
- * controller will not get better by retrying) → clear → rotate → diagnose → retry. Clear before rotate
- * keeps the original's observable sequence (1 diagnose, 2–3 rotate, ≥4 clear); unlike the original,
- * rotate is only chosen when it can change the adapter.
+ * `outOfSlots` is decided first and on its own: rotate (a pool moves the device to an adapter with a
+ * free slot or queues it until one frees), or retry after the class's backoff when there is nothing
+ * to rotate to. It never resets or clears, whatever the count: a reset of a full adapter drops every
+ * link on it and frees no slot for anyone but the next refusal (user-pain §3).
+ *
+ * Every other class follows the original's order (research/original-spec.md §4.3): reset (count,
+ * enabled, cooldown) → clear → rotate → diagnose → retry. Clear before rotate keeps the original's
+ * observable sequence (1 diagnose, 2–3 rotate, ≥4 clear); unlike the original, rotate is only chosen
+ * when it can change the adapter.
  */
 export function decideEscalation(
   config: EscalationConfig,
@@ -139,6 +164,7 @@ export function decideEscalation(
 ): EscalationAction {
   const count = ledger.failures[question.adapter] ?? 0;
   const rotateUsable = levelEnabled(config, 'rotate') && question.canRotate;
+  if (question.failureClass === 'outOfSlots') return rotateUsable ? 'rotate' : 'retry';
   if (
     count >= config.resetAfter &&
     levelEnabled(config, 'reset') &&
@@ -146,7 +172,6 @@ export function decideEscalation(
   ) {
     return 'reset';
   }
-  if (question.failureClass === 'outOfSlots' && rotateUsable) return 'rotate';
   if (count >= config.clearAfter && levelEnabled(config, 'clear')) return 'clear';
   if (count >= config.rotateAfter && rotateUsable) return 'rotate';
   if (count >= 1 && levelEnabled(config, 'diagnose')) return 'diagnose';

@@ -178,9 +178,17 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
     // Stands in for "validation failed" when the link was adopted, not made by a Connect we could fault.
     validate: () => !failValidation,
   };
-  const machine = connectionMachine.provide(
-    connectionActorImplementations(deps, gated(connectionActorFunctions(deps), gate)) as never,
-  );
+  // A backoff that the path leaves through an event (CANCEL, QUEUED_FOR_SLOT, ADAPTER_ASSIGNED) is
+  // held until that event arrives: with the model's 20 ms backoffs the driver's own work between two
+  // steps (e.g. restoring the bus after a hung disconnect) would otherwise outlast it.
+  let holdBackoff = false;
+  const backoffDelay = connectionMachine.implementations.delays.backoffForErrorClass as (
+    args: unknown,
+  ) => number;
+  const machine = connectionMachine.provide({
+    ...(connectionActorImplementations(deps, gated(connectionActorFunctions(deps), gate)) as object),
+    delays: { backoffForErrorClass: (args: unknown) => (holdBackoff ? 600_000 : backoffDelay(args)) },
+  } as never);
   const trail = createStateTrail();
   const parent = setup({ actors: { device: machine } }).createMachine({
     invoke: { id: 'device', src: 'device', input },
@@ -198,6 +206,10 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
       const step = path.steps[i]!;
       const event = step.event as AnyEventObject;
       const next = path.steps[i + 1]?.event as AnyEventObject | undefined;
+      holdBackoff =
+        step.state.matches('backoff') &&
+        next !== undefined &&
+        !next.type.startsWith('xstate.after.backoffForErrorClass');
       const actorEvent = /^xstate\.(done|error)\.actor\.(.+)$/.exec(event.type);
       let restore: (() => Promise<void>) | undefined;
       if (event.type === 'xstate.done.actor.watchLink') {
@@ -240,6 +252,12 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
             break;
           }
           case 'error:cancelStalePendingConnect':
+            // A hung Disconnect needs a Device1 to hang on: after a power cycle removed the
+            // (temporary) device, bring it back first.
+            if (bluez.device(adapter, address) === undefined) {
+              const ok = await rediscover(bluez, adapter, address, 5000, AbortSignal.timeout(6000));
+              if (!ok) throw new Error(`${address} not rediscovered on ${adapter}`);
+            }
             inject({
               kind: 'hang',
               target: { device: address },

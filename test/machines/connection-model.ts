@@ -153,9 +153,11 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
   if (m({ 'clearing-stale': 'cancelling-stale-connect' } as never)) {
     events.push(
       { type: 'xstate.done.actor.cancelStalePendingConnect' },
+      // What the simulator can make of it: the Disconnect that cancels the pending connect hangs
+      // and our deadline ends it (bluetoothd has no InProgress answer for Disconnect).
       {
         type: 'xstate.error.actor.cancelStalePendingConnect',
-        error: new InProgressError('still in progress'),
+        error: new NoReplyError('Disconnect did not reply'),
       },
     );
   }

@@ -263,7 +263,7 @@ describe('connection machine (scripted actors)', () => {
     ]);
     expect(h.callsTo('verifiedDisconnect')[0]?.input).toMatchObject({ reason: 'validation-failed' });
     expect(h.ledgerChanges).toEqual([
-      { kind: 'failure', adapter: 'hci0' },
+      { kind: 'failure', adapter: 'hci0', failureClass: 'validation' },
       { kind: 'success', adapter: 'hci0' },
     ]);
     h.actor.stop();
@@ -502,9 +502,37 @@ describe('connection machine (scripted actors)', () => {
     await h.runUntil(() => h.state() === 'connected');
     const context = h.actor.getSnapshot().context;
     expect(context.attempts.map((a) => [a.number, a.adapter, a.outcome])).toEqual([[1, 'hci1', 'connected']]);
-    // The failure streak on hci0 is not forgotten by waiting.
-    expect(context.ledger.failures['hci0']).toBe(1);
+    // A refusal for lack of slots is not a failure streak of hci0 (it would push a full adapter
+    // toward a reset); the shared policy hears of it with its class and leaves it out too.
+    expect(context.ledger.failures['hci0'] ?? 0).toBe(0);
+    expect(h.ledgerChanges[0]).toEqual({ kind: 'failure', adapter: 'hci0', failureClass: 'outOfSlots' });
     h.actor.stop();
+  });
+
+  it('out-of-slots refusals never reset the adapter, even with reset at 1 failure: one adapter and no pool retries after the out-of-slots backoff until the attempts run out', async () => {
+    const refused = () =>
+      new OutOfSlotsError('No available connection slot', {
+        adapter: 'hci0',
+        dbusName: 'org.bluez.Error.Failed',
+      });
+    const h = startScripted(
+      baseInput({
+        maxAttempts: 5,
+        escalation: { ...PROFILE_BATTERY, resetAfter: 1, clearAfter: 1, resetCooldownMs: 0 },
+        backoffMs: { outOfSlots: 10 },
+      }),
+      {},
+      { connectWithDeadline: fail(refused()) },
+    );
+    h.actor.send({ type: 'CONNECT' });
+    await h.runUntil(() => h.actor.getSnapshot().status === 'done');
+    expect(h.states).not.toContain('resetting');
+    expect(h.callsTo('resetAdapter')).toEqual([]);
+    expect(h.callsTo('clearDeviceCache')).toEqual([]);
+    const context = h.actor.getSnapshot().context;
+    expect(context.attempts.map((a) => a.escalation)).toEqual(['retry', 'retry', 'retry', 'retry', null]);
+    expect(context.ledger.failures['hci0'] ?? 0).toBe(0);
+    expect(finalError(h)).toBeInstanceOf(ConnectionFailedError);
   });
 
   it('QUEUED_FOR_SLOT while connecting ends the attempt as requeued, not failed, after cancelling the pending connect', async () => {

@@ -119,6 +119,46 @@ describe('escalation decision', () => {
     expect(ladder(DEFAULT_ESCALATION, 1, true, 'outOfSlots' as never)).toEqual(['rotate']);
   });
 
+  it('a full adapter is never reset: out-of-slots refusals rotate (or retry), even at and past the reset threshold', () => {
+    const eager: EscalationConfig = { ...PROFILE_BATTERY, resetAfter: 1, clearAfter: 1 };
+    // Refused ten times in a row (a device waiting for a slot is refused again after each park).
+    expect(ladder(eager, 10, true, 'outOfSlots' as never)).toEqual(Array(10).fill('rotate'));
+    expect(ladder(eager, 10, false, 'outOfSlots' as never)).toEqual(Array(10).fill('retry'));
+    // Even when other failures already brought the adapter to the threshold.
+    let ledger = emptyLedger();
+    for (let i = 0; i < 6; i++) ledger = recordFailure(ledger, 'hci0', 'aborted');
+    const ask = (failureClass: 'outOfSlots' | 'aborted', canRotate: boolean) =>
+      decideEscalation(PROFILE_BATTERY, ledger, { adapter: 'hci0', failureClass, now: NOW, canRotate });
+    expect(ask('outOfSlots', true)).toBe('rotate');
+    expect(ask('outOfSlots', false)).toBe('retry');
+    // The other classes keep the original's order (reset first at the threshold).
+    expect(ask('aborted', true)).toBe('reset');
+  });
+
+  it('out-of-slots refusals do not count toward the thresholds; the other classes count as in the original', () => {
+    let ledger = emptyLedger();
+    for (let i = 0; i < 5; i++) ledger = recordFailure(ledger, 'hci0', 'outOfSlots');
+    expect(ledger.failures).toEqual({});
+    // One genuine failure after five refusals for lack of slots is the adapter's first, not its sixth.
+    ledger = recordFailure(ledger, 'hci0', 'aborted');
+    expect(ledger.failures).toEqual({ hci0: 1 });
+    expect(
+      decideEscalation(PROFILE_BATTERY, ledger, {
+        adapter: 'hci0',
+        failureClass: 'aborted',
+        now: NOW,
+        canRotate: true,
+      }),
+    ).toBe('diagnose');
+    // A shared policy leaves them out as well.
+    const policy = new EscalationPolicy('battery');
+    for (let i = 0; i < 7; i++)
+      policy.apply({ kind: 'failure', adapter: 'hci0', failureClass: 'outOfSlots' });
+    policy.apply({ kind: 'failure', adapter: 'hci0', failureClass: 'validation' });
+    policy.apply({ kind: 'failure', adapter: 'hci0' });
+    expect(policy.failureCount('hci0')).toBe(2);
+  });
+
   it('failures are counted per adapter and a success ends the streak', () => {
     let ledger = recordFailure(recordFailure(emptyLedger(), 'hci0'), 'hci1');
     ledger = recordFailure(ledger, 'hci0');
