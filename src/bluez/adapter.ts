@@ -73,7 +73,10 @@ export async function stopDiscovery(
 
 /**
  * Adapter1.RemoveDevice. A device that is already gone counts as removed (the goal is reached),
- * so `DoesNotExist` / `UnknownObject` resolve instead of rejecting.
+ * so `DoesNotExist` / `UnknownObject` resolve instead of rejecting. Resolves once the object has
+ * also left the mirror: bluetoothd unregisters it when it replies, but the InterfacesRemoved
+ * travels behind the reply, and a client can run its continuation in between (seen with
+ * bluetoothd 5.66) and would then act on a device that no longer exists.
  */
 export async function removeDevice(
   ctx: BluezContext,
@@ -84,6 +87,7 @@ export async function removeDevice(
   const name = validateAdapterName(adapter);
   const mac = validateMac(address);
   const call = resolveCall(options, ctx.defaults.disconnectTimeoutMs, { adapter: name, device: mac });
+  const startedAt = performance.now();
   try {
     await ctx.bus.call(
       bluezCall(adapterPath(name), IFACE.adapter, 'RemoveDevice', 'o', [devicePath(name, mac)]),
@@ -93,4 +97,11 @@ export async function removeDevice(
     if (err instanceof BluezError && err.errorClass === 'notFound') return;
     throw err;
   }
+  // The signal is already on its way: a reply that used up the deadline still gets a moment.
+  await ctx.mirror.waitFor((m) => m.device(name, mac) === undefined, {
+    timeoutMs: Math.max(remaining(startedAt, call.timeoutMs), Math.min(1000, call.timeoutMs)),
+    signal: call.signal,
+    description: `${mac} removed from ${name}`,
+    errorClass: 'noReply',
+  });
 }

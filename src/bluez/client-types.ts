@@ -96,7 +96,10 @@ export interface BluezClient {
     address: string,
     options?: CallOptions,
   ): Promise<VerifiedDisconnectOutcome>;
-  /** Adapter1.RemoveDevice with a deadline. Resolves when the call replied (also when the device was already gone). */
+  /**
+   * Adapter1.RemoveDevice with a deadline. Resolves when the object has left the mirror (also
+   * when the device was already gone).
+   */
   removeDevice(adapter: string, address: string, options?: CallOptions): Promise<void>;
 
   /** Sets Adapter1.Powered and (by default) waits for the mirror to show it. */

@@ -29,3 +29,6 @@ export {
 } from './simulator/validate.js';
 export { startSimulatedBluez } from './simulated-bluez.js';
 export type { SimulatedBluez, SimulatedBluezOptions } from './simulated-bluez.js';
+export { BEHAVIOUR_PRESETS, DEFAULT_BEHAVIOUR } from './simulator/simulator.js';
+export type { BluezBehaviourOption, BluezBehaviourPreset } from './simulator/simulator.js';
+export { validateBehaviour } from './simulator/validate.js';

@@ -79,9 +79,10 @@ export class SimulatorTarget implements ConformanceTarget {
     await this.current?.stop();
     this.current = await startSimulatedBluez({
       latencyScale: LATENCY_SCALE,
-      // Debian's bluetoothd 5.66 as the guest runs it: main.conf's default Cache=always, and the
-      // pending-connect error of 5.66–5.81.
-      behaviour: { gattCache: 'always', legacyPendingConnectError: true },
+      // Debian's bluetoothd 5.66 as the guest runs it: main.conf's default Cache=always, the
+      // pending-connect error of 5.66–5.81, Failed "Input/output error" for Connect on an
+      // unpowered adapter, connectable devices kept by a power-off underneath bluetoothd.
+      behaviour: 'bluez-5.66',
       scenario: {
         adapters: [
           { name: 'hci0', address: CENTRAL_ADDRESS },

@@ -168,11 +168,21 @@ describe('Device1.Connect / Disconnect as bluetoothd 5.66', () => {
     );
     client.log.length = 0;
     expect((await client.call('/org/bluez/hci0', A1, 'RemoveDevice', 'o', [dev0])).ok).toBe(true);
-    const lines = client.lines((e) => e.path.startsWith(dev0) || e.path === '/');
-    expect(lines.indexOf('signal Device1 Connected=false')).toBeLessThan(
+    // The object is gone as soon as the reply is out; its InterfacesRemoved follows the reply.
+    expect(device(env)).toBeUndefined();
+    await eventually('client saw the removal', () =>
+      client.lines().includes(`signal InterfacesRemoved ${dev0}`),
+    );
+    const lines = client.lines(
+      (e) => e.path.startsWith(dev0) || e.path === '/' || e.member === 'RemoveDevice',
+    );
+    expect(lines.indexOf('signal Device1 ServicesResolved=false')).toBeLessThan(
+      lines.indexOf('signal Device1 Connected=false'),
+    );
+    expect(lines.indexOf('signal Device1 Connected=false')).toBeLessThan(lines.indexOf('reply RemoveDevice'));
+    expect(lines.indexOf('reply RemoveDevice')).toBeLessThan(
       lines.indexOf(`signal InterfacesRemoved ${dev0}`),
     );
-    expect(device(env)).toBeUndefined();
     expect(await client.call('/org/bluez/hci0', A1, 'RemoveDevice', 'o', [dev0])).toMatchObject({
       ok: false,
       errorName: 'org.bluez.Error.DoesNotExist',
@@ -181,6 +191,24 @@ describe('Device1.Connect / Disconnect as bluetoothd 5.66', () => {
       ok: false,
       errorName: 'org.freedesktop.DBus.Error.UnknownObject',
     });
+  });
+
+  it('link loss: Connected=false first, then ServicesResolved=false, then the GATT objects go (the reverse of Disconnect)', async () => {
+    const { env, sim, client } = await start(known());
+    await client.call(dev0, D1, 'Connect');
+    await eventually('client saw ServicesResolved', () =>
+      client.lines().includes('signal Device1 ServicesResolved=true'),
+    );
+    client.log.length = 0;
+    sim.dropLink(MAC);
+    await eventually('client saw the link go', () =>
+      client.lines().some((l) => l.startsWith(`signal InterfacesRemoved ${dev0}/service`)),
+    );
+    const lines = client.lines((e) => e.path.startsWith(dev0) || e.path === '/');
+    expect(lines.indexOf('signal Device1 Connected=false')).toBe(0);
+    expect(lines.indexOf('signal Device1 ServicesResolved=false')).toBe(1);
+    expect(lines[2]).toMatch(/^signal InterfacesRemoved .*\/service/);
+    expect(device(env)).toMatchObject({ connected: false, servicesResolved: false, gattServices: [] });
   });
 
   it('power-off drops every link on the adapter and ends its discovery', async () => {
@@ -200,6 +228,93 @@ describe('Device1.Connect / Disconnect as bluetoothd 5.66', () => {
     expect(a).toMatchObject({ powered: false, discovering: false, discoveryClients: [] });
     expect(a?.devices.map((d) => d.connected)).toEqual([false, false]);
     expect(await client.value('/org/bluez/hci0', A1, 'PowerState')).toBe('off');
+  });
+});
+
+describe('behaviour switches and the bluez-5.66 preset', () => {
+  const discovered = { adapters: [{ name: 'hci0' }], devices: [bms(MAC)] };
+
+  async function discoverDevice(env: SimulatedBluez, client: RawClient) {
+    expect((await client.call('/org/bluez/hci0', A1, 'StartDiscovery')).ok).toBe(true);
+    await eventually('device discovered', () => device(env) !== undefined);
+    expect((await client.call('/org/bluez/hci0', A1, 'StopDiscovery')).ok).toBe(true);
+    expect(device(env)?.temporary).toBe(true);
+  }
+
+  it('bluez-5.66: a power-off underneath bluetoothd keeps the discovered device; Connect fails with Failed "Input/output error"', async () => {
+    const { env, sim, client } = await start(discovered, { behaviour: 'bluez-5.66' });
+    await discoverDevice(env, client);
+    client.log.length = 0;
+    sim.inject({ kind: 'power-off', target: { adapter: 'hci0' } });
+    await eventually('powered off', () => client.lines().some((l) => l.includes('Powered=false')));
+    // adapter_stop: Discovering=false goes out with Powered=false although no discovery ran.
+    expect(client.lines().filter((l) => l.startsWith('signal Adapter1'))).toEqual([
+      'signal Adapter1 Powered=false Discovering=false PowerState="off"',
+    ]);
+    expect(await client.call(dev0, D1, 'Connect')).toMatchObject({
+      ok: false,
+      errorName: 'org.bluez.Error.Failed',
+      text: 'Input/output error',
+    });
+    // dev_connect cleared the temporary flag before the connect failed: the device stays.
+    expect(device(env)).toMatchObject({ temporary: false, connected: false });
+    expect(client.lines().some((l) => l.startsWith('signal InterfacesRemoved'))).toBe(false);
+  });
+
+  it('default: a power-off underneath bluetoothd removes temporary devices; Connect on the unpowered adapter is NotReady', async () => {
+    const { env, sim, client } = await start({
+      adapters: [{ name: 'hci0' }],
+      devices: [bms(MAC), bms('AA:BB:CC:DD:EE:02', { knownOn: ['hci0'] })],
+    });
+    await discoverDevice(env, client);
+    sim.inject({ kind: 'power-off', target: { adapter: 'hci0' } });
+    await eventually('temporary device removed', () => device(env) === undefined);
+    const known = DEV('hci0', 'AA:BB:CC:DD:EE:02');
+    expect(await client.call(known, D1, 'Connect')).toMatchObject({
+      ok: false,
+      errorName: 'org.bluez.Error.NotReady',
+      text: 'Resource Not Ready',
+    });
+  });
+
+  it('Powered=false over D-Bus removes every temporary device first, in both modes (src/adapter.c property_set_mode)', async () => {
+    for (const behaviour of [undefined, 'bluez-5.66'] as const) {
+      const { env, client } = await start(discovered, behaviour ? { behaviour } : {});
+      await discoverDevice(env, client);
+      client.log.length = 0;
+      expect((await client.set('/org/bluez/hci0', A1, 'Powered', 'b', false)).ok).toBe(true);
+      expect(device(env)).toBeUndefined();
+      const lines = client.lines();
+      expect(lines.indexOf(`signal InterfacesRemoved ${dev0}`)).toBeGreaterThanOrEqual(0);
+      await eventually('client saw Powered=false', () =>
+        client.lines().some((l) => l.includes('Powered=false')),
+      );
+      expect(client.lines().indexOf(`signal InterfacesRemoved ${dev0}`)).toBeLessThan(
+        client.lines().findIndex((l) => l.includes('Powered=false')),
+      );
+    }
+  });
+
+  it('a preset sets every answer; single switches can follow it; bad values are refused naming the field', async () => {
+    const { env } = await start(discovered, { behaviour: { preset: 'bluez-5.66', gattCache: 'no' } });
+    expect(env.sim.behaviour).toEqual({
+      gattCache: 'no',
+      legacyPendingConnectError: true,
+      unpoweredConnectError: 'io-error',
+      temporaryDevicesOnPowerOff: 'keep-connectable',
+    });
+    const scenario = { ...discovered, behaviour: 'bluez-5.66' as const };
+    const fromScenario = await start(scenario);
+    expect(fromScenario.sim.behaviour.unpoweredConnectError).toBe('io-error');
+    await expect(start(discovered, { behaviour: 'bluez-4.0' as never })).rejects.toThrow(
+      /behaviour must be one of "bluez-5\.66"/,
+    );
+    await expect(
+      start(discovered, { behaviour: { unpoweredConnectError: 'nope' } as never }),
+    ).rejects.toThrow(/behaviour\.unpoweredConnectError must be one of "not-ready", "io-error"/);
+    await expect(start({ ...discovered, behaviour: { colour: 'blue' } as never })).rejects.toThrow(
+      /scenario\.behaviour\.colour is not a behaviour switch/,
+    );
   });
 });
 

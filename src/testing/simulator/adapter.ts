@@ -28,6 +28,13 @@ export interface AdapterState {
   devices: DeviceState[];
 }
 
+/**
+ * How long after its RemoveDevice reply the InterfacesRemoved of a device go out. A few
+ * milliseconds keep the reply and the signals in separate reads of a client even on a loaded
+ * machine, as the client of the real-BlueZ conformance run saw them.
+ */
+const REMOVAL_SIGNAL_DELAY_MS = 10;
+
 const FILTER_KEYS = ['UUIDs', 'RSSI', 'Pathloss', 'Transport', 'DuplicateData', 'Discoverable', 'Pattern'];
 
 export class SimAdapter implements DeviceHost {
@@ -113,7 +120,7 @@ export class SimAdapter implements DeviceHost {
     switch (name) {
       case 'Powered':
         if (typeof value !== 'boolean') break;
-        return this.setPowered(value);
+        return this.setPowered(value, 'dbus');
       case 'Alias':
         if (typeof value !== 'string') break;
         this.alias = value === '' ? undefined : value;
@@ -156,26 +163,53 @@ export class SimAdapter implements DeviceHost {
 
   // ---- power --------------------------------------------------------------
 
-  /** Power change as mgmt Set Powered: power-off drops every link and ends discovery. */
-  async setPowered(on: boolean): Promise<void> {
+  /**
+   * A power change. `source` says who asked: `'dbus'` is Adapter1.Powered set by a client
+   * (bluetoothd removes every temporary device before it sends mgmt Set Powered off),
+   * `'mgmt'` is a change underneath bluetoothd (rfkill, another process, the power-off fault).
+   */
+  async setPowered(on: boolean, source: 'dbus' | 'mgmt'): Promise<void> {
     await this.powerChange;
     if (this.controller.powered === on) return;
+    // src/adapter.c property_set_mode: remove_temporary_devices() runs before the mgmt command.
+    if (!on && source === 'dbus') this.dropTemporaryDevices();
     this.powerChange = (async () => {
       if (!(await this.ctx.timers.sleep(this.ctx.timing.gattMs))) throw new DaemonStopped();
       if (!on) this.powerDown();
-      this.controller.powered = on;
-      this.ctx.bus.changed(this.iface, ['Powered', 'PowerState']);
+      else {
+        this.controller.powered = true;
+        this.ctx.bus.changed(this.iface, ['Powered', 'PowerState']);
+      }
     })().finally(() => {
       this.powerChange = undefined;
     });
     return this.powerChange;
   }
 
+  /**
+   * The controller is off (src/adapter.c adapter_stop): discovery sessions end, every link
+   * drops, and one PropertiesChanged carries Powered=false together with Discovering=false
+   * (adapter_stop emits Discovering whether or not a discovery ran). Temporary devices go as
+   * {@link BluezBehaviour.temporaryDevicesOnPowerOff} says.
+   */
   private powerDown(): void {
-    for (const d of this.devices.values()) d.linkLost();
     this.sessions.clear();
     this.presetFilters.clear();
-    this.endDiscovery();
+    this.stopScan?.();
+    this.stopScan = undefined;
+    const wasDiscovering = this.discovering;
+    this.discovering = false;
+    if (wasDiscovering) for (const d of this.devices.values()) d.discoveryEnded();
+    for (const d of [...this.devices.values()]) d.linkLost();
+    this.controller.powered = false;
+    this.ctx.bus.changed(this.iface, ['Powered', 'Discovering', 'PowerState']);
+    // discovery_cleanup(adapter, 0) removes temporary devices that are not connectable; every
+    // simulated peripheral advertises connectable, so in 'keep-connectable' mode none goes.
+    if (this.ctx.behaviour.temporaryDevicesOnPowerOff === 'remove') this.dropTemporaryDevices();
+  }
+
+  /** Every temporary device goes (src/adapter.c remove_temporary_devices). */
+  private dropTemporaryDevices(): void {
     for (const d of [...this.devices.values()]) if (d.temporary) this.dropDevice(d);
   }
 
@@ -342,14 +376,27 @@ export class SimAdapter implements DeviceHost {
   }
 
   private async removeDevicePath(path: string): Promise<void> {
+    const call = this.ctx.bus.currentCall; // read before the first await
     const d = [...this.devices.values()].find((x) => x.path === path);
     if (!d) throw dbusError(BluezErrors.DoesNotExist, BluezTexts.doesNotExist);
     if (!this.powered) throw dbusError(BluezErrors.NotReady, BluezTexts.notReady);
-    await this.removeDevice(d);
+    // bluetoothd 5.66 answers RemoveDevice when the link is down (device_remove_connection
+    // replies to the pending RemoveDevice), then unregisters the object at once; the
+    // InterfacesRemoved signals travel behind the reply, and a client has been seen (conformance
+    // run) to process the reply before them. The signals therefore follow the reply a moment later.
+    await this.removeDevice(d, (drop) =>
+      this.ctx.bus.afterReply(call, () => {
+        const announce = this.ctx.bus.holdRemovals(drop);
+        this.ctx.timers.after(REMOVAL_SIGNAL_DELAY_MS, announce);
+      }),
+    );
   }
 
-  /** Adapter1.RemoveDevice: disconnects first, forgets pairing and storage, removes the object. */
-  async removeDevice(d: SimDevice): Promise<void> {
+  /**
+   * Adapter1.RemoveDevice: disconnects first, forgets pairing and storage, removes the object.
+   * `schedule` decides when the object goes (default: at once).
+   */
+  async removeDevice(d: SimDevice, schedule: (drop: () => void) => void = (drop) => drop()): Promise<void> {
     // Faults that live on this device's bluetoothd state end with it.
     for (const kind of ['stale-in-progress', 'phantom'] as const) {
       for (const f of this.ctx.faults.allForDevice(kind, this.name, d.address)) {
@@ -359,7 +406,7 @@ export class SimAdapter implements DeviceHost {
     await d.prepareRemoval();
     d.peripheral.known.delete(this.name);
     d.peripheral.paired = false;
-    this.dropDevice(d);
+    schedule(() => this.dropDevice(d));
   }
 
   /** The adapter leaves (unplug, bluetoothd exit): everything under it goes, silently or not. */

@@ -183,4 +183,6 @@ export const BluezTexts = {
   leAbortByLocal: 'le-connection-abort-by-local',
   // A pending Connect answered when Disconnect/link removal cancels it (device.c).
   canceled: 'br-connection-canceled',
+  // strerror(EIO): dev_connect → device_connect_le when bt_io_connect fails (5.66: powered-off adapter).
+  ioError: 'Input/output error',
 } as const;

@@ -263,11 +263,15 @@ export class SimDevice implements GattOwner {
 
   async connect(): Promise<void> {
     const ctx = this.ctx;
-    if (!this.host.powered) throw dbusError(BluezErrors.NotReady, BluezTexts.notReady);
+    const ioError = ctx.behaviour.unpoweredConnectError === 'io-error';
+    if (!this.host.powered && !ioError) throw dbusError(BluezErrors.NotReady, BluezTexts.notReady);
     if (this.fault('stale-in-progress')) throw pendingConnectError(ctx);
     if (this.connected) return; // le_state.connected: success at once (also for a phantom)
     if (this.connecting) throw pendingConnectError(ctx);
     this.setTemporary(false);
+    // 5.66 dev_connect: the device stops being temporary, then bt_io_connect fails on the
+    // powered-off controller and device_connect_le returns -EIO.
+    if (!this.host.powered) throw dbusError(BluezErrors.Failed, BluezTexts.ioError);
     const attempt = new Attempt();
     this.connecting = attempt;
     try {
@@ -387,23 +391,34 @@ export class SimDevice implements GattOwner {
   }
 
   /**
-   * The link went down (remote, supervision timeout, power-off, teardown):
-   * ServicesResolved=false, GATT objects removed (Cache=no), Connected=false.
+   * The link went down. A link lost without a local Disconnect (remote end, supervision
+   * timeout, power-off, bluetoothd exit) signals Connected=false first and ServicesResolved=false
+   * after it: bluetoothd 5.66 handles mgmt Device Disconnected (device_remove_connection) before
+   * the ATT channel's hang-up. A local Disconnect (`tearDown`) has already sent
+   * ServicesResolved=false when the link goes; then the GATT objects (Cache=no) go before
+   * Connected=false.
    */
   linkLost(): void {
     this.connecting?.cancel(dbusError(BluezErrors.Failed, BluezTexts.leAbortByLocal));
     this.clearLinkTimers();
     if (!this.connected) return;
     this.phantom = false;
-    this.setServicesResolved(false);
     const keep =
       this.ctx.behaviour.gattCache === 'always' ||
       (this.ctx.behaviour.gattCache === 'yes' && this.peripheral.paired);
-    if (!keep) {
+    const dropGatt = () => {
+      if (keep) return;
       this.gatt?.unexport();
       this.gatt = undefined;
+    };
+    if (this.servicesResolved) {
+      this.setConnected(false);
+      this.setServicesResolved(false);
+      dropGatt();
+    } else {
+      dropGatt();
+      this.setConnected(false);
     }
-    this.setConnected(false);
     for (const w of [...this.linkDownWaiters]) w();
     this.linkDownWaiters.clear();
     this.restartExpiry();

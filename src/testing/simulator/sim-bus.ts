@@ -92,6 +92,13 @@ export class SimBus {
    * are per client in bluetoothd).
    */
   currentSender = '';
+  /** `sender/serial` of the call being dispatched, read like {@link SimBus.currentSender}. */
+  currentCall = '';
+  /** Work to do right after a call's reply went out (keyed like {@link SimBus.currentCall}). */
+  private readonly replyHooks = new Map<string, () => void>();
+  /** InterfacesRemoved signals held back by {@link SimBus.holdRemovals}, in removal order. */
+  private readonly heldRemovals = new Set<() => void>();
+  private holding: (() => void)[] | undefined;
 
   constructor(
     busAddress: string,
@@ -114,6 +121,14 @@ export class SimBus {
       }
       if (this.closed) return;
       send(m);
+      if ((m.type === ERROR || m.type === METHOD_RETURN) && m.replySerial !== undefined) {
+        const key = `${m.destination}/${m.replySerial}`;
+        const hook = this.replyHooks.get(key);
+        if (hook) {
+          this.replyHooks.delete(key);
+          hook();
+        }
+      }
     };
     this.bus.addMethodHandler((m: RawMessage) => this.front(m));
     this.root = createInterface(OBJECT_MANAGER, {
@@ -168,9 +183,39 @@ export class SimBus {
     return [...this.objects.keys()];
   }
 
+  /**
+   * Runs `fn` and holds back the InterfacesRemoved signals it causes (the objects themselves are
+   * gone at once); the returned function sends them. gdbus unregisters an object immediately and
+   * announces it from its idle handler. Held signals are also sent before any later
+   * InterfacesAdded, so a client never sees an object re-added before its removal.
+   */
+  holdRemovals(fn: () => void): () => void {
+    const previous = this.holding;
+    const held: (() => void)[] = [];
+    this.holding = held;
+    try {
+      fn();
+    } finally {
+      this.holding = previous;
+    }
+    for (const emit of held) this.heldRemovals.add(emit);
+    return () => {
+      for (const emit of held) {
+        if (this.heldRemovals.delete(emit)) emit();
+      }
+    };
+  }
+
+  private flushHeldRemovals(): void {
+    const all = [...this.heldRemovals];
+    this.heldRemovals.clear();
+    for (const emit of all) emit();
+  }
+
   /** Exports an object; announces it with InterfacesAdded unless `silent`. */
   add(obj: SimObject, silent = false): void {
     if (this.objects.has(obj.path)) throw new Error(`object ${obj.path} already exported`);
+    this.flushHeldRemovals();
     this.objects.set(obj.path, obj);
     for (const iface of obj.interfaces) this.bus.export(obj.path, iface);
     if (!silent && !this.closed) {
@@ -190,7 +235,14 @@ export class SimBus {
     this.bus.unexport(path, undefined as unknown as dbus.interface.Interface);
     if (!silent && !this.closed) {
       const names = [INTROSPECTABLE, ...obj.interfaces.map((i) => i.spec.name), PROPERTIES];
-      this.root.emitSignal('InterfacesRemoved', [path, names]);
+      const emit = () => {
+        if (!this.closed) this.root.emitSignal('InterfacesRemoved', [path, names]);
+      };
+      if (this.holding) this.holding.push(emit);
+      else {
+        this.flushHeldRemovals();
+        emit();
+      }
     }
   }
 
@@ -205,6 +257,15 @@ export class SimBus {
       else changed[n] = value;
     }
     dbus.interface.Interface.emitPropertiesChanged(iface, changed, invalidated);
+  }
+
+  /**
+   * Runs `fn` right after the reply (or error) to `call` has been written, before anything else
+   * the simulator sends: for bluetoothd steps that follow their reply on the wire (RemoveDevice
+   * answers, then the Device1 object goes). Dropped when the connection closes first.
+   */
+  afterReply(call: string, fn: () => void): void {
+    this.replyHooks.set(call, fn);
   }
 
   /** Stops answering method calls for `ms`; the calls queue up and are answered afterwards. */
@@ -259,6 +320,7 @@ export class SimBus {
       return true;
     }
     this.currentSender = m.sender ?? '';
+    this.currentCall = `${m.sender}/${m.serial}`;
     return false;
   }
 
@@ -338,6 +400,8 @@ export class SimBus {
     this.stallQueue = [];
     this.hung.length = 0;
     this.pending.clear();
+    this.replyHooks.clear();
+    this.heldRemovals.clear();
     this.closed = true;
     this.bus.disconnect();
   }

@@ -5,7 +5,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import { Bluetoothd } from './bluetoothd.js';
-import type { BluezBehaviour, GattWrite } from './context.js';
+import type { BluezBehaviour, BluezBehaviourOption, GattWrite } from './context.js';
+import { resolveBehaviour } from './context.js';
 import type { AdapterState } from './adapter.js';
 import { FaultBook, targetsAdapter, targetsDevice } from './faults.js';
 import type { ActiveFault } from './faults.js';
@@ -20,14 +21,21 @@ import type {
   SimCall,
   SimTiming,
 } from './types.js';
-import { validateAdapterSpec, validateDeviceSpec, validateFault, validateScenario } from './validate.js';
+import {
+  validateAdapterSpec,
+  validateBehaviour,
+  validateDeviceSpec,
+  validateFault,
+  validateScenario,
+} from './validate.js';
 import { World, normalizeMac } from './world.js';
 import type { Peripheral } from './world.js';
 import type { SimDevice } from './device.js';
 
 export type { AdapterState } from './adapter.js';
 export type { DeviceState } from './device.js';
-export type { BluezBehaviour, GattWrite } from './context.js';
+export type { BluezBehaviour, BluezBehaviourOption, BluezBehaviourPreset, GattWrite } from './context.js';
+export { BEHAVIOUR_PRESETS, DEFAULT_BEHAVIOUR } from './context.js';
 
 /** Options of {@link BluezSimulator.start}. */
 export interface BluezSimulatorOptions {
@@ -38,8 +46,12 @@ export interface BluezSimulatorOptions {
   latencyScale?: number;
   /** Explicit latencies (taken as given, not scaled). Merged over scenario.timing. */
   timing?: Partial<SimTiming>;
-  /** BlueZ version / main.conf switches; see {@link BluezBehaviour}. */
-  behaviour?: Partial<BluezBehaviour>;
+  /**
+   * BlueZ version / main.conf switches; see {@link BluezBehaviour}. A preset name
+   * (`'bluez-5.66'`) sets every answer of that release; single switches may follow a preset
+   * (`{ preset: 'bluez-5.66', gattCache: 'no' }`). Applied over `scenario.behaviour`.
+   */
+  behaviour?: BluezBehaviourOption;
 }
 
 /** A plain snapshot of the simulated host for assertions. */
@@ -69,7 +81,8 @@ export class BluezSimulator {
   private constructor(
     private readonly busAddress: string,
     readonly timing: FullTiming,
-    private readonly behaviour: BluezBehaviour,
+    /** The BlueZ answers in effect (defaults, preset and switches resolved). */
+    readonly behaviour: Readonly<BluezBehaviour>,
   ) {}
 
   /** Connects to the bus, takes org.bluez and builds the scenario's world. */
@@ -87,14 +100,10 @@ export class BluezSimulator {
       ...scenario?.timing,
       ...opts.timing,
     });
-    const behaviour: BluezBehaviour = {
-      gattCache: opts.behaviour?.gattCache ?? scenario?.behaviour?.gattCache ?? 'no',
-      legacyPendingConnectError:
-        opts.behaviour?.legacyPendingConnectError ?? scenario?.behaviour?.legacyPendingConnectError ?? false,
-    };
-    if (!['no', 'yes', 'always'].includes(behaviour.gattCache)) {
-      throw new TypeError('behaviour.gattCache must be "no", "yes" or "always"');
-    }
+    const behaviour = resolveBehaviour(
+      scenario?.behaviour,
+      opts.behaviour === undefined ? undefined : validateBehaviour(opts.behaviour),
+    );
     const sim = new BluezSimulator(opts.busAddress, timing, behaviour);
     for (const a of scenario?.adapters ?? []) sim.world.addController(a);
     for (const d of scenario?.devices ?? []) sim.world.addPeripheral(d);
@@ -326,7 +335,8 @@ export class BluezSimulator {
 
   private setPower(adapter: string, on: boolean): void {
     const a = this.daemon?.adapters.get(adapter);
-    if (a) void a.setPowered(on).catch(() => undefined);
+    // Faults act underneath bluetoothd (mgmt, rfkill, another process), not through Adapter1.Powered.
+    if (a) void a.setPowered(on, 'mgmt').catch(() => undefined);
     else {
       const c = this.world.controllers.get(adapter);
       if (c) c.powered = on;

@@ -4,6 +4,8 @@
  * a fault described in JSON and a fault injected from code are the same thing.
  */
 
+import type { BluezBehaviourOption } from './context.js';
+
 /** Latencies of the simulated bluetoothd, in milliseconds, before `latencyScale`. */
 export interface SimTiming {
   /** Device1.Connect: request → Connected=true. Real LE connects take 100 ms–1 s. */
@@ -136,14 +138,18 @@ export interface Scenario {
   devices?: DeviceSpec[];
   faults?: FaultSpec[];
   /**
-   * BlueZ version / main.conf switches (optional). gattCache: main.conf [GATT]
-   * Cache, 'no' (default here: GATT objects go with the link) | 'yes' | 'always'
-   * (bluetoothd's default: objects stay while disconnected).
+   * BlueZ version / main.conf switches (optional): a preset name (`'bluez-5.66'`), or single
+   * answers, optionally over a preset (`{ preset: 'bluez-5.66', gattCache: 'no' }`). See
+   * {@link BluezBehaviour} for each switch and the BlueZ source it follows.
+   * gattCache: main.conf [GATT] Cache, 'no' (default here: GATT objects go with the link) |
+   * 'yes' | 'always' (bluetoothd's default: objects stay while disconnected).
    * legacyPendingConnectError: answer a second Connect on a pending connect the
    * BlueZ 5.66–5.81 way (org.bluez.Error.Failed "Operation already in
    * progress") instead of 5.82+ org.bluez.Error.InProgress.
+   * unpoweredConnectError: 'not-ready' (default) | 'io-error' (5.66: Failed "Input/output error").
+   * temporaryDevicesOnPowerOff: 'remove' (default) | 'keep-connectable' (5.66).
    */
-  behaviour?: { gattCache?: 'no' | 'yes' | 'always'; legacyPendingConnectError?: boolean };
+  behaviour?: BluezBehaviourOption;
 }
 
 /** One method call the simulator received (for "idle silence" and ordering checks). */

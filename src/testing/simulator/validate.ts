@@ -4,6 +4,8 @@
  * mysteriously never connects.
  */
 import type { AdapterSpec, DeviceSpec, FaultSpec, FaultTarget, Scenario } from './types.js';
+import { BEHAVIOUR_PRESETS } from './context.js';
+import type { BluezBehaviour, BluezBehaviourOption } from './context.js';
 import { normalizeMac } from './world.js';
 
 type Obj = Record<string, unknown>;
@@ -249,6 +251,41 @@ export function validateFault(v: unknown, field = 'fault'): FaultSpec {
   return f as unknown as FaultSpec;
 }
 
+const BEHAVIOUR_CHOICES: Record<keyof BluezBehaviour, readonly unknown[]> = {
+  gattCache: ['no', 'yes', 'always'],
+  legacyPendingConnectError: [true, false],
+  unpoweredConnectError: ['not-ready', 'io-error'],
+  temporaryDevicesOnPowerOff: ['remove', 'keep-connectable'],
+};
+
+const choices = (list: readonly unknown[]) => list.map((c) => JSON.stringify(c)).join(', ');
+
+/** Validates a behaviour option: a preset name, or known switches with allowed values (and an optional preset). */
+export function validateBehaviour(v: unknown, field = 'behaviour'): BluezBehaviourOption {
+  const presets = Object.keys(BEHAVIOUR_PRESETS);
+  if (typeof v === 'string') {
+    if (!presets.includes(v)) throw new TypeError(`${field} must be one of ${choices(presets)} or an object`);
+    return v as BluezBehaviourOption;
+  }
+  const b = obj(v, field);
+  for (const [key, value] of Object.entries(b)) {
+    if (value === undefined) continue;
+    if (key === 'preset') {
+      if (!presets.includes(value as string))
+        throw new TypeError(`${field}.preset must be one of ${choices(presets)}`);
+      continue;
+    }
+    const allowed = BEHAVIOUR_CHOICES[key as keyof BluezBehaviour] as readonly unknown[] | undefined;
+    if (allowed === undefined) {
+      throw new TypeError(
+        `${field}.${key} is not a behaviour switch (known: preset, ${Object.keys(BEHAVIOUR_CHOICES).join(', ')})`,
+      );
+    }
+    if (!allowed.includes(value)) throw new TypeError(`${field}.${key} must be one of ${choices(allowed)}`);
+  }
+  return b as BluezBehaviourOption;
+}
+
 /** Validates a whole scenario (e.g. parsed JSON); errors name the offending field path. */
 export function validateScenario(v: unknown, field = 'scenario'): Scenario {
   const s = obj(v, field);
@@ -258,15 +295,7 @@ export function validateScenario(v: unknown, field = 'scenario'): Scenario {
       num(t, `${field}.timing.${k}`, { min: 0 });
     }
   }
-  if (s.behaviour !== undefined) {
-    const b = obj(s.behaviour, `${field}.behaviour`);
-    if (b.gattCache !== undefined && !['no', 'yes', 'always'].includes(b.gattCache as string)) {
-      throw new TypeError(`${field}.behaviour.gattCache must be "no", "yes" or "always"`);
-    }
-    if (b.legacyPendingConnectError !== undefined && typeof b.legacyPendingConnectError !== 'boolean') {
-      throw new TypeError(`${field}.behaviour.legacyPendingConnectError must be a boolean`);
-    }
-  }
+  if (s.behaviour !== undefined) validateBehaviour(s.behaviour, `${field}.behaviour`);
   if (!Array.isArray(s.adapters)) throw new TypeError(`${field}.adapters must be an array of adapters`);
   const names = new Set<string>();
   s.adapters.forEach((a, i) => {
