@@ -1,7 +1,8 @@
 /**
  * The adapter pool's bookkeeping as pure functions over plain data: slot accounting, the learned
- * slot limit, and adapter choice. BlueZ exposes neither a controller's link limit nor its usage
- * (user-pain §3), so the pool counts its own links and learns a lower limit when a controller
+ * slot limit, and adapter choice. BlueZ does not expose a controller's link limit (user-pain §3),
+ * so the pool counts the links on each adapter (the ones BlueZ shows connected, another service's
+ * included, plus its own devices still connecting) and learns a lower limit when a controller
  * refuses a link while it holds fewer than configured.
  */
 import type { FailureClass } from './connection-contracts.js';
@@ -90,6 +91,11 @@ export interface PoolView {
   readonly adapters: Readonly<Record<string, PoolAdapter>>;
   readonly devices: Readonly<Record<string, PoolDevice>>;
   readonly sightings: Readonly<Record<string, Sightings>>;
+  /**
+   * Devices BlueZ shows connected per adapter (Device1.Connected), whoever made the link: another
+   * service on the host, a phantom, or one of ours. A controller's slots are shared by all of them.
+   */
+  readonly links: Readonly<Record<string, readonly string[]>>;
   readonly slotsPerAdapter: number;
   readonly strategy: AdapterStrategy;
   /** Round-robin position: the adapter name chosen last (the next choice starts after it). */
@@ -108,13 +114,21 @@ export function holdsSlot(device: PoolDevice): boolean {
   );
 }
 
-/** Slots in use on `adapter` (ours; links of other processes are not visible as slots). */
+/**
+ * Slots in use on `adapter`: the devices holding one of ours there (connecting ones included: their
+ * link is not up yet) together with every link BlueZ shows on it. Counting only our own devices let
+ * the pool hand out slots that another service's links occupied: the controller refused the device,
+ * the pool could not explain the refusal, and re-queued it onto the same adapter at once, a refusal
+ * loop (about 100 Connect calls a second against the simulator) instead of the ~4 s out-of-slots
+ * back-off users settled on (user-pain §3).
+ */
 export function slotsInUse(view: PoolView, adapter: string, except?: string): number {
-  let n = 0;
+  const occupied = new Set<string>(view.links[adapter] ?? []);
   for (const d of Object.values(view.devices)) {
-    if (d.address !== except && d.adapter === adapter && holdsSlot(d)) n += 1;
+    if (d.adapter === adapter && holdsSlot(d)) occupied.add(d.address);
   }
-  return n;
+  if (except !== undefined) occupied.delete(except);
+  return occupied.size;
 }
 
 /** The limit the pool uses for `adapter`: the configured one, lowered by a learned one. */
@@ -200,8 +214,9 @@ export function learnedLimitAfterRefusal(
   address: string,
   failureClass: FailureClass | null,
 ): number | null {
+  // Every link on the controller counts, ours or another service's: the limit is the controller's.
   const others = slotsInUse(view, adapter, address);
-  // With none of our links on it, another process holds the slots: rotate, but learn nothing.
+  // With no link on it at all, the refusal says nothing about its limit: rotate, but learn nothing.
   if ((failureClass === 'outOfSlots' || failureClass === 'aborted') && others >= 1) return others;
   return null;
 }

@@ -60,6 +60,8 @@ export type PoolEvent =
   | { type: 'BLUEZ_DOWN' }
   | { type: 'BLUEZ_UP' }
   | { type: 'SIGHTINGS'; address: string; sightings: Sightings }
+  /** The devices BlueZ shows connected on adapter `name` changed (any process's links). */
+  | { type: 'ADAPTER_LINKS'; name: string; connected: readonly string[] }
   /** From the children themselves (sendParent), see {@link ConnectionReport}. */
   | ConnectionReport;
 
@@ -75,6 +77,7 @@ class Draft {
   adapters: Record<string, PoolAdapter>;
   devices: Record<string, PoolDevice>;
   sightings: Record<string, Sightings>;
+  links: Record<string, readonly string[]>;
   lastChosen: string | null;
   bluezUp: boolean;
   nextTicket: number;
@@ -85,6 +88,7 @@ class Draft {
     this.adapters = { ...base.adapters };
     this.devices = { ...base.devices };
     this.sightings = { ...base.sightings };
+    this.links = { ...base.links };
     this.lastChosen = base.lastChosen;
     this.bluezUp = base.bluezUp;
     this.nextTicket = base.nextTicket;
@@ -101,6 +105,7 @@ class Draft {
       adapters: this.adapters,
       devices: this.devices,
       sightings: this.sightings,
+      links: this.links,
       lastChosen: this.lastChosen,
       bluezUp: this.bluezUp,
       nextTicket: this.nextTicket,
@@ -324,6 +329,7 @@ export function adapterGone(
 ): StepResult {
   const draft = new Draft(context);
   draft.patchAdapter(event.name, { present: false, powered: false });
+  delete draft.links[event.name];
   evacuate(draft, event.name, `${event.name} removed`, false);
   return finish(draft);
 }
@@ -332,6 +338,7 @@ export function adapterGone(
 export function bluezDown(context: PoolContext): StepResult {
   const draft = new Draft(context);
   draft.bluezUp = false;
+  draft.links = {};
   for (const a of Object.values(draft.adapters))
     draft.patchAdapter(a.name, { present: false, powered: false });
   for (const d of Object.values(draft.devices)) {
@@ -354,6 +361,19 @@ export function updateSightings(
 ): StepResult {
   const draft = new Draft(context);
   draft.sightings[event.address] = event.sightings;
+  return finish(draft);
+}
+
+/**
+ * The links BlueZ shows on an adapter changed: another service connected or let a link go (a freed
+ * slot goes to the oldest waiting device), or one of ours came up or went down.
+ */
+export function adapterLinks(
+  context: PoolContext,
+  event: Extract<PoolEvent, { type: 'ADAPTER_LINKS' }>,
+): StepResult {
+  const draft = new Draft(context);
+  draft.links[event.name] = [...event.connected];
   return finish(draft);
 }
 

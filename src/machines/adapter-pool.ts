@@ -8,7 +8,7 @@
  * child's escalation asks for it, adapters appearing and disappearing, and bluetoothd restarts.
  *
  * No I/O: the runtime (src/pool) feeds it the mirror (ADAPTER_PRESENT/GONE, BLUEZ_UP/DOWN,
- * SIGHTINGS); the children report to it themselves through sendParent (CHILD_CONNECTED,
+ * SIGHTINGS, ADAPTER_LINKS: every link BlueZ shows, another service's too, occupies a slot); the children report to it themselves through sendParent (CHILD_CONNECTED,
  * CHILD_LINK_LOST, CHILD_IDLE, CHILD_ATTEMPT_FAILED, CHILD_RESETTING, CHILD_WAITING_FOR_SLOT) and
  * ask for rotation (ROTATION_REQUESTED), which the pool answers with ADAPTER_ASSIGNED or, when no
  * adapter has a free slot, QUEUED_FOR_SLOT (the child parks; one child per device). Each event is
@@ -23,6 +23,7 @@ import type { ConnectionExternalEvent, ConnectionInput, ConnectionOutput } from 
 import type { AdapterStrategy, PoolAdapter } from './adapter-pool-logic.js';
 import {
   adapterGone,
+  adapterLinks,
   adapterPresent,
   admitDevice,
   bluezDown,
@@ -126,6 +127,9 @@ export const adapterPoolSetup = setup({
       apply(enqueue as unknown as Enqueue, bluezDown(context)),
     ),
     bluezUp: enqueueActions(({ context, enqueue }) => apply(enqueue as unknown as Enqueue, bluezUp(context))),
+    adapterLinks: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type === 'ADAPTER_LINKS') apply(enqueue as unknown as Enqueue, adapterLinks(context, event));
+    }),
     updateSightings: enqueueActions(({ context, event, enqueue }) => {
       if (event.type === 'SIGHTINGS') apply(enqueue as unknown as Enqueue, updateSightings(context, event));
     }),
@@ -179,6 +183,7 @@ export const adapterPoolMachine = adapterPoolSetup.createMachine({
       adapters,
       devices: {},
       sightings: {},
+      links: {},
       slotsPerAdapter: input.slotsPerAdapter,
       strategy: input.strategy,
       lastChosen: null,
@@ -197,6 +202,7 @@ export const adapterPoolMachine = adapterPoolSetup.createMachine({
         BLUEZ_DOWN: { actions: 'bluezDown' },
         BLUEZ_UP: { actions: 'bluezUp' },
         SIGHTINGS: { actions: 'updateSightings' },
+        ADAPTER_LINKS: { actions: 'adapterLinks' },
         CHILD_CONNECTED: { actions: 'childConnected' },
         CHILD_LINK_LOST: { actions: 'childWentIdle' },
         CHILD_IDLE: { actions: 'childWentIdle' },

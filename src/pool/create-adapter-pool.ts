@@ -217,6 +217,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
   let known = new Map<string, boolean>(bluez.adapters().map((a) => [a.name, a.powered]));
   let up = bluez.mirror.bluezReady;
   const lastSightings = new Map<string, string>();
+  const lastLinks = new Map<string, string>();
   const syncMirror = (): void => {
     if (closed) return;
     const ready = bluez.mirror.bluezReady;
@@ -231,6 +232,20 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
       if (known.get(name) !== powered) actor.send({ type: 'ADAPTER_PRESENT', name, powered });
     }
     known = now;
+    // Every link BlueZ shows takes a controller slot, another service's too (user-pain §3, §9).
+    for (const name of lastLinks.keys()) if (!now.has(name)) lastLinks.delete(name);
+    for (const name of now.keys()) {
+      const connected = bluez.mirror
+        .devices(name)
+        .filter((d) => d.connected)
+        .map((d) => d.address)
+        .sort();
+      const key = connected.join(',');
+      if (lastLinks.get(name) !== key) {
+        lastLinks.set(name, key);
+        actor.send({ type: 'ADAPTER_LINKS', name, connected });
+      }
+    }
     for (const address of Object.keys(actor.getSnapshot().context.devices)) {
       const sightings = sightingsOf(bluez, address);
       const key = JSON.stringify(sightings);
@@ -265,6 +280,8 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     actor.on('device-failed', (e) => logger.warn?.(`${e.address}: gave up: ${e.error}`, { ...e })),
   ];
   actor.start();
+  // Links that exist already (another service's, or ours from before) occupy slots from the start.
+  syncMirror();
 
   const childOf = (address: string): AnyActorRef | undefined => {
     const d = actor.getSnapshot().context.devices[address];

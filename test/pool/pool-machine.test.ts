@@ -74,6 +74,29 @@ describe('adapter choice', () => {
     expect(perAdapter(p).hci1).toEqual([]);
   });
 
+  it("another service's links occupy slots: a device only the full adapter hears waits, another goes elsewhere, and a link that goes frees the slot; our own links are not counted twice", () => {
+    const p = fakePool();
+    const [F1, F2] = ['BB:00:00:00:00:01', 'BB:00:00:00:00:02'];
+    p.pool.send({ type: 'ADAPTER_LINKS', name: 'hci0', connected: [F1, F2] });
+    p.admit(D(1), { hci0: -50 });
+    p.admit(D(2));
+    expect(p.status(D(1))).toBe('queued');
+    expect(p.child(D(1)).getSnapshot().value).toBe('idle');
+    expect(p.adapterOf(D(2))).toBe('hci1');
+
+    // Our own link shows up in BlueZ too: still one slot on hci1, one left for D3.
+    p.child(D(2)).send({ type: 'TEST_CONNECTED' });
+    p.pool.send({ type: 'ADAPTER_LINKS', name: 'hci1', connected: [D(2)] });
+    p.admit(D(3), { hci1: -50 });
+    expect(p.adapterOf(D(3))).toBe('hci1');
+
+    // The other service lets F1 go: D1 gets the slot.
+    p.pool.send({ type: 'ADAPTER_LINKS', name: 'hci0', connected: [F2] });
+    expect(p.status(D(1))).toBe('connecting');
+    expect(p.adapterOf(D(1))).toBe('hci0');
+    expect(p.child(D(1)).getSnapshot().value).toBe('connecting');
+  });
+
   it('score: free slots first, then recent failures, then RSSI on that adapter', () => {
     const view: PoolView = {
       adapters: {
@@ -82,6 +105,7 @@ describe('adapter choice', () => {
       },
       devices: {},
       sightings: { [D(1)]: { hci0: -80, hci1: -50 } },
+      links: {},
       slotsPerAdapter: 5,
       strategy: 'score',
       lastChosen: null,
