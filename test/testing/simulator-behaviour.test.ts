@@ -506,6 +506,59 @@ describe('bluetoothd restart', () => {
   });
 });
 
+describe('bluetoothd restart signals', () => {
+  it('a clean exit signals the shutdown before the name goes: links drop, adapters power off, objects are removed; the adapters come back powered', async () => {
+    const { env, sim, client } = await start(known());
+    await client.call(dev0, D1, 'Connect');
+    await eventually('resolved', () => device(env)?.servicesResolved === true);
+    await eventually('client saw ServicesResolved', () =>
+      client.lines().includes('signal Device1 ServicesResolved=true'),
+    );
+    client.log.length = 0;
+    await sim.restartDaemon({ downMs: 20 });
+    await eventually('client saw the new hci0', () =>
+      client.lines().includes('signal InterfacesAdded /org/bluez/hci0'),
+    );
+    const lines = client.lines();
+    const at = (line: string) => {
+      const i = lines.indexOf(line);
+      expect(i, line).toBeGreaterThanOrEqual(0);
+      return i;
+    };
+    const order = [
+      'signal Device1 Connected=false',
+      'signal Device1 ServicesResolved=false',
+      'signal Adapter1 Powered=false Discovering=false PowerState="off"',
+      `signal InterfacesRemoved ${dev0}`,
+      'signal InterfacesRemoved /org/bluez/hci0',
+      'signal InterfacesAdded /org/bluez/hci0',
+      `signal InterfacesAdded ${dev0}`,
+    ].map(at);
+    expect(order).toEqual([...order].sort((a, b) => a - b));
+    expect(lines.findIndex((l) => l.startsWith(`signal InterfacesRemoved ${dev0}/service`))).toBeLessThan(
+      at(`signal InterfacesRemoved ${dev0}`),
+    );
+    expect(sim.state().adapters.map((a) => a.powered)).toEqual([true, true]);
+    expect(await client.value('/org/bluez/hci0', A1, 'Powered')).toBe(true);
+    expect(device(env)).toMatchObject({ connected: false, paired: false });
+  });
+
+  it('a crash (crash: true) releases the name without any of those signals', async () => {
+    const { env, sim, client } = await start(known());
+    await client.call(dev0, D1, 'Connect');
+    await eventually('resolved', () => device(env)?.servicesResolved === true);
+    client.log.length = 0;
+    sim.inject({ kind: 'restart-daemon', target: { daemon: true }, downMs: 20, crash: true });
+    await eventually('client saw the new hci0', () =>
+      client.lines().includes('signal InterfacesAdded /org/bluez/hci0'),
+    );
+    expect(client.lines().filter((l) => l.includes('InterfacesRemoved') || l.includes('=false'))).toEqual([]);
+    expect(() =>
+      sim.inject({ kind: 'restart-daemon', target: { daemon: true }, crash: 'yes' } as never),
+    ).toThrow(/fault\.crash must be a boolean/);
+  });
+});
+
 describe('driving the world from code', () => {
   it('adapters and devices added and removed at run time are announced like hot-plug and cache changes', async () => {
     const { env, sim, client } = await start({ adapters: [{ name: 'hci0' }] });

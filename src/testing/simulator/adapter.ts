@@ -208,6 +208,17 @@ export class SimAdapter implements DeviceHost {
     if (this.ctx.behaviour.temporaryDevicesOnPowerOff === 'remove') this.dropTemporaryDevices();
   }
 
+  /**
+   * bluetoothd exits (src/adapter.c adapter_shutdown): temporary devices go, then the controller
+   * is powered off like any power-off (links drop, Powered=false with Discovering=false).
+   */
+  shutDown(): void {
+    if (!this.powered) return;
+    this.dropTemporaryDevices();
+    this.powerDown();
+    this.controller.poweredOffByExit = true;
+  }
+
   /** Every temporary device goes (src/adapter.c remove_temporary_devices). */
   private dropTemporaryDevices(): void {
     for (const d of [...this.devices.values()]) if (d.temporary) this.dropDevice(d);

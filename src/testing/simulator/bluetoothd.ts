@@ -66,7 +66,14 @@ export class Bluetoothd {
       d.stop();
       throw e;
     }
-    for (const c of deps.world.controllers.values()) if (c.present) d.plug(c);
+    for (const c of deps.world.controllers.values()) {
+      if (c.poweredOffByExit) {
+        // AutoEnable: the new bluetoothd powers on what the previous one powered off on exit.
+        c.poweredOffByExit = false;
+        c.powered = true;
+      }
+      if (c.present) d.plug(c);
+    }
     return d;
   }
 
@@ -131,6 +138,23 @@ export class Bluetoothd {
       }
     }
     return false;
+  }
+
+  /**
+   * bluetoothd exits cleanly (SIGTERM, systemctl restart), as 5.66 does it: pending calls are no
+   * longer answered (their callers get NoReply when the name goes), every powered adapter drops
+   * its temporary devices and is powered off (adapter_shutdown: Connected=false,
+   * ServicesResolved=false, then Powered=false with Discovering=false), then every adapter and
+   * its devices are removed with InterfacesRemoved (GATT objects, devices, the adapter), and only
+   * then the connection closes and org.bluez vanishes.
+   */
+  shutDown(): void {
+    this.ctx.bus.stopAnswering();
+    this.ctx.timers.clearAll();
+    for (const a of this.adapters.values()) a.shutDown();
+    for (const a of this.adapters.values()) a.destroy(false);
+    this.adapters.clear();
+    this.stop();
   }
 
   /** Ends this lifetime: timers stop, the connection closes, objects vanish without signals. */

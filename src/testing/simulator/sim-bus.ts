@@ -99,6 +99,8 @@ export class SimBus {
   /** InterfacesRemoved signals held back by {@link SimBus.holdRemovals}, in removal order. */
   private readonly heldRemovals = new Set<() => void>();
   private holding: (() => void)[] | undefined;
+  /** bluetoothd is exiting: signals still go out, calls are no longer answered. */
+  private silentReplies = false;
 
   constructor(
     busAddress: string,
@@ -120,6 +122,7 @@ export class SimBus {
         }
       }
       if (this.closed) return;
+      if (this.silentReplies && (m.type === ERROR || m.type === METHOD_RETURN)) return;
       send(m);
       if ((m.type === ERROR || m.type === METHOD_RETURN) && m.replySerial !== undefined) {
         const key = `${m.destination}/${m.replySerial}`;
@@ -266,6 +269,14 @@ export class SimBus {
    */
   afterReply(call: string, fn: () => void): void {
     this.replyHooks.set(call, fn);
+  }
+
+  /**
+   * From now on no call is answered (pending and new ones alike); signals still go out. For a
+   * bluetoothd that is shutting down: its callers get NoReply from the bus when it leaves.
+   */
+  stopAnswering(): void {
+    this.silentReplies = true;
   }
 
   /** Stops answering method calls for `ms`; the calls queue up and are answered afterwards. */

@@ -230,14 +230,25 @@ export class BluezSimulator {
    * get NoReply), and after `downMs` a fresh object tree appears. Devices come
    * back only where bluetoothd's storage knows them (knownOn, paired, or once
    * connected); links and discovery sessions are gone.
+   *
+   * A clean exit (default, as `systemctl restart bluetooth` on 5.66) first
+   * signals what bluetoothd's shutdown does: links drop (Connected=false,
+   * ServicesResolved=false), adapters power off (Powered=false with
+   * Discovering=false), then GATT objects, devices and adapters are removed
+   * with InterfacesRemoved; the new bluetoothd powers the adapters on again.
+   * `crash: true` is a bluetoothd that dies (SIGKILL, segfault): the name
+   * vanishes without any of those signals and the adapters keep their power.
    */
-  restartDaemon(opts: { downMs?: number } = {}): Promise<void> {
+  restartDaemon(opts: { downMs?: number; crash?: boolean } = {}): Promise<void> {
     this.assertRunning('restartDaemon');
     const downMs = opts.downMs ?? 0;
     if (!Number.isFinite(downMs) || downMs < 0) throw new RangeError('restartDaemon: downMs must be >= 0');
+    if (opts.crash !== undefined && typeof opts.crash !== 'boolean')
+      throw new TypeError('restartDaemon: crash must be a boolean');
     if (this.restarting) return this.restarting;
     this.restarting = (async () => {
-      this.daemon?.stop();
+      if (opts.crash) this.daemon?.stop();
+      else this.daemon?.shutDown();
       this.daemon = undefined;
       if (downMs > 0 && !(await this.timers.sleep(downMs))) return;
       if (this.stopped) return;
@@ -317,9 +328,10 @@ export class BluezSimulator {
         return;
       case 'restart-daemon':
         this.faults.remove(f);
-        void this.restartDaemon(spec.downMs === undefined ? {} : { downMs: spec.downMs }).catch(
-          () => undefined,
-        );
+        void this.restartDaemon({
+          ...(spec.downMs === undefined ? {} : { downMs: spec.downMs }),
+          ...(spec.crash === undefined ? {} : { crash: spec.crash }),
+        }).catch(() => undefined);
         return;
       case 'bus-stall': {
         const bus = this.daemon?.ctx.bus;

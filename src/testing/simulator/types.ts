@@ -120,7 +120,7 @@ export type FaultSpec =
   | { kind: 'power-off'; target: FaultTarget }
   | { kind: 'remove-adapter'; target: FaultTarget; forMs?: number }
   | { kind: 'external-scanner'; target: FaultTarget }
-  | { kind: 'restart-daemon'; target: FaultTarget; downMs?: number }
+  | { kind: 'restart-daemon'; target: FaultTarget; downMs?: number; crash?: boolean }
   | { kind: 'bus-stall'; target: FaultTarget; ms: number };
 
 /** A fault that was injected; `clear()` removes it (no-op when already used up). */

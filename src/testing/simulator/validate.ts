@@ -229,6 +229,8 @@ export function validateFault(v: unknown, field = 'fault'): FaultSpec {
       break;
     case 'restart-daemon':
       ms('downMs', true);
+      if (f.crash !== undefined && typeof f.crash !== 'boolean')
+        throw new TypeError(`${field}.crash must be a boolean`);
       break;
     case 'hang':
       str(f.interface, `${field}.interface`);

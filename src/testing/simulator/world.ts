@@ -14,6 +14,8 @@ export interface Controller {
   present: boolean;
   /** Hardware power state; bluetoothd powers adapters on at start (AutoEnable). */
   powered: boolean;
+  /** bluetoothd powered it off on its way out; the next bluetoothd powers it on again (AutoEnable). */
+  poweredOffByExit?: boolean;
 }
 
 /** A peripheral in the air. */
