@@ -275,27 +275,37 @@ export function releaseDevice(
   return finish(draft);
 }
 
+/**
+ * A child running the recovery ladder is left to finish it whatever happens to its adapter or to
+ * bluetoothd meanwhile: the ladder itself powers the adapter off, re-authorizes the USB device
+ * (the adapter disappears) or restarts bluetoothd (org.bluez goes away), and its steps wait
+ * (bounded) for them to come back. Moving or parking the child would stop the ladder half-way, an
+ * adapter left powered off or a restart cut short. The pool looks at it again when the ladder
+ * reports its end ({@link childResetting}).
+ */
+function isRecovering(d: PoolDevice): boolean {
+  return d.childState === 'resetting';
+}
+
+/** Sends a device that is connecting on `from` to another adapter that sees it, or parks it. */
+function moveAway(draft: Draft, d: PoolDevice, from: string, why: string): void {
+  if (d.childId === null) return;
+  const to = chooseAdapter(draft.view, d.address, [from]);
+  if (to !== null) {
+    draft.patch(d.address, { adapter: to });
+    draft.send(d.childId, { type: 'ADAPTER_ASSIGNED', adapter: to });
+    draft.emitted.push({ type: 'device-rotated', address: d.address, from, to, failureClass: null });
+  } else {
+    draft.requeue(d.address, why);
+  }
+}
+
 /** Moves devices still connecting on `adapter` elsewhere (or back to the queue). Connected ones lose their link by themselves. */
-function evacuate(draft: Draft, adapter: string, why: string, sparingResets: boolean): void {
+function evacuate(draft: Draft, adapter: string, why: string): void {
   for (const d of Object.values(draft.devices)) {
     if (d.adapter !== adapter || d.status !== 'connecting' || d.childId === null) continue;
-    // A child running the recovery ladder powers its adapter off itself: moving it away would
-    // cancel the ladder between Powered=false and Powered=true.
-    if (sparingResets && d.childState === 'resetting') continue;
-    const to = chooseAdapter(draft.view, d.address, [adapter]);
-    if (to !== null) {
-      draft.patch(d.address, { adapter: to });
-      draft.send(d.childId, { type: 'ADAPTER_ASSIGNED', adapter: to });
-      draft.emitted.push({
-        type: 'device-rotated',
-        address: d.address,
-        from: adapter,
-        to,
-        failureClass: null,
-      });
-    } else {
-      draft.requeue(d.address, why);
-    }
+    if (isRecovering(d)) continue;
+    moveAway(draft, d, adapter, why);
   }
 }
 
@@ -318,7 +328,7 @@ export function adapterPresent(
   } else {
     draft.patchAdapter(event.name, { powered: event.powered });
   }
-  if (!event.powered) evacuate(draft, event.name, `${event.name} powered off`, true);
+  if (!event.powered) evacuate(draft, event.name, `${event.name} powered off`);
   return finish(draft);
 }
 
@@ -330,11 +340,14 @@ export function adapterGone(
   const draft = new Draft(context);
   draft.patchAdapter(event.name, { present: false, powered: false });
   delete draft.links[event.name];
-  evacuate(draft, event.name, `${event.name} removed`, false);
+  evacuate(draft, event.name, `${event.name} removed`);
   return finish(draft);
 }
 
-/** org.bluez lost its owner: nothing can connect until it is back; connecting children wait in the queue. */
+/**
+ * org.bluez lost its owner: nothing can connect until it is back; connecting children wait in the
+ * queue, except one whose recovery ladder may be the very thing restarting bluetoothd.
+ */
 export function bluezDown(context: PoolContext): StepResult {
   const draft = new Draft(context);
   draft.bluezUp = false;
@@ -342,7 +355,7 @@ export function bluezDown(context: PoolContext): StepResult {
   for (const a of Object.values(draft.adapters))
     draft.patchAdapter(a.name, { present: false, powered: false });
   for (const d of Object.values(draft.devices)) {
-    if (d.status === 'connecting') draft.requeue(d.address, 'bluetoothd went away');
+    if (d.status === 'connecting' && !isRecovering(d)) draft.requeue(d.address, 'bluetoothd went away');
   }
   return draft.result();
 }
@@ -441,7 +454,12 @@ export function childWaitingForSlot(
   return finish(draft);
 }
 
-/** A child started or ended the recovery ladder (its adapter may be powered off meanwhile). */
+/**
+ * A child started or ended the recovery ladder (its adapter may be powered off, gone, or bluetoothd
+ * restarting meanwhile). At the end the pool does what it left undone while the ladder ran: a child
+ * whose adapter is still not usable (not recovered, unplugged, bluetoothd not back) goes to another
+ * adapter that sees the device, or waits for a slot.
+ */
 export function childResetting(
   context: PoolContext,
   event: Extract<ChildReport, { type: 'CHILD_RESETTING' }>,
@@ -450,7 +468,16 @@ export function childResetting(
   const d = draft.device(event.address);
   if (d === undefined || d.childId === null) return draft.result();
   draft.patch(d.address, { childState: event.running ? 'resetting' : 'connecting' });
-  return draft.result();
+  const adapter = d.adapter;
+  if (!event.running && d.status === 'connecting' && adapter !== null) {
+    if (!usableAdapters(draft.view).includes(adapter)) {
+      const why = draft.bluezUp
+        ? `${adapter} is not usable after its recovery ladder`
+        : 'bluetoothd went away';
+      moveAway(draft, { ...d, childState: 'connecting' }, adapter, why);
+    }
+  }
+  return finish(draft);
 }
 
 /** A child's escalation asked for another adapter (SPEC §3 rotation). */

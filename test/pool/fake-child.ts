@@ -3,7 +3,7 @@
  * from the pool (CONNECT, ADAPTER_ASSIGNED, DISCONNECT, CANCEL, QUEUED_FOR_SLOT), the same context
  * fields (adapter, attempts), the same `waiting-for-slot` state, and the same reports through
  * sendParent (CHILD_CONNECTED, CHILD_LINK_LOST, CHILD_IDLE, CHILD_ATTEMPT_FAILED,
- * CHILD_WAITING_FOR_SLOT, ROTATION_REQUESTED). The test drives it with TEST_* events.
+ * CHILD_WAITING_FOR_SLOT, CHILD_RESETTING, ROTATION_REQUESTED). The test drives it with TEST_* events.
  */
 import { createActor, sendParent, setup, assign, type AnyActorRef } from 'xstate';
 import type {
@@ -32,6 +32,10 @@ type FakeEvent =
   | { type: 'TEST_CONNECTED' }
   | { type: 'TEST_FAIL'; failureClass: FailureClass; rotate: boolean }
   | { type: 'TEST_RETRY' }
+  /** Escalation chose reset: the child runs the recovery ladder (CHILD_RESETTING running). */
+  | { type: 'TEST_RESET' }
+  /** The ladder ended (CHILD_RESETTING not running); the child backs off before its next attempt. */
+  | { type: 'TEST_RESET_DONE' }
   | { type: 'TEST_LINK_LOST' }
   | { type: 'TEST_CRASH' };
 
@@ -128,6 +132,26 @@ export const fakeChild = setup({
     backoff: {
       on: {
         TEST_RETRY: { target: 'connecting', actions: assign(({ context }) => attempt(context)) },
+        TEST_RESET: 'resetting',
+        CANCEL: 'failed',
+        QUEUED_FOR_SLOT: 'waiting-for-slot',
+      },
+    },
+    resetting: {
+      entry: sendParent(({ context }): ConnectionReport => ({
+        type: 'CHILD_RESETTING',
+        address: context.address,
+        adapter: context.adapter,
+        running: true,
+      })),
+      exit: sendParent(({ context }): ConnectionReport => ({
+        type: 'CHILD_RESETTING',
+        address: context.address,
+        adapter: context.adapter,
+        running: false,
+      })),
+      on: {
+        TEST_RESET_DONE: 'backoff',
         CANCEL: 'failed',
         QUEUED_FOR_SLOT: 'waiting-for-slot',
       },

@@ -190,6 +190,59 @@ describe('rotation', () => {
 });
 
 describe('adapters and bluetoothd coming and going', () => {
+  it('a child running the recovery ladder is left alone when bluetoothd goes away or its adapter disappears or powers off; when the ladder ends the pool moves it only if its adapter is still unusable', () => {
+    const p = fakePool({ slotsPerAdapter: 5 });
+    p.admit(D(1), { hci0: -40 }); // only hci0 hears it
+    p.admit(D(2)); // both (round-robin: hci1)
+    p.admit(D(3), { hci0: -40 }); // only hci0, an ordinary attempt
+    expect([1, 2, 3].map((i) => p.adapterOf(D(i)))).toEqual(['hci0', 'hci1', 'hci0']);
+    const reset = (address: string) => {
+      p.child(address).send({ type: 'TEST_FAIL', failureClass: 'noReply', rotate: false });
+      p.child(address).send({ type: 'TEST_RESET' });
+      expect(p.child(address).getSnapshot().value).toBe('resetting');
+    };
+    reset(D(1));
+    reset(D(2));
+
+    // The ladder restarts bluetoothd: the resetting children keep running it, the other one waits.
+    p.pool.send({ type: 'BLUEZ_DOWN' });
+    expect(p.child(D(1)).getSnapshot().value).toBe('resetting');
+    expect(p.child(D(2)).getSnapshot().value).toBe('resetting');
+    expect(p.child(D(3)).getSnapshot().value).toBe('waiting-for-slot');
+    expect(p.emitted.filter((e) => e.type === 'device-requeued').map((e) => e.address)).toEqual([D(3)]);
+    p.pool.send({ type: 'BLUEZ_UP' });
+    p.pool.send({ type: 'ADAPTER_PRESENT', name: 'hci0', powered: true });
+
+    // D1's ladder ends with hci0 back: it simply goes on there.
+    p.child(D(1)).send({ type: 'TEST_RESET_DONE' });
+    expect(p.child(D(1)).getSnapshot().value).toBe('backoff');
+    expect([p.status(D(1)), p.adapterOf(D(1))]).toEqual(['connecting', 'hci0']);
+
+    // hci1 never came back (a USB re-authorize that lost it): D2 leaves for hci0 when its ladder ends.
+    p.pool.send({ type: 'ADAPTER_GONE', name: 'hci1' });
+    expect(p.child(D(2)).getSnapshot().value).toBe('resetting');
+    p.child(D(2)).send({ type: 'TEST_RESET_DONE' });
+    expect(p.adapterOf(D(2))).toBe('hci0');
+    expect(p.child(D(2)).getSnapshot().context.assignedAdapter).toBe('hci0');
+    expect(p.emitted).toContainEqual({
+      type: 'device-rotated',
+      address: D(2),
+      from: 'hci1',
+      to: 'hci0',
+      failureClass: null,
+    });
+
+    // A ladder powering hci0 off is left alone too; one that ends with it still off parks the child.
+    reset(D(1));
+    p.pool.send({ type: 'ADAPTER_PRESENT', name: 'hci0', powered: false });
+    expect(p.child(D(1)).getSnapshot().value).toBe('resetting');
+    p.child(D(1)).send({ type: 'TEST_RESET_DONE' });
+    expect(p.child(D(1)).getSnapshot().value).toBe('waiting-for-slot');
+    expect(p.status(D(1))).toBe('queued');
+    p.pool.send({ type: 'ADAPTER_PRESENT', name: 'hci0', powered: true });
+    expect([p.status(D(1)), p.adapterOf(D(1))]).toEqual(['connecting', 'hci0']);
+  });
+
   it('an adapter removed mid-connection sends its connecting children elsewhere; a new adapter is used at once', () => {
     const p = fakePool({ slotsPerAdapter: 1 });
     p.admit(D(1));
