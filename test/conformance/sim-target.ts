@@ -3,6 +3,8 @@ import type { DeviceSpec, SimulatedBluez } from '../../src/testing/index.js';
 import {
   CENTRAL_ADDRESS,
   INITIAL_RW_VALUE,
+  LATE_CHAR_UUID,
+  LATE_SERVICE_UUID,
   NOTIFY_CHAR_UUID,
   NOTIFY_INTERVAL_MS,
   PERIPHERAL_ADDRESS,
@@ -115,9 +117,11 @@ export class SimulatorTarget implements ConformanceTarget {
   }
 
   async addLateService(): Promise<void> {
-    throw new Error(
-      'the simulator cannot add a service to a running peripheral (no Service Changed support)',
-    );
+    // The same service the real target's HostPeripheral registers late.
+    this.sim().sim.addService(PERIPHERAL_ADDRESS, {
+      uuid: LATE_SERVICE_UUID,
+      characteristics: [{ uuid: LATE_CHAR_UUID, flags: ['read'], value: [7] }],
+    });
   }
 
   async restartBluetoothd(): Promise<void> {

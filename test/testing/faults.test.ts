@@ -293,6 +293,74 @@ describe('faults, each with the error real BlueZ produces', () => {
     expect(sim.calls.filter((c) => c.member === 'Get').length).toBe(1);
   });
 
+  it('service-changed: a connected central sees the GATT objects go and come back with the new service; the link stays', async () => {
+    const { env, sim, client } = await start();
+    await connected(env, client);
+    await eventually('client saw ServicesResolved', () =>
+      client.lines().includes('signal Device1 ServicesResolved=true'),
+    );
+    client.log.length = 0;
+    const late = '6e400010-b5a3-f393-e0a9-e50e24dcca9e';
+    sim.addService(M1, {
+      uuid: late,
+      characteristics: [{ uuid: '6e400011-b5a3-f393-e0a9-e50e24dcca9e', flags: ['read'], value: [7] }],
+    });
+    await eventually('new service exported', () => dev(env)?.gattServices.includes(late) === true);
+    await eventually('client saw it', () =>
+      client.lines().some((l) => l.startsWith('signal InterfacesAdded') && l.includes('/service0030')),
+    );
+    const lines = client.lines((e) => e.path.startsWith(DEV('hci0', M1)) || e.path === '/');
+    const firstRemoved = lines.findIndex((l) => l.startsWith(`signal InterfacesRemoved ${DEV('hci0', M1)}/`));
+    const firstAdded = lines.findIndex((l) => l.startsWith(`signal InterfacesAdded ${DEV('hci0', M1)}/`));
+    expect(firstRemoved).toBeGreaterThanOrEqual(0);
+    expect(firstRemoved).toBeLessThan(firstAdded);
+    expect(lines.filter((l) => l.includes('Connected=') || l.includes('ServicesResolved='))).toEqual([]);
+    expect(dev(env)).toMatchObject({ connected: true, servicesResolved: true });
+    expect(dev(env)?.gattServices).toHaveLength(3);
+    const read = await client.call(
+      `${DEV('hci0', M1)}/service0030/char0031`,
+      'org.bluez.GattCharacteristic1',
+      'ReadValue',
+      'a{sv}',
+      [{}],
+    );
+    expect(read).toMatchObject({ ok: true });
+    expect([...(read.body[0] as Buffer)]).toEqual([7]);
+    // The cached tree of a central that was not connected is replaced when it next connects.
+    expect(dev(env, M1, 'hci1')?.gattServices).toEqual([]);
+    await connected(env, client, M1, 'hci1');
+    expect(dev(env, M1, 'hci1')?.gattServices).toContain(late);
+  });
+
+  it('service-changed as a fault: armed with afterMs, one-shot; a device target is required and the service is validated', async () => {
+    const { env, sim, client } = await start(undefined, { behaviour: 'bluez-5.66' });
+    await connected(env, client);
+    const late = '6e400020-b5a3-f393-e0a9-e50e24dcca9e';
+    sim.inject({
+      kind: 'service-changed',
+      target: { device: M1 },
+      afterMs: 30,
+      service: { uuid: late, characteristics: [] },
+    });
+    expect(dev(env)?.gattServices).not.toContain(late);
+    await eventually('grown', () => dev(env)?.gattServices.includes(late) === true);
+    expect(sim.state().faults).toEqual([]);
+    expect(() => sim.addService(M1, { uuid: late, characteristics: [] })).toThrow(RangeError);
+    expect(() =>
+      sim.inject({
+        kind: 'service-changed',
+        target: { adapter: 'hci0' },
+        service: { uuid: late, characteristics: [] },
+      }),
+    ).toThrow(/fault\.target must name a device/);
+    expect(() =>
+      sim.inject({ kind: 'service-changed', target: { device: M1 }, service: { uuid: 'x' } } as never),
+    ).toThrow(/fault\.service\.uuid must be a 128-bit UUID/);
+    expect(() => sim.addService(M1, { uuid: 'nope', characteristics: [] })).toThrow(
+      /addService: service\.uuid must be a 128-bit UUID/,
+    );
+  });
+
   it('rejects malformed faults before doing anything, naming the field', () => {
     return start().then(({ sim }) => {
       expect(() => sim.inject({ kind: 'nope' } as unknown as FaultSpec)).toThrow(

@@ -74,6 +74,8 @@ export class SimDevice implements GattOwner {
   alias: string | undefined;
   uuids: string[];
   gatt: GattTree | undefined;
+  /** The peripheral's gattVersion the current tree was built from. */
+  private gattVersion = 0;
   private connecting: Attempt | undefined;
   private disconnecting: Promise<void> | undefined;
   private linkGeneration = 0;
@@ -335,8 +337,37 @@ export class SimDevice implements GattOwner {
   }
 
   private gattTree(): GattTree {
-    if (!this.gatt) this.gatt = new GattTree(this.ctx, this, this.peripheral.services);
+    if (this.gatt && this.gattVersion !== this.peripheral.gattVersion) {
+      // A cached tree from before a Service Changed (the database hash differs on reconnect):
+      // bluetoothd drops it and exports what it discovers now.
+      this.gatt.unexport();
+      this.gatt = undefined;
+    }
+    if (!this.gatt) {
+      this.gatt = new GattTree(this.ctx, this, this.peripheral.services);
+      this.gattVersion = this.peripheral.gattVersion;
+    }
     return this.gatt;
+  }
+
+  /**
+   * The peripheral's GATT database changed (it sent Service Changed). On a link with resolved
+   * services bluetoothd 5.66 removes the GATT objects, re-discovers, and exports the new
+   * database; ServicesResolved stays true and the link stays up (observed: -gatt, then +gatt
+   * with the new service). The simulator treats the whole database as the changed range, so
+   * notify sessions on it end. Without a resolved link nothing happens now: the next connect
+   * finds the cached tree stale and re-discovers.
+   */
+  serviceChanged(): void {
+    if (!this.linkUp() || !this.servicesResolved || !this.gatt?.isExported) return;
+    this.gatt.unexport();
+    this.gatt = undefined;
+    const generation = this.linkGeneration;
+    const cancel = this.ctx.timers.after(this.ctx.timing.resolveServicesMs, () => {
+      this.linkTimers.delete(cancel);
+      if (this.connected && this.linkGeneration === generation) this.exportGatt();
+    });
+    this.linkTimers.add(cancel);
   }
 
   private exportGatt(): void {

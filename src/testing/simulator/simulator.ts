@@ -18,6 +18,7 @@ import type {
   FaultHandle,
   FaultSpec,
   Scenario,
+  ServiceSpec,
   SimCall,
   SimTiming,
 } from './types.js';
@@ -27,6 +28,7 @@ import {
   validateDeviceSpec,
   validateFault,
   validateScenario,
+  validateServiceSpec,
 } from './validate.js';
 import { World, normalizeMac } from './world.js';
 import type { Peripheral } from './world.js';
@@ -199,6 +201,27 @@ export class BluezSimulator {
     this.dropUnreachable(p);
   }
 
+  /**
+   * The peripheral grows a service while running (firmware update, an app registering its
+   * GATT service late) and indicates Service Changed. Every central with a resolved link to it
+   * sees its GATT objects removed and, after the re-discovery (resolveServicesMs), exported again
+   * with the new service; the link and ServicesResolved=true stay. Centrals without a link find
+   * the new database when they next connect. The spec is validated first (TypeError naming the
+   * field); a UUID the peripheral already serves is a RangeError.
+   */
+  addService(address: string, service: ServiceSpec): void {
+    this.assertRunning('addService');
+    const p = this.peripheral(address, 'addService');
+    validateServiceSpec(service, 'addService: service');
+    const uuid = service.uuid.toLowerCase();
+    if (p.services.some((s) => s.uuid.toLowerCase() === uuid)) {
+      throw new RangeError(`addService: ${p.address} already serves ${service.uuid}`);
+    }
+    p.services.push(structuredClone(service));
+    p.gattVersion += 1;
+    this.forDevices(p.address, undefined, (d) => d.serviceChanged());
+  }
+
   /** The peripheral sends a notification on `characteristicUuid`. Returns how many links delivered it. */
   notify(address: string, characteristicUuid: string, bytes: number[] | Uint8Array): number {
     this.assertRunning('notify');
@@ -326,6 +349,15 @@ export class BluezSimulator {
         }
         expireAfter(spec.forMs);
         return;
+      case 'service-changed': {
+        const grow = () => {
+          this.faults.remove(f);
+          if (!this.stopped && 'device' in t) this.addService(t.device, spec.service);
+        };
+        if (spec.afterMs === undefined) grow();
+        else f.onClear.push(this.timers.after(spec.afterMs, grow));
+        return;
+      }
       case 'restart-daemon':
         this.faults.remove(f);
         void this.restartDaemon({

@@ -121,7 +121,12 @@ export type FaultSpec =
   | { kind: 'remove-adapter'; target: FaultTarget; forMs?: number }
   | { kind: 'external-scanner'; target: FaultTarget }
   | { kind: 'restart-daemon'; target: FaultTarget; downMs?: number; crash?: boolean }
-  | { kind: 'bus-stall'; target: FaultTarget; ms: number };
+  | { kind: 'bus-stall'; target: FaultTarget; ms: number }
+  /**
+   * The peripheral `target.device` grows `service` (Service Changed), now or `afterMs` after
+   * injection; see BluezSimulator.addService. One-shot; clearing it before `afterMs` cancels it.
+   */
+  | { kind: 'service-changed'; target: FaultTarget; service: ServiceSpec; afterMs?: number };
 
 /** A fault that was injected; `clear()` removes it (no-op when already used up). */
 export interface FaultHandle {

@@ -3,7 +3,7 @@
  * file, so a typo fails at once with the field named, not as a test that
  * mysteriously never connects.
  */
-import type { AdapterSpec, DeviceSpec, FaultSpec, FaultTarget, Scenario } from './types.js';
+import type { AdapterSpec, DeviceSpec, FaultSpec, FaultTarget, Scenario, ServiceSpec } from './types.js';
 import { BEHAVIOUR_PRESETS } from './context.js';
 import type { BluezBehaviour, BluezBehaviourOption } from './context.js';
 import { normalizeMac } from './world.js';
@@ -79,32 +79,39 @@ export function validateAdapterSpec(v: unknown, field = 'adapter'): AdapterSpec 
 
 function validateServices(v: unknown, field: string): void {
   if (!Array.isArray(v)) throw new TypeError(`${field} must be an array`);
-  v.forEach((s: unknown, i) => {
-    const f = `${field}[${i}]`;
-    const svc = obj(s, f);
-    uuid(svc.uuid, `${f}.uuid`);
-    if (svc.primary !== undefined && typeof svc.primary !== 'boolean')
-      throw new TypeError(`${f}.primary must be a boolean`);
-    if (!Array.isArray(svc.characteristics)) throw new TypeError(`${f}.characteristics must be an array`);
-    svc.characteristics.forEach((c: unknown, j) => {
-      const cf = `${f}.characteristics[${j}]`;
-      const ch = obj(c, cf);
-      uuid(ch.uuid, `${cf}.uuid`);
-      strings(ch.flags, `${cf}.flags`, false);
-      bytes(ch.value, `${cf}.value`);
-      num(ch.notifyIntervalMs, `${cf}.notifyIntervalMs`, { optional: true, min: 1 });
-      if (ch.descriptors !== undefined) {
-        if (!Array.isArray(ch.descriptors)) throw new TypeError(`${cf}.descriptors must be an array`);
-        ch.descriptors.forEach((d: unknown, k) => {
-          const df = `${cf}.descriptors[${k}]`;
-          const desc = obj(d, df);
-          uuid(desc.uuid, `${df}.uuid`);
-          bytes(desc.value, `${df}.value`);
-          strings(desc.flags, `${df}.flags`);
-        });
-      }
-    });
+  v.forEach((s: unknown, i) => validateService(s, `${field}[${i}]`));
+}
+
+function validateService(s: unknown, f: string): void {
+  const svc = obj(s, f);
+  uuid(svc.uuid, `${f}.uuid`);
+  if (svc.primary !== undefined && typeof svc.primary !== 'boolean')
+    throw new TypeError(`${f}.primary must be a boolean`);
+  if (!Array.isArray(svc.characteristics)) throw new TypeError(`${f}.characteristics must be an array`);
+  svc.characteristics.forEach((c: unknown, j) => {
+    const cf = `${f}.characteristics[${j}]`;
+    const ch = obj(c, cf);
+    uuid(ch.uuid, `${cf}.uuid`);
+    strings(ch.flags, `${cf}.flags`, false);
+    bytes(ch.value, `${cf}.value`);
+    num(ch.notifyIntervalMs, `${cf}.notifyIntervalMs`, { optional: true, min: 1 });
+    if (ch.descriptors !== undefined) {
+      if (!Array.isArray(ch.descriptors)) throw new TypeError(`${cf}.descriptors must be an array`);
+      ch.descriptors.forEach((d: unknown, k) => {
+        const df = `${cf}.descriptors[${k}]`;
+        const desc = obj(d, df);
+        uuid(desc.uuid, `${df}.uuid`);
+        bytes(desc.value, `${df}.value`);
+        strings(desc.flags, `${df}.flags`);
+      });
+    }
   });
+}
+
+/** Validates one GATT service (as BluezSimulator.addService takes it); errors name `field`. */
+export function validateServiceSpec(v: unknown, field = 'service'): ServiceSpec {
+  validateService(v, field);
+  return v as ServiceSpec;
 }
 
 function inRange(v: unknown, field: string): void {
@@ -174,11 +181,14 @@ const FAULT_SCOPE: Record<FaultSpec['kind'], 'device' | 'adapter' | 'any'> = {
   'external-scanner': 'adapter',
   'restart-daemon': 'any',
   'bus-stall': 'any',
+  'service-changed': 'device',
 };
 
 function validateTarget(v: unknown, field: string, scope: 'device' | 'adapter' | 'any'): FaultTarget {
   const t = obj(v, field);
   if ('daemon' in t) {
+    if (scope === 'device')
+      throw new TypeError(`${field} must name a device ({ device: "AA:BB:CC:DD:EE:FF" })`);
     if (t.daemon !== true) throw new TypeError(`${field}.daemon must be true`);
     return t as unknown as FaultTarget;
   }
@@ -191,6 +201,8 @@ function validateTarget(v: unknown, field: string, scope: 'device' | 'adapter' |
     }
     return t as unknown as FaultTarget;
   }
+  if (scope === 'device')
+    throw new TypeError(`${field} must name a device ({ device: "AA:BB:CC:DD:EE:FF" })`);
   if (typeof t.adapter === 'string' && ADAPTER_NAME.test(t.adapter)) return t as unknown as FaultTarget;
   throw new TypeError(
     `${field} must be { device: "AA:BB:…", adapter?: "hciN" }, { adapter: "hciN" } or { daemon: true }`,
@@ -226,6 +238,10 @@ export function validateFault(v: unknown, field = 'fault'): FaultSpec {
     case 'disappear':
     case 'remove-adapter':
       ms('forMs', true);
+      break;
+    case 'service-changed':
+      ms('afterMs', true);
+      validateService(f.service, `${field}.service`);
       break;
     case 'restart-daemon':
       ms('downMs', true);

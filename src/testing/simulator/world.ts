@@ -25,6 +25,8 @@ export interface Peripheral {
   inRange: boolean | string[];
   /** Current GATT database (bytes of each characteristic live here: the peripheral's side). */
   services: ServiceSpec[];
+  /** Bumped whenever the database changes at run time (Service Changed); a GATT tree built from an older one is stale. */
+  gattVersion: number;
   paired: boolean;
   /** Adapters whose bluetoothd storage knows this device (non-temporary): it returns after a restart. */
   known: Set<string>;
@@ -77,6 +79,7 @@ export class World {
       known: new Set(spec.knownOn ?? []),
       inRange: spec.inRange ?? true,
       services: structuredClone(spec.services ?? []),
+      gattVersion: 0,
       paired: spec.paired ?? false,
     };
     this.peripherals.set(address, p);
