@@ -105,6 +105,27 @@ export async function rediscover(
   }
 }
 
+/**
+ * Waits (bounded, cancellable) until the mirror no longer shows `address` on `adapter`. bluetoothd
+ * 5.66 replies to RemoveDevice before it emits InterfacesRemoved: a rediscovery started on the reply
+ * alone finds the stale object still in the mirror and takes it for the device having reappeared,
+ * and the next Connect goes to an object that is about to vanish.
+ * @throws WaitTimeoutError (class noReply) when the object outlives `timeoutMs`
+ */
+async function waitDeviceGone(
+  bluez: BluezClient,
+  { adapter, address }: DeviceOnAdapter,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<void> {
+  await bluez.mirror.waitFor((m) => m.device(adapter, address) === undefined, {
+    timeoutMs,
+    signal,
+    description: `${address} removed from ${adapter}`,
+    errorClass: 'noReply',
+  });
+}
+
 /** Waits (bounded) for Connected=false: after an RF abort the link is briefly up (user-pain §1). */
 async function waitLinkDown(
   bluez: BluezClient,
@@ -198,6 +219,7 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     // Never remove a connected device: another process may own that link.
     if (device === undefined || device.connected) return;
     await bluez.removeDevice(input.adapter, input.address, { timeoutMs: deps.disconnectTimeoutMs, signal });
+    await waitDeviceGone(bluez, input, deps.disconnectTimeoutMs, signal);
     // Removing a device invalidates it until it is seen again (original commits 43b9ca7, 9a1206a):
     // bring it back before the next Connect.
     if (!(await rediscover(bluez, input.adapter, input.address, deps.rediscoveryTimeoutMs, signal))) {
@@ -220,6 +242,7 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     });
     if (outcome !== 'removed' && bluez.device(input.adapter, input.address) !== undefined)
       return { reappeared: true };
+    if (outcome === 'removed') await waitDeviceGone(bluez, input, deps.disconnectTimeoutMs, signal);
     return {
       reappeared: await rediscover(bluez, input.adapter, input.address, deps.rediscoveryTimeoutMs, signal),
     };
