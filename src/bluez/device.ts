@@ -2,12 +2,13 @@
  * Device1 operations: connect, disconnect, verified disconnect, phantom check.
  */
 import { removeDevice } from './adapter.js';
+import type { BusCallOptions } from './bus.js';
 import { bluezCall, remaining, resolveCall, type BluezContext } from './context.js';
-import { BluezError, isAbortError } from './errors.js';
+import { AdapterNotReadyError, BluezError, classifyError, isAbortError } from './errors.js';
 import type { ConnectOptions, VerifiedDisconnectOutcome } from './client-types.js';
 import type { CallOptions } from './types.js';
 import { devicePath, validateAdapterName, validateMac } from './validate.js';
-import { IFACE } from './variant.js';
+import { IFACE, unwrapGetReply } from './variant.js';
 
 /**
  * Device1.Connect with a deadline. BlueZ cannot cancel a pending Connect through the call itself:
@@ -31,8 +32,9 @@ export async function connect(
     if (err instanceof BluezError && err.linksOnAdapter === undefined) {
       err.linksOnAdapter = ctx.mirror.devices(name).filter((d) => d.connected && d.address !== mac).length;
     }
-    throw err;
+    throw asNotReadyWhenUnpowered(ctx, name, mac, err);
   }
+  await confirmConnected(ctx, name, mac, call);
   if (!options?.waitServicesResolved) return;
   await ctx.mirror.waitFor((m) => m.device(name, mac)?.servicesResolved === true, {
     timeoutMs: remaining(startedAt, call.timeoutMs),
@@ -40,6 +42,51 @@ export async function connect(
     description: `ServicesResolved=true for ${mac} on ${name}`,
     errorClass: 'noReply',
   });
+}
+
+/**
+ * bluetoothd 5.66 answers an LE Connect on a powered-off adapter with org.bluez.Error.Failed
+ * "Input/output error" (its LE connect path has no powered check; NotReady comes only on the
+ * BR/EDR path and from stand-ins that follow the documentation). Classified by name, then text,
+ * then the adapter's power in the mirror: an error with no class of its own on an unpowered
+ * adapter becomes {@link AdapterNotReadyError}, so the caller powers the adapter on instead of
+ * retrying blindly.
+ */
+function asNotReadyWhenUnpowered(ctx: BluezContext, adapter: string, mac: string, err: unknown): unknown {
+  if (!(err instanceof BluezError) || err.errorClass === 'notReady') return err;
+  const adapterPowered = ctx.mirror.adapter(adapter)?.powered;
+  if (classifyError(err, { adapterPowered }).class !== 'notReady') return err;
+  return new AdapterNotReadyError(`${err.message}; ${adapter} is powered off`, {
+    dbusName: err.dbusName,
+    adapter,
+    device: mac,
+    cause: err,
+    linksOnAdapter: err.linksOnAdapter,
+  });
+}
+
+/**
+ * After a successful Connect the mirror must say Connected=true before anyone trusts it (the
+ * phantom check and the link watch read it). bluetoothd 5.66 sometimes never signals
+ * Connected=true on an LE connect ("device_add_connection() … already connected" in its log)
+ * while the property reads true, and its signal may also simply not have arrived yet: when the
+ * mirror does not show the link, read the property (bounded) and correct the mirror.
+ */
+async function confirmConnected(
+  ctx: BluezContext,
+  adapter: string,
+  mac: string,
+  call: BusCallOptions,
+): Promise<void> {
+  if (ctx.mirror.device(adapter, mac)?.connected) return;
+  const path = devicePath(adapter, mac);
+  const { body, seq } = await ctx.bus.callOrdered(
+    bluezCall(path, IFACE.properties, 'Get', 'ss', [IFACE.device, 'Connected']),
+    { timeoutMs: ctx.defaults.propertyTimeoutMs, signal: call.signal, adapter, device: mac },
+  );
+  const connected = unwrapGetReply(body);
+  if (typeof connected === 'boolean')
+    ctx.mirror.applyPropertyRead(path, IFACE.device, 'Connected', connected, seq);
 }
 
 /** Device1.Disconnect with a deadline (default disconnectTimeoutMs). */

@@ -450,10 +450,18 @@ export interface ClassifyContext {
   slotsPerAdapter?: number;
   /** Links on the adapter when the error happened; defaults to the error's own `linksOnAdapter`. */
   linksOnAdapter?: number;
+  /**
+   * Whether the adapter was powered when the error happened (from the mirror). An error with no
+   * class of its own on an unpowered adapter is `notReady`: bluetoothd 5.66 answers an LE
+   * Connect on a powered-off adapter with org.bluez.Error.Failed "Input/output error", not
+   * NotReady (src/device.c device_connect_le → -EIO).
+   */
+  adapterPowered?: boolean;
 }
 
 /**
- * Classifies any error by the SPEC §5 table: D-Bus error name first, text second.
+ * Classifies any error by the SPEC §5 table: D-Bus error name first, text second, then the
+ * context (slot count, adapter power) for what name and text leave open.
  * Accepts dbus-next `DBusError`s, our {@link BluezError}s, node-ble's plain Errors and anything else.
  */
 export function classifyError(err: unknown, context: ClassifyContext = {}): Classification {
@@ -467,6 +475,7 @@ export function classifyError(err: unknown, context: ClassifyContext = {}): Clas
   ) {
     cls = 'outOfSlots';
   }
+  if (cls === 'other' && context.adapterPowered === false) cls = 'notReady';
   const row = CLASS_TABLE[cls];
   return { class: cls, backoffMs: row.backoffMs, action: row.action };
 }

@@ -121,6 +121,14 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
   private readonly unsubscribe: Array<() => void> = [];
   private readonly waiters = new Set<(err: unknown) => void>();
   private readonly started: Promise<void>;
+  /**
+   * Per object path: arrival order ({@link SignalMessage.seq}) of the last signal that changed a
+   * property (key `interface␀name`) or added/removed an interface (key `interface`), since the
+   * last rebuild; dropped with the object (so bounded by the tree); and the order of the GetManagedObjects reply the tree was rebuilt from. They decide
+   * whether a value read with Properties.Get is newer than what the mirror holds.
+   */
+  private readonly changedAt = new Map<string, Map<string, number>>();
+  private treeSeq = 0;
 
   /** @internal created by openBluez */
   constructor(
@@ -376,6 +384,7 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
     this.retryDelayMs = 500;
     const previousOwner = this.ownerValue;
     this.ownerValue = owner;
+    this.treeSeq = replySeq;
     this.replaceTree(next);
     this.syncedValue = true;
     const late = this.buffered.filter((m) => m.seq > replySeq);
@@ -427,6 +436,7 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
   private replaceTree(next: Tree): void {
     const prev = this.tree;
     this.tree = next;
+    this.changedAt.clear();
     for (const [path, ifaces] of prev) {
       const now = next.get(path);
       const gone = [...ifaces.keys()].filter((i) => !now?.has(i));
@@ -488,17 +498,52 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
     // Only the current owner's signals: a previous bluetoothd's late signals must not touch the new tree.
     if (this.ownerValue === undefined || msg.sender !== this.ownerValue) return;
     if (msg.interface === IFACE.objectManager) {
-      if (msg.member === 'InterfacesAdded') this.onInterfacesAdded(msg.body);
-      else if (msg.member === 'InterfacesRemoved') this.onInterfacesRemoved(msg.body);
+      if (msg.member === 'InterfacesAdded') this.onInterfacesAdded(msg.body, msg.seq);
+      else if (msg.member === 'InterfacesRemoved') this.onInterfacesRemoved(msg.body, msg.seq);
     } else if (msg.interface === IFACE.properties && msg.member === 'PropertiesChanged') {
-      this.onPropertiesChanged(msg.path, msg.body);
+      this.onPropertiesChanged(msg.path, msg.body, msg.seq);
     }
   }
 
-  private onInterfacesAdded(body: readonly unknown[]): void {
+  /**
+   * Corrects one property with a value read by Properties.Get, whose reply arrived as `seq`
+   * ({@link SharedBus.callOrdered}). bluetoothd does not always signal a change (5.66 sometimes
+   * never signals Connected=true on an LE connect while the property reads true), so a caller
+   * that must know reads the property and corrects the mirror here. The read is ignored when it
+   * is older than what the mirror holds: a signal that arrived after the reply changed the
+   * property or re-added the interface, or the tree was rebuilt after it; and when the object is
+   * not in the mirror. Emits a `propertiesChanged` change when the value differs.
+   * @returns whether the mirror changed
+   * @internal used by the operations in src/bluez
+   */
+  applyPropertyRead(path: string, iface: string, name: string, value: unknown, seq: number): boolean {
+    if (this.closed || seq < this.treeSeq) return false;
+    const props = this.tree.get(path)?.get(iface);
+    if (!props) return false;
+    const marks = this.changedAt.get(path);
+    const newer = (key: string) => (marks?.get(key) ?? -1) > seq;
+    if (newer(iface) || newer(`${iface}\0${name}`)) return false;
+    if (props.has(name) && sameValue(props.get(name), value)) return false;
+    props.set(name, value);
+    this.mark(path, `${iface}\0${name}`, seq);
+    this.emit('change', { type: 'propertiesChanged', path, interface: iface, changed: [name] });
+    return true;
+  }
+
+  private mark(path: string, key: string, seq: number): void {
+    let marks = this.changedAt.get(path);
+    if (!marks) {
+      marks = new Map();
+      this.changedAt.set(path, marks);
+    }
+    marks.set(key, seq);
+  }
+
+  private onInterfacesAdded(body: readonly unknown[], seq: number): void {
     const path = body[0];
     if (typeof path !== 'string') return;
     const added = decodeInterfaces(body[1]);
+    for (const iface of added.keys()) this.mark(path, iface, seq);
     let ifaces = this.tree.get(path);
     if (!ifaces) {
       ifaces = new Map();
@@ -508,19 +553,29 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
     this.emit('change', { type: 'interfacesAdded', path, interfaces: [...added.keys()] });
   }
 
-  private onInterfacesRemoved(body: readonly unknown[]): void {
+  private onInterfacesRemoved(body: readonly unknown[], seq: number): void {
     const path = body[0];
     const removed = body[1];
     if (typeof path !== 'string' || !Array.isArray(removed)) return;
     const ifaces = this.tree.get(path);
     if (!ifaces) return;
     const gone = removed.filter((i): i is string => typeof i === 'string' && ifaces.has(i));
-    for (const iface of gone) ifaces.delete(iface);
-    if (ifaces.size === 0) this.tree.delete(path);
+    const marks = this.changedAt.get(path);
+    for (const iface of gone) {
+      ifaces.delete(iface);
+      // Property marks of a removed interface are superseded by the interface mark.
+      for (const key of [...(marks?.keys() ?? [])]) if (key.startsWith(`${iface}\0`)) marks?.delete(key);
+      this.mark(path, iface, seq);
+    }
+    if (ifaces.size === 0) {
+      // A read only corrects objects in the tree, and a re-added object is marked anew.
+      this.tree.delete(path);
+      this.changedAt.delete(path);
+    }
     if (gone.length > 0) this.emit('change', { type: 'interfacesRemoved', path, interfaces: gone });
   }
 
-  private onPropertiesChanged(path: string, body: readonly unknown[]): void {
+  private onPropertiesChanged(path: string, body: readonly unknown[], seq: number): void {
     const iface = body[0];
     if (typeof iface !== 'string') return;
     const props = this.tree.get(path)?.get(iface);
@@ -532,6 +587,7 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
     for (const [k, v] of changed) props.set(k, v);
     for (const k of invalidated) props.delete(k);
     const names = [...changed.keys(), ...invalidated];
+    for (const k of names) this.mark(path, `${iface}\0${k}`, seq);
     if (names.length === 0) return;
     this.emit('change', { type: 'propertiesChanged', path, interface: iface, changed: names });
     const value = changed.get('Value');

@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { startSimulatedBluez } from '../../src/testing/index.js';
-import type { Scenario } from '../../src/testing/index.js';
+import type { BluezBehaviourOption, Scenario } from '../../src/testing/index.js';
 import {
   AbortedError,
   AdapterNotReadyError,
@@ -45,10 +45,14 @@ const gattDevice = (address: string) => ({
   ],
 });
 
-async function setup(scenario: Partial<Scenario> = {}): Promise<{ env: Env; client: BluezClient }> {
+async function setup(
+  scenario: Partial<Scenario> = {},
+  behaviour?: BluezBehaviourOption,
+): Promise<{ env: Env; client: BluezClient }> {
   const env = await startSimulatedBluez({
     scenario: { adapters: [{ name: 'hci0' }], devices: [gattDevice(DEV)], ...scenario },
     latencyScale: 0.01,
+    ...(behaviour === undefined ? {} : { behaviour }),
   });
   cleanups.push(() => env.stop());
   const client = await openBluez({ busAddress: env.address });
@@ -162,13 +166,38 @@ describe('SPEC §5 classification with the errors the simulator produces', () =>
     expect(classifyError(await connectError(client)).class).toBe('notFound');
   });
 
-  it('notReady: Connect on a powered-off adapter → org.bluez.Error.NotReady', async () => {
-    const { client } = await setup();
-    await client.setPowered('hci0', false, { timeoutMs: 15_000 });
+  // The issue's BlueZ answers NotReady; bluetoothd 5.66 answers Failed "Input/output error" and
+  // only the adapter's power in the mirror tells it apart from any other failure.
+  for (const [behaviour, dbusName] of [
+    [undefined, 'org.bluez.Error.NotReady'],
+    ['bluez-5.66', 'org.bluez.Error.Failed'],
+  ] as const) {
+    it(`notReady: Connect on a powered-off adapter (${behaviour ?? 'default'} → ${dbusName})`, async () => {
+      const { client } = await setup({}, behaviour);
+      await client.setPowered('hci0', false, { timeoutMs: 15_000 });
+      const err = await connectError(client);
+      expect(err).toBeInstanceOf(AdapterNotReadyError);
+      expect(err.dbusName).toBe(dbusName);
+      expect(err.adapter).toBe('hci0');
+      expect(classifyError(err)).toMatchObject({ class: 'notReady', backoffMs: 1000 });
+    });
+  }
+
+  it('notReady: bluez-5.66, the adapter powered off underneath bluetoothd (discovered device kept) → Failed "Input/output error" is notReady', async () => {
+    const { env, client } = await setup({ devices: [{ ...gattDevice(DEV), knownOn: [] }] }, 'bluez-5.66');
+    await client.startDiscovery('hci0', { timeoutMs: 15_000 });
+    await client.mirror.waitFor((m) => m.device('hci0', DEV), { timeoutMs: 15_000 });
+    await client.stopDiscovery('hci0', { timeoutMs: 15_000 });
+    env.sim.inject({ kind: 'power-off', target: { adapter: 'hci0' } });
+    await client.mirror.waitFor((m) => m.adapter('hci0')?.powered === false, { timeoutMs: 15_000 });
     const err = await connectError(client);
     expect(err).toBeInstanceOf(AdapterNotReadyError);
-    expect(err.dbusName).toBe('org.bluez.Error.NotReady');
-    expect(classifyError(err)).toMatchObject({ class: 'notReady', backoffMs: 1000 });
+    expect(err.message).toMatch(/Input\/output error/);
+    expect(classifyError(err).class).toBe('notReady');
+    // The raw error alone is unclassified; the adapter's state decides.
+    expect(classifyError(err.cause).class).toBe('other');
+    expect(classifyError(err.cause, { adapterPowered: false }).class).toBe('notReady');
+    expect(classifyError(err.cause, { adapterPowered: true }).class).toBe('other');
   });
 
   it('noReply / timeout: a hung Connect hits our deadline; NoReply by name', async () => {

@@ -361,6 +361,25 @@ describe('faults, each with the error real BlueZ produces', () => {
     );
   });
 
+  it('silent-connected: the link comes up without a Connected=true signal, the property reads true; used up after count links', async () => {
+    const { env, sim, client } = await start();
+    sim.inject({ kind: 'silent-connected', target: { device: M1 }, count: 1 });
+    await connected(env, client);
+    await eventually('client saw ServicesResolved', () =>
+      client.lines().includes('signal Device1 ServicesResolved=true'),
+    );
+    expect(client.lines()).not.toContain('signal Device1 Connected=true');
+    expect(await client.value(DEV('hci0', M1), D1, 'Connected')).toBe(true);
+    expect(sim.state().faults).toEqual([]);
+    await client.call(DEV('hci0', M1), D1, 'Disconnect');
+    expect(client.lines()).toContain('signal Device1 Connected=false');
+    client.log.length = 0;
+    await connected(env, client);
+    await eventually('Connected=true signalled again', () =>
+      client.lines().includes('signal Device1 Connected=true'),
+    );
+  });
+
   it('rejects malformed faults before doing anything, naming the field', () => {
     return start().then(({ sim }) => {
       expect(() => sim.inject({ kind: 'nope' } as unknown as FaultSpec)).toThrow(

@@ -326,7 +326,15 @@ export class SimDevice implements GattOwner {
   private setConnected(value: boolean): void {
     if (this.connected === value) return;
     this.connected = value;
-    if (value) this.linkGeneration += 1;
+    if (value) {
+      this.linkGeneration += 1;
+      const silent = this.fault('silent-connected');
+      if (silent) {
+        // The property is true, but no PropertiesChanged says so (see the silent-connected fault).
+        this.ctx.faults.use(silent);
+        return;
+      }
+    }
     this.ctx.bus.changed(this.iface, ['Connected']);
   }
 

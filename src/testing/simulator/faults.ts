@@ -42,6 +42,7 @@ function initialUses(spec: FaultSpec): number | undefined {
       return spec.count;
     case 'hang':
     case 'empty-gatt':
+    case 'silent-connected':
       return spec.count;
     case 'link-drop':
       return 1;

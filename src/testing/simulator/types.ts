@@ -126,7 +126,14 @@ export type FaultSpec =
    * The peripheral `target.device` grows `service` (Service Changed), now or `afterMs` after
    * injection; see BluezSimulator.addService. One-shot; clearing it before `afterMs` cancels it.
    */
-  | { kind: 'service-changed'; target: FaultTarget; service: ServiceSpec; afterMs?: number };
+  | { kind: 'service-changed'; target: FaultTarget; service: ServiceSpec; afterMs?: number }
+  /**
+   * The next `count` links (default: every link until cleared) come up without a
+   * Connected=true PropertiesChanged; reading Connected returns true. bluetoothd 5.66 does this
+   * when the ATT socket is up before mgmt's Device Connected event (it logs
+   * "device_add_connection() … is already connected"; seen in 2 of 12 conformance runs).
+   */
+  | { kind: 'silent-connected'; target: FaultTarget; count?: number };
 
 /** A fault that was injected; `clear()` removes it (no-op when already used up). */
 export interface FaultHandle {

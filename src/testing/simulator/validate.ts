@@ -182,6 +182,7 @@ const FAULT_SCOPE: Record<FaultSpec['kind'], 'device' | 'adapter' | 'any'> = {
   'restart-daemon': 'any',
   'bus-stall': 'any',
   'service-changed': 'device',
+  'silent-connected': 'any',
 };
 
 function validateTarget(v: unknown, field: string, scope: 'device' | 'adapter' | 'any'): FaultTarget {
@@ -254,6 +255,7 @@ export function validateFault(v: unknown, field = 'fault'): FaultSpec {
       count(true);
       break;
     case 'empty-gatt':
+    case 'silent-connected':
       count(true);
       break;
     case 'rf-abort':
