@@ -32,3 +32,4 @@ export type { SimulatedBluez, SimulatedBluezOptions } from './simulated-bluez.js
 export { BEHAVIOUR_PRESETS, DEFAULT_BEHAVIOUR } from './simulator/simulator.js';
 export type { BluezBehaviourOption, BluezBehaviourPreset } from './simulator/simulator.js';
 export { validateBehaviour } from './simulator/validate.js';
+export { validateServiceSpec } from './simulator/validate.js';
