@@ -250,7 +250,10 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
 
   const connectWithDeadline = async (input: ConnectInput, signal: AbortSignal): Promise<void> => {
     const startedAt = performance.now();
-    if (!(await rediscover(bluez, input.adapter, input.address, input.timeoutMs, signal))) {
+    // Bounded by rediscoveryTimeoutMs: an adapter that cannot hear the device should hand over to
+    // the next one after a discovery's worth of time, not after the whole attempt deadline.
+    const lookMs = Math.min(deps.rediscoveryTimeoutMs, input.timeoutMs);
+    if (!(await rediscover(bluez, input.adapter, input.address, lookMs, signal))) {
       throw new DeviceNotFoundError(
         `${input.address} is not known on ${input.adapter} and was not discovered`,
         {

@@ -9,6 +9,7 @@ import type { BluezClient } from '../bluez/client-types.js';
 import { AdapterError } from '../bluez/errors.js';
 import type { NodeBleDevice, NodeBleGattServer } from '../bluez/node-ble.js';
 import { connectionActorImplementations } from '../actors/connection-actors.js';
+import { adaptersByKnowledge, locateDevice } from '../actors/locate-device.js';
 import { LeaseBook } from '../actors/lease-book.js';
 import { connectionMachine } from '../machines/connection.js';
 import type { ConnectionAttempt } from '../machines/connection-contracts.js';
@@ -31,7 +32,10 @@ function establishing(snapshot: ReturnType<ConnectionActor['getSnapshot']>): boo
   return !(state === 'disconnecting' && snapshot.context.teardown === 'requested');
 }
 
-/** Adapters to rotate through: the given ones, else every adapter, those that know the device first. */
+/**
+ * Adapters to rotate through: the given ones, else every adapter; those that know the device first,
+ * strongest recent sighting first (an adapter that cannot hear it would burn a whole attempt).
+ */
 function chooseAdapters(bluez: BluezClient, resolved: ResolvedOptions): string[] {
   const known = bluez.adapters().map((a) => a.name);
   if (resolved.adapters !== undefined) {
@@ -44,15 +48,35 @@ function chooseAdapters(bluez: BluezClient, resolved: ResolvedOptions): string[]
         }
       });
     }
-    return [...resolved.adapters];
+    return adaptersByKnowledge(bluez, resolved.adapters, resolved.address);
   }
   if (known.length === 0) {
     throw new AdapterError('BlueZ reports no adapters: plug one in, or check `bluetoothctl list`', {
       device: resolved.address,
     });
   }
-  const seeing = new Set(bluez.mirror.adaptersSeeing(resolved.address).map((d) => d.adapter));
-  return [...known.filter((n) => seeing.has(n)), ...known.filter((n) => !seeing.has(n))];
+  return adaptersByKnowledge(bluez, known, resolved.address);
+}
+
+/**
+ * The rotation order for the first attempt. A device no adapter knows is looked for on all of them
+ * at once (bounded by rediscoveryTimeoutMs, and overallTimeoutMs when shorter); the first adapter
+ * that sees it goes first. Without this the first attempt could go to an adapter that cannot hear
+ * the device and spend its whole attemptTimeoutMs rediscovering there.
+ */
+async function firstAttemptOrder(bluez: BluezClient, resolved: ResolvedOptions): Promise<string[]> {
+  const order = chooseAdapters(bluez, resolved);
+  if (order.length < 2 || order.some((a) => bluez.device(a, resolved.address) !== undefined)) return order;
+  const timeoutMs = Math.min(resolved.rediscoveryTimeoutMs, resolved.overallTimeoutMs ?? Infinity);
+  const signal = resolved.signal ?? new AbortController().signal;
+  let seenOn: string | undefined;
+  try {
+    seenOn = await locateDevice(bluez, order, resolved.address, timeoutMs, signal);
+  } catch (err) {
+    if (signal.aborted) throw abortError(signal);
+    throw err;
+  }
+  return seenOn === undefined ? order : [seenOn, ...order.filter((a) => a !== seenOn)];
 }
 
 /**
@@ -261,7 +285,8 @@ export async function establishConnection(options: EstablishOptions): Promise<Ma
     options.bluez ?? (await openBluez({ busAddress: options.busAddress, signal: options.signal }));
   let actor: ConnectionActor | undefined;
   try {
-    actor = createConnectionActor({ ...options, bluez });
+    const adapters = await firstAttemptOrder(bluez, resolved);
+    actor = createConnectionActor({ ...options, bluez, adapters });
     actor.send({ type: 'CONNECT' });
     const snapshot = await waitForActor(actor, (s) => s.status !== 'active' || s.value === 'connected');
     if (snapshot.status === 'done') throw snapshot.output.error;

@@ -29,9 +29,9 @@ async function replyOnlyRemoveDevice(w: World): Promise<BluezClient> {
   const bus = rawBus;
   const removeDevice = async (adapter: string, address: string): Promise<void> => {
     const obj = await bus.getProxyObject('org.bluez', `/org/bluez/${adapter}`);
-    await obj
-      .getInterface('org.bluez.Adapter1')
-      .RemoveDevice(`/org/bluez/${adapter}/dev_${address.replaceAll(':', '_')}`);
+    const adapter1 = obj.getInterface('org.bluez.Adapter1');
+    const call = adapter1['RemoveDevice'] as (path: string) => Promise<void>;
+    await call.call(adapter1, `/org/bluez/${adapter}/dev_${address.replaceAll(':', '_')}`);
   };
   return new Proxy(w.bluez, {
     get(target, key) {
