@@ -3,7 +3,7 @@
  * slot limit, and adapter choice. BlueZ does not expose a controller's link limit (user-pain §3),
  * so the pool counts the links on each adapter (the ones BlueZ shows connected, another service's
  * included, plus its own devices still connecting) and learns a lower limit when a controller
- * refuses a link while it holds fewer than configured.
+ * refuses links while it really holds fewer than configured.
  */
 import type { FailureClass } from './connection-contracts.js';
 import type { EscalationConfig } from './escalation.js';
@@ -22,6 +22,11 @@ export interface PoolAdapter {
    * Cleared when the adapter or bluetoothd comes back fresh.
    */
   readonly learnedLimit: number | null;
+  /**
+   * The real link count of one RF-abort-class refusal not yet confirmed by a second one at the same
+   * count (see {@link lessonFromRefusal}), or null.
+   */
+  readonly suspectedLimit: number | null;
   /** Failed attempts on this adapter (any device) since its last success. */
   readonly recentFailures: number;
 }
@@ -203,20 +208,63 @@ export function chooseAdapter(
 }
 
 /**
- * Whether a refused link means the controller is saturated below the configured limit: a
- * rotation asked for an out-of-slots failure, or for an RF-abort-class failure while the adapter
- * already holds links of ours (bluetoothd reports HCI 0x0d as le-connection-abort-by-local, the
- * same text as a radio abort).
+ * Links the controller of `adapter` really held besides `address`: the count the failed Connect
+ * carried (read from BlueZ when it failed), else the devices BlueZ shows connected there now. Never
+ * the pool's reservations: a device still connecting, or one that never links, holds no controller
+ * link, and counting it made the pool learn 5 on a controller that takes 4.
  */
-export function learnedLimitAfterRefusal(
+export function realLinksBesides(
   view: PoolView,
   adapter: string,
   address: string,
-  failureClass: FailureClass | null,
-): number | null {
-  // Every link on the controller counts, ours or another service's: the limit is the controller's.
-  const others = slotsInUse(view, adapter, address);
-  // With no link on it at all, the refusal says nothing about its limit: rotate, but learn nothing.
-  if ((failureClass === 'outOfSlots' || failureClass === 'aborted') && others >= 1) return others;
-  return null;
+  linksOnAdapter?: number,
+): number {
+  if (linksOnAdapter !== undefined) return linksOnAdapter;
+  return (view.links[adapter] ?? []).filter((a) => a !== address).length;
+}
+
+/** What a failed attempt teaches about an adapter's limit (only the fields that change). */
+export type RefusalLesson = Partial<Pick<PoolAdapter, 'learnedLimit' | 'suspectedLimit'>>;
+
+/**
+ * What a failed connect on `adapter` at `links` real links (besides the device) says about the
+ * controller's limit. bluetoothd reports a controller refusing for lack of resources (HCI 0x0d) as
+ * le-connection-abort-by-local, the very text of an ordinary RF abort, and RF aborts are common and
+ * usually gone on the next attempt (user-pain §1 #1); a limit learned from one of them would hold
+ * good slots back until re-probed (user-pain §1 #3: the limit is hard and undocumented, so a wrong
+ * one is only found by trying). So an abort is a suspicion, and the limit is learned only when a
+ * second abort on that adapter comes at the same real link count (a saturated controller refuses
+ * every try at that count; radio trouble does not line up with it), unless a connect succeeded at
+ * that count in between ({@link lessonFromSuccess}). An out-of-slots error (the text says so, or
+ * the links were already at the limit in force) is a refusal by itself. With no link on the
+ * controller a refusal says nothing about its limit.
+ */
+export function lessonFromRefusal(
+  view: PoolView,
+  adapter: string,
+  address: string,
+  failureClass: FailureClass,
+  linksOnAdapter?: number,
+): RefusalLesson {
+  const a = view.adapters[adapter];
+  if (a === undefined || (failureClass !== 'outOfSlots' && failureClass !== 'aborted')) return {};
+  const links = realLinksBesides(view, adapter, address, linksOnAdapter);
+  if (links < 1) return {};
+  const lower = (limit: number): RefusalLesson =>
+    a.learnedLimit === null || limit < a.learnedLimit
+      ? { learnedLimit: limit, suspectedLimit: null }
+      : { suspectedLimit: null };
+  if (failureClass === 'outOfSlots' || a.suspectedLimit === links) return lower(links);
+  return { suspectedLimit: links };
+}
+
+/**
+ * A link came up on `adapter` while `links` other links were there: a suspicion at that count or
+ * lower is disproven, and a learned limit at or below it was wrong (the controller took more).
+ */
+export function lessonFromSuccess(a: PoolAdapter, links: number): RefusalLesson {
+  const lesson: { learnedLimit?: number | null; suspectedLimit?: number | null } = {};
+  if (a.suspectedLimit !== null && links >= a.suspectedLimit) lesson.suspectedLimit = null;
+  if (a.learnedLimit !== null && links + 1 > a.learnedLimit) lesson.learnedLimit = null;
+  return lesson;
 }

@@ -13,9 +13,13 @@ import type {
 } from './connection-contracts.js';
 import {
   chooseAdapter,
+  freeSlots,
   holdsSlot,
-  learnedLimitAfterRefusal,
+  lessonFromRefusal,
+  lessonFromSuccess,
+  realLinksBesides,
   usableAdapters,
+  type RefusalLesson,
   type PoolAdapter,
   type PoolDevice,
   type PoolDeviceSettings,
@@ -27,13 +31,17 @@ import {
 export interface PoolContext extends PoolView {
   /** Next queue ticket (FIFO order of the queue). */
   readonly nextTicket: number;
+  /** How long a learned slot limit holds before the configured one is tried again. */
+  readonly limitReprobeMs: number;
 }
 
 /** A command for the children, carried out by the machine. */
 export type PoolCommand =
   | { readonly kind: 'spawn'; readonly childId: string; readonly input: ConnectionInput }
   | { readonly kind: 'send'; readonly childId: string; readonly event: ConnectionExternalEvent }
-  | { readonly kind: 'stop'; readonly childId: string };
+  | { readonly kind: 'stop'; readonly childId: string }
+  /** (Re)start the timer after which `adapter`'s learned limit is re-probed (LIMIT_REPROBE). */
+  | { readonly kind: 'reprobe-later'; readonly adapter: string; readonly delayMs: number };
 
 /** Events the pool emits for observers (`pool.on(type, …)`). */
 export type PoolEmitted =
@@ -46,7 +54,9 @@ export type PoolEmitted =
   /** `cause` is the child's final error (ConnectionFailedError, AbortError, or what crashed it). */
   | { type: 'device-failed'; address: string; error: string; cause: unknown }
   | { type: 'device-removed'; address: string }
-  | { type: 'slot-limit-learned'; adapter: string; limit: number };
+  | { type: 'slot-limit-learned'; adapter: string; limit: number }
+  /** A learned limit was dropped: its time ran out, or the controller held more links than it. */
+  | { type: 'slot-limit-forgotten'; adapter: string; reason: string };
 
 /** A report of a child other than a rotation request. */
 export type ChildReport = Exclude<ConnectionReport, RotationRequest>;
@@ -62,6 +72,8 @@ export type PoolEvent =
   | { type: 'SIGHTINGS'; address: string; sightings: Sightings }
   /** The devices BlueZ shows connected on adapter `name` changed (any process's links). */
   | { type: 'ADAPTER_LINKS'; name: string; connected: readonly string[] }
+  /** The learned limit of adapter `name` has held for `limitReprobeMs`: try the configured one again. */
+  | { type: 'LIMIT_REPROBE'; name: string }
   /** From the children themselves (sendParent), see {@link ConnectionReport}. */
   | ConnectionReport;
 
@@ -309,6 +321,23 @@ function evacuate(draft: Draft, adapter: string, why: string): void {
   }
 }
 
+/** Applies what a connect taught about `adapter`'s limit; a newly learned limit is re-probed later. */
+function learn(draft: Draft, adapter: string, lesson: RefusalLesson, why: string): void {
+  const before = draft.adapters[adapter];
+  if (before === undefined) return;
+  draft.patchAdapter(adapter, lesson);
+  const limit = lesson.learnedLimit;
+  if (limit === undefined || limit === before.learnedLimit) return;
+  if (limit === null) {
+    draft.emitted.push({ type: 'slot-limit-forgotten', adapter, reason: why });
+    return;
+  }
+  draft.emitted.push({ type: 'slot-limit-learned', adapter, limit });
+  // Not for ever: a controller that refused under load (or a run of radio trouble that happened to
+  // line up) would otherwise keep its slots from the pool until it is re-plugged.
+  draft.commands.push({ kind: 'reprobe-later', adapter, delayMs: draft.base.limitReprobeMs });
+}
+
 /** An adapter appeared (plugged in, bluetoothd back) or changed power. */
 export function adapterPresent(
   context: PoolContext,
@@ -323,6 +352,7 @@ export function adapterPresent(
       present: true,
       powered: event.powered,
       learnedLimit: null,
+      suspectedLimit: null,
       recentFailures: 0,
     };
   } else {
@@ -387,6 +417,31 @@ export function adapterLinks(
 ): StepResult {
   const draft = new Draft(context);
   draft.links[event.name] = [...event.connected];
+  const learned = draft.adapters[event.name]?.learnedLimit ?? null;
+  if (learned !== null && event.connected.length > learned) {
+    learn(
+      draft,
+      event.name,
+      { learnedLimit: null, suspectedLimit: null },
+      `${event.name} holds ${event.connected.length} links, more than the learned ${learned}`,
+    );
+  }
+  return finish(draft);
+}
+
+/** A learned limit's time is up: the configured limit is tried again (a refusal teaches it anew). */
+export function limitReprobe(
+  context: PoolContext,
+  event: Extract<PoolEvent, { type: 'LIMIT_REPROBE' }>,
+): StepResult {
+  const draft = new Draft(context);
+  if ((draft.adapters[event.name]?.learnedLimit ?? null) === null) return draft.result();
+  learn(
+    draft,
+    event.name,
+    { learnedLimit: null, suspectedLimit: null },
+    `re-probing after ${context.limitReprobeMs} ms`,
+  );
   return finish(draft);
 }
 
@@ -400,6 +455,16 @@ export function childConnected(
   if (d === undefined || d.childId === null) return draft.result();
   draft.patch(d.address, { childState: 'connected' });
   // `requeueing`: the link came up before the child read QUEUED_FOR_SLOT; it keeps the slot.
+  const a = draft.adapters[event.adapter];
+  if (a !== undefined) {
+    const links = realLinksBesides(draft.view, event.adapter, d.address);
+    learn(
+      draft,
+      event.adapter,
+      lessonFromSuccess(a, links),
+      `${event.adapter} took a link at ${links} others`,
+    );
+  }
   if (d.status === 'connecting' || d.status === 'requeueing') {
     draft.patch(d.address, { status: 'connected', adapter: event.adapter });
     draft.patchAdapter(event.adapter, { recentFailures: 0 });
@@ -430,14 +495,26 @@ export function childWentIdle(
   return finish(draft);
 }
 
-/** A child's attempt failed on an adapter: it counts against that adapter in the score. */
+/**
+ * A child's attempt failed on an adapter: it counts against that adapter in the score, and a
+ * refused link may teach the controller's limit (from the real links, see lessonFromRefusal).
+ */
 export function childAttemptFailed(
   context: PoolContext,
   event: Extract<ChildReport, { type: 'CHILD_ATTEMPT_FAILED' }>,
 ): StepResult {
   const draft = new Draft(context);
   const a = draft.adapters[event.adapter];
-  if (a !== undefined) draft.patchAdapter(a.name, { recentFailures: a.recentFailures + 1 });
+  if (a === undefined) return draft.result();
+  draft.patchAdapter(a.name, { recentFailures: a.recentFailures + 1 });
+  const lesson = lessonFromRefusal(
+    draft.view,
+    a.name,
+    event.address,
+    event.failureClass,
+    event.linksOnAdapter,
+  );
+  learn(draft, a.name, lesson, 'refused link');
   return draft.result();
 }
 
@@ -486,12 +563,8 @@ export function rotationRequested(context: PoolContext, event: RotationRequest):
   const d = draft.device(event.address);
   if (d === undefined || d.status !== 'connecting' || d.childId === null) return draft.result();
   const from = event.fromAdapter;
-  const learned = learnedLimitAfterRefusal(draft.view, from, d.address, event.failureClass);
-  const current = draft.adapters[from]?.learnedLimit ?? null;
-  if (learned !== null && (current === null || learned < current)) {
-    draft.patchAdapter(from, { learnedLimit: learned });
-    draft.emitted.push({ type: 'slot-limit-learned', adapter: from, limit: learned });
-  }
+  // The limit was already learned (or not) from the attempt's own CHILD_ATTEMPT_FAILED.
+  const full = freeSlots(draft.view, from, d.address) === 0;
   const to = chooseAdapter(draft.view, d.address, [from]);
   if (to !== null) {
     draft.lastChosen = to;
@@ -504,7 +577,7 @@ export function rotationRequested(context: PoolContext, event: RotationRequest):
       to,
       failureClass: event.failureClass,
     });
-  } else if (learned !== null || event.failureClass === 'outOfSlots') {
+  } else if (full || event.failureClass === 'outOfSlots') {
     // No other adapter sees it with a free slot: wait in the queue for a slot instead of burning
     // attempts on a saturated controller (or rotating to an adapter that never saw it, B17).
     draft.requeue(d.address, `${from} has no free slot and no other adapter can take it`);

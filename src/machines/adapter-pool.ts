@@ -34,6 +34,7 @@ import {
   childResetting,
   childWaitingForSlot,
   childWentIdle,
+  limitReprobe,
   releaseDevice,
   rotationRequested,
   updateSightings,
@@ -52,7 +53,12 @@ export interface PoolInput {
   readonly adapters?: ReadonlyArray<{ name: string; powered: boolean }>;
   /** org.bluez is on the bus at start. Default true. */
   readonly bluezUp?: boolean;
+  /** How long a learned slot limit holds before the configured one is tried again. Default 600 000. */
+  readonly limitReprobeMs?: number;
 }
+
+/** Default of {@link PoolInput.limitReprobeMs}: ten minutes. */
+export const DEFAULT_LIMIT_REPROBE_MS = 600_000;
 
 /** The part of XState's enqueuer the pool uses (typed narrowly; XState's own generic is unwieldy here). */
 interface Enqueue {
@@ -61,6 +67,8 @@ interface Enqueue {
   sendTo(childId: string, event: ConnectionExternalEvent): void;
   stopChild(childId: string): void;
   emit(event: PoolEmitted): void;
+  cancel(id: string): void;
+  raise(event: PoolEvent, options: { id: string; delay: number }): void;
 }
 
 /** Carries out one step: the next context, the child commands in order, then the emitted events. */
@@ -77,6 +85,12 @@ function apply(enqueue: Enqueue, result: StepResult): void {
       case 'stop':
         enqueue.stopChild(command.childId);
         break;
+      case 'reprobe-later': {
+        const id = `limit-reprobe-${command.adapter}`;
+        enqueue.cancel(id);
+        enqueue.raise({ type: 'LIMIT_REPROBE', name: command.adapter }, { id, delay: command.delayMs });
+        break;
+      }
     }
   }
   for (const emitted of result.emitted) enqueue.emit(emitted);
@@ -130,6 +144,9 @@ export const adapterPoolSetup = setup({
     adapterLinks: enqueueActions(({ context, event, enqueue }) => {
       if (event.type === 'ADAPTER_LINKS') apply(enqueue as unknown as Enqueue, adapterLinks(context, event));
     }),
+    limitReprobe: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type === 'LIMIT_REPROBE') apply(enqueue as unknown as Enqueue, limitReprobe(context, event));
+    }),
     updateSightings: enqueueActions(({ context, event, enqueue }) => {
       if (event.type === 'SIGHTINGS') apply(enqueue as unknown as Enqueue, updateSightings(context, event));
     }),
@@ -176,6 +193,7 @@ export const adapterPoolMachine = adapterPoolSetup.createMachine({
         present: true,
         powered: a.powered,
         learnedLimit: null,
+        suspectedLimit: null,
         recentFailures: 0,
       };
     }
@@ -189,6 +207,7 @@ export const adapterPoolMachine = adapterPoolSetup.createMachine({
       lastChosen: null,
       bluezUp: input.bluezUp ?? true,
       nextTicket: 0,
+      limitReprobeMs: input.limitReprobeMs ?? DEFAULT_LIMIT_REPROBE_MS,
     };
   },
   initial: 'running',
@@ -203,6 +222,7 @@ export const adapterPoolMachine = adapterPoolSetup.createMachine({
         BLUEZ_UP: { actions: 'bluezUp' },
         SIGHTINGS: { actions: 'updateSightings' },
         ADAPTER_LINKS: { actions: 'adapterLinks' },
+        LIMIT_REPROBE: { actions: 'limitReprobe' },
         CHILD_CONNECTED: { actions: 'childConnected' },
         CHILD_LINK_LOST: { actions: 'childWentIdle' },
         CHILD_IDLE: { actions: 'childWentIdle' },

@@ -23,6 +23,11 @@ export interface FailureCause {
   /** D-Bus error name when the error came from D-Bus. */
   readonly dbusName?: string;
   readonly message: string;
+  /**
+   * Links BlueZ showed on the adapter (other devices' Connected) when a Connect failed: the real
+   * count a refused link is judged by (the pool's own reservations are no evidence).
+   */
+  readonly linksOnAdapter?: number;
 }
 
 /** One attempt: where, how long, and how it ended. */
@@ -176,6 +181,8 @@ export type ConnectionReport =
       readonly address: string;
       readonly adapter: string;
       readonly failureClass: FailureClass;
+      /** Real links on the adapter besides this device when its Connect failed, when known. */
+      readonly linksOnAdapter?: number;
     }
   /** Entered `waiting-for-slot` after QUEUED_FOR_SLOT: the attempt is torn down, the slot is free. */
   | { readonly type: 'CHILD_WAITING_FOR_SLOT'; readonly address: string; readonly adapter: string }

@@ -77,6 +77,7 @@ export function describeFailure(error: unknown, fallbackClass: FailureClass = 'o
       name?: unknown;
       message?: unknown;
       dbusName?: unknown;
+      linksOnAdapter?: unknown;
     };
     const cls =
       typeof e.errorClass === 'string' && FAILURE_CLASSES.has(e.errorClass) ? e.errorClass : fallbackClass;
@@ -86,7 +87,11 @@ export function describeFailure(error: unknown, fallbackClass: FailureClass = 'o
       name: typeof e.name === 'string' ? e.name : 'Error',
       message: typeof e.message === 'string' ? e.message : String(error),
     };
-    return typeof e.dbusName === 'string' ? { ...cause, dbusName: e.dbusName } : cause;
+    return {
+      ...cause,
+      ...(typeof e.dbusName === 'string' ? { dbusName: e.dbusName } : {}),
+      ...(typeof e.linksOnAdapter === 'number' ? { linksOnAdapter: e.linksOnAdapter } : {}),
+    };
   }
   return { class: fallbackClass, code: 'UNKNOWN', name: 'Error', message: String(error) };
 }
@@ -405,11 +410,13 @@ export const connectionSetup = setup({
     }),
     reportFailureToPool: enqueueActions(({ context, enqueue }) => {
       if (!context.pooled) return;
+      const links = lastCause(context)?.linksOnAdapter;
       enqueue.sendParent({
         type: 'CHILD_ATTEMPT_FAILED',
         address: context.address,
         adapter: context.adapter,
         failureClass: lastCause(context)?.class ?? 'other',
+        ...(links === undefined ? {} : { linksOnAdapter: links }),
       } satisfies ConnectionReport);
     }),
     reportWaitingToPool: enqueueActions(({ context, enqueue }) => {

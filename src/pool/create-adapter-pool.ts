@@ -61,6 +61,12 @@ export interface AdapterPoolOptions {
   logger?: ConnectionLogger;
   /** XState inspection of the pool and its children. */
   inspect?: (event: InspectionEvent) => void;
+  /**
+   * How long a slot limit learned from refused links holds before the configured limit is tried
+   * again (default 600 000). A learned limit is also dropped as soon as BlueZ shows more links on
+   * that adapter than it.
+   */
+  limitReprobeMs?: number;
 }
 
 /** Per-adapter view in a {@link PoolSnapshot}. */
@@ -124,7 +130,11 @@ export interface AdapterPool {
   readonly heldLocks: number;
 }
 
-function validatePoolOptions(options: AdapterPoolOptions): { slots: number; strategy: AdapterStrategy } {
+function validatePoolOptions(options: AdapterPoolOptions): {
+  slots: number;
+  strategy: AdapterStrategy;
+  limitReprobeMs: number | undefined;
+} {
   if (typeof options !== 'object' || options === null)
     throw new TypeError('createAdapterPool options must be an object');
   const bluez = options.bluez as Partial<BluezClient> | undefined;
@@ -139,7 +149,10 @@ function validatePoolOptions(options: AdapterPoolOptions): { slots: number; stra
   if (strategy !== 'round-robin' && strategy !== 'score') {
     throw new TypeError(`strategy must be "round-robin" or "score", got ${JSON.stringify(strategy)}`);
   }
-  return { slots, strategy };
+  const reprobe = options.limitReprobeMs;
+  if (reprobe !== undefined && (typeof reprobe !== 'number' || !Number.isFinite(reprobe) || reprobe < 1))
+    throw new RangeError(`limitReprobeMs must be a finite number >= 1, got ${String(reprobe)}`);
+  return { slots, strategy, limitReprobeMs: reprobe };
 }
 
 function sightingsOf(bluez: BluezClient, address: string): Sightings {
@@ -153,7 +166,7 @@ function sightingsOf(bluez: BluezClient, address: string): Sightings {
  * Throws TypeError/RangeError naming the field for bad options, before any I/O.
  */
 export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
-  const { slots, strategy } = validatePoolOptions(options);
+  const { slots, strategy, limitReprobeMs } = validatePoolOptions(options);
   const { bluez } = options;
   const logger = options.logger ?? {};
   const poolDefaults = resolveOptions({ address: '00:00:00:00:00:00', ...options.defaults });
@@ -204,6 +217,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
       strategy,
       adapters: bluez.adapters().map((a) => ({ name: a.name, powered: a.powered })),
       bluezUp: bluez.mirror.bluezReady,
+      limitReprobeMs,
     },
     inspect: options.inspect,
   });
@@ -276,6 +290,9 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
       logger.warn?.(`${e.adapter} refused a link at ${e.limit} links: using ${e.limit} as its slot limit`, {
         ...e,
       }),
+    ),
+    actor.on('slot-limit-forgotten', (e) =>
+      logger.info?.(`${e.adapter}: learned slot limit dropped (${e.reason})`, { ...e }),
     ),
     actor.on('device-failed', (e) => logger.warn?.(`${e.address}: gave up: ${e.error}`, { ...e })),
   ];

@@ -30,7 +30,7 @@ type FakeEvent =
   | { type: 'ADAPTER_ASSIGNED'; adapter: string }
   | { type: 'QUEUED_FOR_SLOT'; reason: string }
   | { type: 'TEST_CONNECTED' }
-  | { type: 'TEST_FAIL'; failureClass: FailureClass; rotate: boolean }
+  | { type: 'TEST_FAIL'; failureClass: FailureClass; rotate: boolean; linksOnAdapter?: number }
   | { type: 'TEST_RETRY' }
   /** Escalation chose reset: the child runs the recovery ladder (CHILD_RESETTING running). */
   | { type: 'TEST_RESET' }
@@ -112,6 +112,7 @@ export const fakeChild = setup({
               address: context.address,
               adapter: context.adapter,
               failureClass: event.failureClass,
+              ...(event.linksOnAdapter === undefined ? {} : { linksOnAdapter: event.linksOnAdapter }),
             })),
             sendParent(({ context, event }): ConnectionReport | { type: 'IGNORED' } =>
               event.rotate

@@ -27,6 +27,7 @@ describe('createAdapterPool options', () => {
     );
     expect(() => createAdapterPool({ bluez: fake, slotsPerAdapter: Number.NaN })).toThrow(RangeError);
     expect(() => createAdapterPool({ bluez: fake, strategy: 'random' as never })).toThrow(/strategy/);
+    expect(() => createAdapterPool({ bluez: fake, limitReprobeMs: -1 })).toThrow(/limitReprobeMs/);
     expect(() => createAdapterPool({ bluez: undefined as never })).toThrow(/bluez must be a BluezClient/);
     expect(() => createAdapterPool({ bluez: fake, defaults: { maxAttempts: 0 } })).toThrow(/maxAttempts/);
     expect(() =>

@@ -2,7 +2,7 @@
  * The adapter pool machine with scripted children (no D-Bus): slot accounting, queue, rotation,
  * requeue, adapters coming and going, bluetoothd restarts, crashing children.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { slotReport } from '../../src/machines/adapter-pool-steps.js';
 import { chooseAdapter, type PoolView } from '../../src/machines/adapter-pool-logic.js';
 import { startFakePool } from './fake-child.js';
@@ -100,8 +100,22 @@ describe('adapter choice', () => {
   it('score: free slots first, then recent failures, then RSSI on that adapter', () => {
     const view: PoolView = {
       adapters: {
-        hci0: { name: 'hci0', present: true, powered: true, learnedLimit: null, recentFailures: 0 },
-        hci1: { name: 'hci1', present: true, powered: true, learnedLimit: null, recentFailures: 0 },
+        hci0: {
+          name: 'hci0',
+          present: true,
+          powered: true,
+          learnedLimit: null,
+          suspectedLimit: null,
+          recentFailures: 0,
+        },
+        hci1: {
+          name: 'hci1',
+          present: true,
+          powered: true,
+          learnedLimit: null,
+          suspectedLimit: null,
+          recentFailures: 0,
+        },
       },
       devices: {},
       sightings: { [D(1)]: { hci0: -80, hci1: -50 } },
@@ -127,9 +141,15 @@ describe('rotation', () => {
     const p = fakePool({ slotsPerAdapter: 5, strategy: 'score' });
     p.admit(D(1), { hci0: -40 });
     p.child(D(1)).send({ type: 'TEST_CONNECTED' });
+    p.pool.send({ type: 'ADAPTER_LINKS', name: 'hci0', connected: [D(1)] });
     p.admit(D(2), { hci0: -30, hci1: -95 });
     expect(p.adapterOf(D(2))).toBe('hci0');
 
+    // One abort could be radio trouble: nothing learned yet. The same refusal at the same real link
+    // count again: the controller holds 1.
+    p.child(D(2)).send({ type: 'TEST_FAIL', failureClass: 'aborted', rotate: false });
+    p.child(D(2)).send({ type: 'TEST_RETRY' });
+    expect(p.emitted.filter((e) => e.type === 'slot-limit-learned')).toEqual([]);
     p.child(D(2)).send({ type: 'TEST_FAIL', failureClass: 'aborted', rotate: true });
     expect(p.emitted).toContainEqual({ type: 'slot-limit-learned', adapter: 'hci0', limit: 1 });
     expect(p.adapterOf(D(2))).toBe('hci1');
@@ -140,6 +160,7 @@ describe('rotation', () => {
     p.admit(D(3), { hci0: -40 });
     expect(p.status(D(3))).toBe('queued');
     p.pool.send({ type: 'DISCONNECT_DEVICE', address: D(1) });
+    p.pool.send({ type: 'ADAPTER_LINKS', name: 'hci0', connected: [] });
     expect(p.adapterOf(D(3))).toBe('hci0');
   });
 
@@ -147,6 +168,7 @@ describe('rotation', () => {
     const p = fakePool({ slotsPerAdapter: 5, adapters: [{ name: 'hci0', powered: true }] });
     p.admit(D(1), { hci0: -40 });
     p.child(D(1)).send({ type: 'TEST_CONNECTED' });
+    p.pool.send({ type: 'ADAPTER_LINKS', name: 'hci0', connected: [D(1)] });
     p.admit(D(2), { hci0: -40 });
     const onlyChild = p.child(D(2));
     onlyChild.send({ type: 'TEST_FAIL', failureClass: 'outOfSlots', rotate: true });
@@ -156,6 +178,8 @@ describe('rotation', () => {
     expect(p.ctx().devices[D(2)]?.childId).toBe(`device:${D(2)}#1`);
     expect(p.emitted).toContainEqual(expect.objectContaining({ type: 'device-requeued', address: D(2) }));
 
+    // As at run time: the mirror shows Connected=false before the child's link watch reports it.
+    p.pool.send({ type: 'ADAPTER_LINKS', name: 'hci0', connected: [] });
     p.child(D(1)).send({ type: 'TEST_LINK_LOST' });
     // D1 (keep-alive) queued behind D2: D2 takes the freed slot, with the same actor.
     expect(p.status(D(2))).toBe('connecting');
@@ -169,6 +193,7 @@ describe('rotation', () => {
     const p = fakePool({ slotsPerAdapter: 2, adapters: [{ name: 'hci0', powered: true }] });
     p.admit(D(2), { hci0: -40 });
     p.child(D(2)).send({ type: 'TEST_CONNECTED' });
+    p.pool.send({ type: 'ADAPTER_LINKS', name: 'hci0', connected: [D(2)] });
     p.admit(D(1), { hci0: -40 });
     p.child(D(1)).send({ type: 'TEST_FAIL', failureClass: 'outOfSlots', rotate: true });
     const parked = p.child(D(1));
@@ -178,6 +203,79 @@ describe('rotation', () => {
     p.pool.send({ type: 'DISCONNECT_DEVICE', address: D(1) });
     expect(p.ctx().devices[D(1)]).toBeUndefined();
     expect(parked.getSnapshot().status).toBe('stopped');
+  });
+
+  it('a limit is learned from real links only: devices still connecting are no links, and an abort with no real link teaches nothing', () => {
+    const p = fakePool({ slotsPerAdapter: 7, adapters: [{ name: 'hci0', powered: true }] });
+    p.admit(D(1), { hci0: -40 });
+    p.child(D(1)).send({ type: 'TEST_CONNECTED' });
+    p.pool.send({ type: 'ADAPTER_LINKS', name: 'hci0', connected: [D(1)] });
+    // D2 and D3 hold reservations (connecting), but the controller has 1 link.
+    p.admit(D(2), { hci0: -40 });
+    p.admit(D(3), { hci0: -40 });
+    p.admit(D(4), { hci0: -40 });
+    for (const d of [D(2), D(3)]) {
+      p.child(d).send({ type: 'TEST_FAIL', failureClass: 'aborted', rotate: false });
+      p.child(d).send({ type: 'TEST_RETRY' });
+    }
+    expect(p.emitted).toContainEqual({ type: 'slot-limit-learned', adapter: 'hci0', limit: 1 });
+    expect(p.ctx().adapters['hci0']?.learnedLimit).toBe(1);
+
+    const q = fakePool({ slotsPerAdapter: 7, adapters: [{ name: 'hci0', powered: true }] });
+    q.admit(D(1), { hci0: -40 });
+    q.admit(D(2), { hci0: -40 });
+    for (let i = 0; i < 2; i += 1) {
+      q.child(D(2)).send({ type: 'TEST_FAIL', failureClass: 'aborted', rotate: false });
+      q.child(D(2)).send({ type: 'TEST_RETRY' });
+    }
+    expect(q.ctx().adapters['hci0']?.learnedLimit).toBe(null);
+  });
+
+  it('the link count carried on the error wins over the pool view; a success at a suspected count clears the suspicion', () => {
+    const p = fakePool({ slotsPerAdapter: 7, adapters: [{ name: 'hci0', powered: true }] });
+    p.admit(D(1), { hci0: -40 });
+    p.admit(D(2), { hci0: -40 });
+    p.child(D(1)).send({ type: 'TEST_FAIL', failureClass: 'aborted', rotate: false, linksOnAdapter: 3 });
+    expect(p.ctx().adapters['hci0']).toMatchObject({ learnedLimit: null, suspectedLimit: 3 });
+    // Another device links up while 3 others are there: 3 is no limit.
+    p.pool.send({ type: 'ADAPTER_LINKS', name: 'hci0', connected: [D(7), D(8), D(9)] });
+    p.child(D(2)).send({ type: 'TEST_CONNECTED' });
+    expect(p.ctx().adapters['hci0']).toMatchObject({ learnedLimit: null, suspectedLimit: null });
+    // So the next abort at 3 is a new suspicion, not a confirmation.
+    p.child(D(1)).send({ type: 'TEST_RETRY' });
+    p.child(D(1)).send({ type: 'TEST_FAIL', failureClass: 'aborted', rotate: false, linksOnAdapter: 3 });
+    expect(p.ctx().adapters['hci0']).toMatchObject({ learnedLimit: null, suspectedLimit: 3 });
+    expect(p.emitted.filter((e) => e.type === 'slot-limit-learned')).toEqual([]);
+  });
+
+  it('a learned limit is re-probed after limitReprobeMs, and dropped at once when the controller holds more links than it', () => {
+    vi.useFakeTimers();
+    try {
+      const p = fakePool({
+        slotsPerAdapter: 5,
+        adapters: [{ name: 'hci0', powered: true }],
+        limitReprobeMs: 60_000,
+      });
+      p.admit(D(1), { hci0: -40 });
+      p.child(D(1)).send({ type: 'TEST_FAIL', failureClass: 'outOfSlots', rotate: false, linksOnAdapter: 2 });
+      expect(p.ctx().adapters['hci0']?.learnedLimit).toBe(2);
+      vi.advanceTimersByTime(59_000);
+      expect(p.ctx().adapters['hci0']?.learnedLimit).toBe(2);
+      vi.advanceTimersByTime(2_000);
+      expect(p.ctx().adapters['hci0']?.learnedLimit).toBe(null);
+      expect(p.emitted).toContainEqual(
+        expect.objectContaining({ type: 'slot-limit-forgotten', adapter: 'hci0' }),
+      );
+
+      p.child(D(1)).send({ type: 'TEST_RETRY' });
+      p.child(D(1)).send({ type: 'TEST_FAIL', failureClass: 'outOfSlots', rotate: false, linksOnAdapter: 2 });
+      expect(p.ctx().adapters['hci0']?.learnedLimit).toBe(2);
+      p.pool.send({ type: 'ADAPTER_LINKS', name: 'hci0', connected: [D(7), D(8), D(9)] });
+      expect(p.ctx().adapters['hci0']?.learnedLimit).toBe(null);
+      p.stop();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('a rotation request that is not about slots and has no alternative leaves the child retrying where it is', () => {
