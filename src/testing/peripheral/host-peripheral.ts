@@ -66,7 +66,12 @@ export class HostPeripheral {
   private readonly application: ApplicationObject;
   private readonly advertisement: AdvertisementObject;
   private applicationRegistered = false;
+  /** Registered with bluetoothd right now. */
   private advertising = false;
+  /** What the test asked for; a re-advertise in flight must not undo a later stop. */
+  private wantAdvertising = false;
+  /** Advertising operations run one after another (register/unregister must not interleave). */
+  private advertisingQueue: Promise<void> = Promise.resolve();
 
   private constructor(private readonly options: HostPeripheralOptions) {
     this.base = options.basePath ?? '/bzcm/peripheral';
@@ -140,6 +145,38 @@ export class HostPeripheral {
   }
 
   async startAdvertising(): Promise<void> {
+    this.wantAdvertising = true;
+    await this.inAdvertisingQueue(() => this.registerAdvertisement());
+  }
+
+  /**
+   * Withdraws and re-registers the advertisement (no-op when not advertising). A real radio
+   * advertises continuously; btvirt's emulated controller reports an advertiser once per scan
+   * start, so a test harness calls this while a central scans to model the continuous part.
+   * It runs in the advertising queue and re-registers only if nobody asked to stop meanwhile: a
+   * re-advertise racing a test's stopAdvertising once made the "second Connect while one is
+   * pending" scenario connect at once on real BlueZ.
+   */
+  async readvertise(): Promise<void> {
+    await this.inAdvertisingQueue(async () => {
+      if (!this.wantAdvertising || !this.advertising) return;
+      await this.unregisterAdvertisement();
+      if (this.wantAdvertising) await this.registerAdvertisement();
+    });
+  }
+
+  async stopAdvertising(): Promise<void> {
+    this.wantAdvertising = false;
+    await this.inAdvertisingQueue(() => this.unregisterAdvertisement());
+  }
+
+  private inAdvertisingQueue(step: () => Promise<void>): Promise<void> {
+    const run = this.advertisingQueue.then(step);
+    this.advertisingQueue = run.catch(() => {});
+    return run;
+  }
+
+  private async registerAdvertisement(): Promise<void> {
     if (this.advertising) return;
     await this.adapterCall('org.bluez.LEAdvertisingManager1', 'RegisterAdvertisement', 'oa{sv}', [
       `${this.base}/adv`,
@@ -148,18 +185,7 @@ export class HostPeripheral {
     this.advertising = true;
   }
 
-  /**
-   * Withdraws and re-registers the advertisement (no-op when not advertising). A real radio
-   * advertises continuously; btvirt's emulated controller reports an advertiser once per scan
-   * start, so a test harness calls this while a central scans to model the continuous part.
-   */
-  async readvertise(): Promise<void> {
-    if (!this.advertising) return;
-    await this.stopAdvertising();
-    await this.startAdvertising();
-  }
-
-  async stopAdvertising(): Promise<void> {
+  private async unregisterAdvertisement(): Promise<void> {
     if (!this.advertising) return;
     this.advertising = false;
     await this.adapterCall('org.bluez.LEAdvertisingManager1', 'UnregisterAdvertisement', 'o', [
