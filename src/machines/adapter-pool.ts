@@ -71,8 +71,12 @@ interface Enqueue {
   raise(event: PoolEvent, options: { id: string; delay: number }): void;
 }
 
-/** Carries out one step: the next context, the child commands in order, then the emitted events. */
-function apply(enqueue: Enqueue, result: StepResult): void {
+/**
+ * Carries out one step: the next context, the child commands in order, then the emitted events.
+ * `enqueue` is XState's enqueuer, narrowed here once (its generic type is unwieldy to spell).
+ */
+function apply(enqueuer: unknown, result: StepResult): void {
+  const enqueue = enqueuer as Enqueue;
   enqueue.assign(() => result.context);
   for (const command of result.commands) {
     switch (command.kind) {
@@ -94,6 +98,31 @@ function apply(enqueue: Enqueue, result: StepResult): void {
     }
   }
   for (const emitted of result.emitted) enqueue.emit(emitted);
+}
+
+/** The one kind of child the pool spawns. */
+type PoolChildActor = { src: 'connection'; logic: typeof connectionMachine; id: string | undefined };
+
+/** A named pool action: runs one pure step of adapter-pool-steps.ts for the events it handles. */
+function step<T extends PoolEvent['type']>(
+  types: readonly T[],
+  run: (context: PoolContext, event: Extract<PoolEvent, { type: T }>) => StepResult,
+) {
+  const handles = (event: PoolEvent): event is Extract<PoolEvent, { type: T }> =>
+    (types as readonly string[]).includes(event.type);
+  return enqueueActions<
+    PoolContext,
+    PoolEvent,
+    undefined,
+    PoolEvent,
+    PoolChildActor,
+    never,
+    never,
+    never,
+    PoolEmitted
+  >(({ context, event, enqueue }) => {
+    if (handles(event)) apply(enqueue, run(context, event));
+  });
 }
 
 function describeEnd(event: AnyEventObject): string {
@@ -123,61 +152,25 @@ export const adapterPoolSetup = setup({
     connection: connectionMachine,
   },
   actions: {
-    admitDevice: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type === 'CONNECT_DEVICE') apply(enqueue as unknown as Enqueue, admitDevice(context, event));
-    }),
-    releaseDevice: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type === 'DISCONNECT_DEVICE')
-        apply(enqueue as unknown as Enqueue, releaseDevice(context, event));
-    }),
-    adapterPresent: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type === 'ADAPTER_PRESENT')
-        apply(enqueue as unknown as Enqueue, adapterPresent(context, event));
-    }),
-    adapterGone: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type === 'ADAPTER_GONE') apply(enqueue as unknown as Enqueue, adapterGone(context, event));
-    }),
-    bluezDown: enqueueActions(({ context, enqueue }) =>
-      apply(enqueue as unknown as Enqueue, bluezDown(context)),
-    ),
-    bluezUp: enqueueActions(({ context, enqueue }) => apply(enqueue as unknown as Enqueue, bluezUp(context))),
-    adapterLinks: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type === 'ADAPTER_LINKS') apply(enqueue as unknown as Enqueue, adapterLinks(context, event));
-    }),
-    limitReprobe: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type === 'LIMIT_REPROBE') apply(enqueue as unknown as Enqueue, limitReprobe(context, event));
-    }),
-    updateSightings: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type === 'SIGHTINGS') apply(enqueue as unknown as Enqueue, updateSightings(context, event));
-    }),
-    childConnected: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type === 'CHILD_CONNECTED')
-        apply(enqueue as unknown as Enqueue, childConnected(context, event));
-    }),
-    childWentIdle: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type === 'CHILD_LINK_LOST' || event.type === 'CHILD_IDLE')
-        apply(enqueue as unknown as Enqueue, childWentIdle(context, event));
-    }),
-    childAttemptFailed: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type === 'CHILD_ATTEMPT_FAILED')
-        apply(enqueue as unknown as Enqueue, childAttemptFailed(context, event));
-    }),
-    childWaitingForSlot: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type === 'CHILD_WAITING_FOR_SLOT')
-        apply(enqueue as unknown as Enqueue, childWaitingForSlot(context, event));
-    }),
-    childResetting: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type === 'CHILD_RESETTING')
-        apply(enqueue as unknown as Enqueue, childResetting(context, event));
-    }),
-    rotateOrQueue: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type === 'ROTATION_REQUESTED')
-        apply(enqueue as unknown as Enqueue, rotationRequested(context, event));
-    }),
+    admitDevice: step(['CONNECT_DEVICE'], admitDevice),
+    releaseDevice: step(['DISCONNECT_DEVICE'], releaseDevice),
+    adapterPresent: step(['ADAPTER_PRESENT'], adapterPresent),
+    adapterGone: step(['ADAPTER_GONE'], adapterGone),
+    bluezDown: step(['BLUEZ_DOWN'], bluezDown),
+    bluezUp: step(['BLUEZ_UP'], bluezUp),
+    adapterLinks: step(['ADAPTER_LINKS'], adapterLinks),
+    limitReprobe: step(['LIMIT_REPROBE'], limitReprobe),
+    updateSightings: step(['SIGHTINGS'], updateSightings),
+    childConnected: step(['CHILD_CONNECTED'], childConnected),
+    childWentIdle: step(['CHILD_LINK_LOST', 'CHILD_IDLE'], childWentIdle),
+    childAttemptFailed: step(['CHILD_ATTEMPT_FAILED'], childAttemptFailed),
+    childWaitingForSlot: step(['CHILD_WAITING_FOR_SLOT'], childWaitingForSlot),
+    childResetting: step(['CHILD_RESETTING'], childResetting),
+    rotateOrQueue: step(['ROTATION_REQUESTED'], rotationRequested),
     childEnded: enqueueActions(({ context, event, enqueue }) => {
       const e = event as AnyEventObject & { actorId?: string };
       const childId = e.actorId ?? e.type.replace(/^xstate\.(done|error)\.actor\./, '');
-      apply(enqueue as unknown as Enqueue, childEnded(context, childId, describeEnd(e), endCause(e)));
+      apply(enqueue, childEnded(context, childId, describeEnd(e), endCause(e)));
     }),
   },
 });
