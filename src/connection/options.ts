@@ -9,6 +9,7 @@ import { DEFAULT_BACKOFF_MS, type FailureClass } from '../machines/connection-co
 import type { EscalationConfig } from '../machines/escalation.js';
 import { EscalationPolicy, resolveEscalationConfig } from '../machines/escalation-policy.js';
 import type { EscalationProfileName } from '../machines/profiles.js';
+import { guardLogger } from './logger.js';
 import type { Validator } from './validators.js';
 
 /** Where log lines go. Every method is optional; the default logger is silent. */
@@ -165,9 +166,6 @@ export function resolveOptions(options: ConnectionOptions): ResolvedOptions {
   ) {
     throw new TypeError('closeInactiveConnections must be a boolean');
   }
-  if (options.logger !== undefined && (typeof options.logger !== 'object' || options.logger === null)) {
-    throw new TypeError('logger must be an object with debug/info/warn/error methods');
-  }
   const policy = options.escalation instanceof EscalationPolicy ? options.escalation : undefined;
   const escalation =
     policy?.config ??
@@ -205,6 +203,6 @@ export function resolveOptions(options: ConnectionOptions): ResolvedOptions {
       options.slotsPerAdapter ?? CONNECTION_DEFAULTS.slotsPerAdapter,
       'slotsPerAdapter',
     ),
-    logger: options.logger ?? {},
+    logger: guardLogger(options.logger),
   };
 }
