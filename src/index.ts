@@ -19,6 +19,7 @@ export {
   BluezError,
   BluezUnavailableError,
   BusLostError,
+  BusUnreachableError,
   ConnectionFailedError,
   DBusCallError,
   DBusTimeoutError,

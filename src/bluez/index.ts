@@ -26,6 +26,7 @@ export {
   BluezError,
   BluezUnavailableError,
   BusLostError,
+  BusUnreachableError,
   ConnectionFailedError,
   DBusCallError,
   DBusTimeoutError,
