@@ -25,9 +25,9 @@ export function guardLogger(logger: unknown, field = 'logger'): ConnectionLogger
     if (typeof method !== 'function') {
       throw new TypeError(`${field}.${level} must be a function, got ${typeof method}`);
     }
-    guarded[level] = (message, fields) => {
+    guarded[level] = (fields, message) => {
       try {
-        Reflect.apply(method, logger, [message, fields]);
+        Reflect.apply(method, logger, [fields, message]);
       } catch {
         // A logger that throws must not take a connection down with it.
       }

@@ -12,12 +12,15 @@ import type { EscalationProfileName } from '../machines/profiles.js';
 import { guardLogger } from './logger.js';
 import type { Validator } from './validators.js';
 
-/** Where log lines go. Every method is optional; the default logger is silent. */
+/**
+ * Where log lines go: pino's calling convention, fields first, then the message, so a pino logger
+ * (or `console`) is passed in unchanged. Every method is optional; the default logger is silent.
+ */
 export interface ConnectionLogger {
-  debug?(message: string, fields?: Record<string, unknown>): void;
-  info?(message: string, fields?: Record<string, unknown>): void;
-  warn?(message: string, fields?: Record<string, unknown>): void;
-  error?(message: string, fields?: Record<string, unknown>): void;
+  debug?(fields: Record<string, unknown>, message: string): void;
+  info?(fields: Record<string, unknown>, message: string): void;
+  warn?(fields: Record<string, unknown>, message: string): void;
+  error?(fields: Record<string, unknown>, message: string): void;
 }
 
 /** Options of one managed connection. */

@@ -182,7 +182,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
           bluez: ladderBluezPort(bluez),
           log:
             options.resetLadder.log ??
-            ((e) => logger[e.level]?.(e.message, { adapter: e.adapter, step: e.step, drops: e.drops })),
+            ((e) => logger[e.level]?.({ adapter: e.adapter, step: e.step, drops: e.drops }, e.message)),
         });
 
   const validators = new Map<string, Validator | undefined>();
@@ -285,20 +285,21 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
 
   const offLog = [
     actor.on('device-rotated', (e) =>
-      logger.info?.(`${e.address}: rotated from ${e.from} to ${e.to}`, { ...e }),
+      logger.info?.({ ...e }, `${e.address}: rotated from ${e.from} to ${e.to}`),
     ),
     actor.on('device-requeued', (e) =>
-      logger.info?.(`${e.address}: waiting for a slot (${e.reason})`, { ...e }),
+      logger.info?.({ ...e }, `${e.address}: waiting for a slot (${e.reason})`),
     ),
     actor.on('slot-limit-learned', (e) =>
-      logger.warn?.(`${e.adapter} refused a link at ${e.limit} links: using ${e.limit} as its slot limit`, {
-        ...e,
-      }),
+      logger.warn?.(
+        { ...e },
+        `${e.adapter} refused a link at ${e.limit} links: using ${e.limit} as its slot limit`,
+      ),
     ),
     actor.on('slot-limit-forgotten', (e) =>
-      logger.info?.(`${e.adapter}: learned slot limit dropped (${e.reason})`, { ...e }),
+      logger.info?.({ ...e }, `${e.adapter}: learned slot limit dropped (${e.reason})`),
     ),
-    actor.on('device-failed', (e) => logger.warn?.(`${e.address}: gave up: ${e.error}`, { ...e })),
+    actor.on('device-failed', (e) => logger.warn?.({ ...e }, `${e.address}: gave up: ${e.error}`)),
   ];
   actor.start();
   // Links that exist already (another service's, or ours from before) occupy slots from the start.
