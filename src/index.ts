@@ -155,3 +155,10 @@ export type {
 export type { ConnectionReport } from './machines/connection-contracts.js';
 export type { PoolChildState } from './machines/adapter-pool-logic.js';
 export type { AttemptFailureClass } from './bluez/errors.js';
+
+// Prometheus metrics (prom-client is an optional peer dependency, loaded only by this function).
+export {
+  createPrometheusMetrics,
+  type PrometheusMetrics,
+  type PrometheusMetricsOptions,
+} from './metrics/prometheus.js';
