@@ -2,7 +2,7 @@
  * Options of `createConnectionActor` / `establishConnection`, their SPEC §6 defaults, and their
  * validation: bad input is a TypeError/RangeError naming the field, before any D-Bus traffic.
  */
-import type { InspectionEvent } from 'xstate';
+import type { InspectionEvent, Observer } from 'xstate';
 import type { BluezClient } from '../bluez/client-types.js';
 import { validateAdapterName, validateMac, validateSignal, validateTimeoutMs } from '../bluez/validate.js';
 import { DEFAULT_BACKOFF_MS, type FailureClass } from '../machines/connection-contracts.js';
@@ -69,8 +69,30 @@ export interface ConnectionOptions {
   slotsPerAdapter?: number;
   /** Log lines (state changes at debug, escalations at info, phantoms and lock trouble at warn). */
   logger?: ConnectionLogger;
-  /** XState inspection callback (e.g. `createStateTrail().inspect` or the Stately inspector's). */
-  inspect?: (event: InspectionEvent) => void;
+  /**
+   * XState inspection: a callback (e.g. `createStateTrail().inspect`) or an observer, such as the
+   * Stately inspector's `inspector.inspect` from `@statelyai/inspect`, passed unchanged.
+   */
+  inspect?: Inspect;
+}
+
+/** What XState's `inspect` option takes: a callback or an observer of inspection events. */
+export type Inspect = Observer<InspectionEvent> | ((event: InspectionEvent) => void);
+
+/**
+ * Validates an `inspect` option (a function, or an object with a `next` function).
+ * @throws TypeError naming the field, before any I/O
+ */
+export function validateInspect(value: unknown, field = 'inspect'): Inspect | undefined {
+  if (value === undefined || typeof value === 'function') return value as Inspect | undefined;
+  if (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { next?: unknown }).next === 'function'
+  ) {
+    return value as Inspect;
+  }
+  throw new TypeError(`${field} must be a function or an observer with next() (e.g. inspector.inspect)`);
 }
 
 /** Options of `createConnectionActor`: a BluezClient is required (the caller owns it). */
@@ -160,6 +182,7 @@ export function resolveOptions(options: ConnectionOptions): ResolvedOptions {
       backoffMs[cls as FailureClass] = validateTimeoutMs(ms, `backoffMs.${cls}`);
     }
   }
+  validateInspect(options.inspect);
   if (options.validate !== undefined && typeof options.validate !== 'function') {
     throw new TypeError('validate must be a function (context) => boolean | Promise<boolean>');
   }

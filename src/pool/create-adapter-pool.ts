@@ -4,7 +4,7 @@
  * `resetAdapter` actor. This file is the glue: it feeds the mirror to the pool and offers
  * connect/disconnect/snapshot (the children report to the pool themselves).
  */
-import { createActor, type Actor, type AnyActorRef, type InspectionEvent } from 'xstate';
+import { createActor, type Actor, type AnyActorRef } from 'xstate';
 import type { BluezClient } from '../bluez/client-types.js';
 import { BluezError, isAbortError } from '../bluez/errors.js';
 import { validateMac, validateSignal, validateTimeoutMs } from '../bluez/validate.js';
@@ -13,7 +13,13 @@ import { LeaseBook } from '../actors/lease-book.js';
 import { ResetLadder, resetLadderActor, type ResetLadderOptions } from '../actors/reset-ladder.js';
 import { ladderBluezPort } from '../actors/reset-ladder-ports.js';
 import { guardLogger } from '../connection/logger.js';
-import { resolveOptions, type ConnectionLogger, type ConnectionOptions } from '../connection/options.js';
+import {
+  resolveOptions,
+  validateInspect,
+  type Inspect,
+  type ConnectionLogger,
+  type ConnectionOptions,
+} from '../connection/options.js';
 import type { Validator } from '../connection/validators.js';
 import { connectionMachine } from '../machines/connection.js';
 import { adapterPoolMachine } from '../machines/adapter-pool.js';
@@ -60,8 +66,8 @@ export interface AdapterPoolOptions {
    */
   resetLadder?: Omit<ResetLadderOptions, 'bluez'>;
   logger?: ConnectionLogger;
-  /** XState inspection of the pool and its children. */
-  inspect?: (event: InspectionEvent) => void;
+  /** XState inspection of the pool and its children: a callback or `@statelyai/inspect`'s `inspector.inspect`. */
+  inspect?: Inspect;
   /**
    * How long a slot limit learned from refused links holds before the configured limit is tried
    * again (default 600 000). A learned limit is also dropped as soon as BlueZ shows more links on
@@ -223,7 +229,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
       bluezUp: bluez.mirror.bluezReady,
       limitReprobeMs,
     },
-    inspect: options.inspect,
+    inspect: validateInspect(options.inspect),
   });
   ref.pool = actor;
 

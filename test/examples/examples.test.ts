@@ -7,6 +7,7 @@ import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } fro
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
+import { WebSocketServer } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCliPackage, eventually, type CliPackage, type CliRun } from '../cli/harness.js';
 
@@ -35,12 +36,16 @@ describe('examples/ against the simulator', () => {
   afterAll(() => pkg.cleanup());
 
   /** Runs `example` against a fresh `bluez-cm sim` of the two-adapter scenario. */
-  async function againstSim(example: string, args: readonly string[] = []): Promise<CliRun> {
+  async function againstSim(
+    example: string,
+    args: readonly string[] = [],
+    env: NodeJS.ProcessEnv = {},
+  ): Promise<CliRun> {
     const sim = pkg.cli(['sim', '--scenario', scenario]);
     try {
       await eventually('sim address', () => /^DBUS_SYSTEM_BUS_ADDRESS=(.+)$/m.test(sim.out()));
       const address = /^DBUS_SYSTEM_BUS_ADDRESS=(.+)$/m.exec(sim.out())?.[1] ?? '';
-      const app = pkg.node(join(dir, example), args, { DBUS_SYSTEM_BUS_ADDRESS: address });
+      const app = pkg.node(join(dir, example), args, { ...env, DBUS_SYSTEM_BUS_ADDRESS: address });
       await app.exit;
       return app;
     } finally {
@@ -73,6 +78,52 @@ describe('examples/ against the simulator', () => {
     expect(out).toMatch(/F0:F5:BD:00:00:03 connected on hci[01]/);
     expect(out).toMatch(/hci0: \d\/5 slots in use/);
     expect(out).toContain('all disconnected');
+  }, 60_000);
+
+  it('inspector.ts sends the pool and every connection actor to the Stately inspector, each named with its parent', async () => {
+    // What the Stately inspector's bridge would receive, on a WebSocket server of our own.
+    const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    const received: Array<Record<string, unknown>> = [];
+    server.on('connection', (socket) =>
+      socket.on('message', (data: Buffer) =>
+        received.push(JSON.parse(data.toString('utf8')) as Record<string, unknown>),
+      ),
+    );
+    await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const app = await againstSim('inspector.mjs', [], {
+        INSPECT_WS_URL: `ws://127.0.0.1:${port}`,
+        INSPECT_LINGER_MS: '0',
+      });
+      expect(app.err()).toBe('');
+      expect(await app.exit).toBe(0);
+      expect(app.out()).toContain('A4:C1:38:00:00:02 connected on hci1');
+      await eventually('the last inspection events', () =>
+        received.some((e) => e['type'] === '@xstate.snapshot'),
+      );
+      const actors = received.filter((e) => e['type'] === '@xstate.actor');
+      const bySession = new Map(actors.map((a) => [String(a['sessionId']), a]));
+      const roots = actors.filter((a) => a['parentId'] === undefined);
+      expect(roots).toHaveLength(1); // the pool
+      const pool = String(roots[0]?.['sessionId']);
+      // Every other actor names a parent that was itself announced: one tree under the pool.
+      for (const actor of actors.filter((a) => a['parentId'] !== undefined)) {
+        expect(bySession.has(String(actor['parentId']))).toBe(true);
+      }
+      // Each device's connection actor is a child of the pool, with its address in its context.
+      const devicesUnderPool = actors
+        .filter((a) => a['parentId'] === pool)
+        .map((a) => (a['snapshot'] as { context?: { address?: string } } | undefined)?.context?.address);
+      expect(devicesUnderPool).toEqual(expect.arrayContaining(['C8:47:8C:00:00:01', 'A4:C1:38:00:00:02']));
+      // And the actors a connection invokes (connect, validate, …) hang below it.
+      const connectionSessions = new Set(
+        actors.filter((a) => a['parentId'] === pool).map((a) => String(a['sessionId'])),
+      );
+      expect(actors.some((a) => connectionSessions.has(String(a['parentId'])))).toBe(true);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   }, 60_000);
 
   it('test-with-simulator.ts passes as a node:test file (its own simulator, a phantom cleared)', async () => {
