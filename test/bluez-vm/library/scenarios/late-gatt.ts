@@ -28,6 +28,7 @@ export const lateGattScenarios: LibraryScenario[] = [
       ctx.defer(off);
       const needsLate = characteristicExists(LATE_CHAR_UUID);
       let added: Promise<void> | undefined;
+      let connectedAt: number | undefined;
       const conn = await establishConnection({
         address: ctx.peripheral,
         busAddress: ctx.busAddress,
@@ -41,6 +42,12 @@ export const lateGattScenarios: LibraryScenario[] = [
             added = ctx.target.addLateService();
           }
           return needsLate(v);
+        },
+        // When the connection actor reaches `connected` (establishConnection then builds node-ble's
+        // objects before it resolves; that part is logged, not asserted here).
+        inspect: (e) => {
+          if (e.type !== '@xstate.snapshot' || connectedAt !== undefined) return;
+          if ((e.snapshot as { value?: unknown }).value === 'connected') connectedAt = performance.now();
         },
       });
       const resolvedAt = performance.now();
