@@ -252,6 +252,16 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     };
   };
 
+  const findDevice = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<void> => {
+    if (!(await rediscover(bluez, input.adapter, input.address, deps.rediscoveryTimeoutMs, signal))) {
+      throw new DeviceNotFoundError(
+        `${input.address} is not known on ${input.adapter} and was not discovered within ` +
+          `rediscoveryTimeoutMs (${deps.rediscoveryTimeoutMs} ms)`,
+        { adapter: input.adapter, device: input.address },
+      );
+    }
+  };
+
   const connectWithDeadline = async (input: ConnectInput, signal: AbortSignal): Promise<void> => {
     const startedAt = performance.now();
     // Bounded by rediscoveryTimeoutMs: an adapter that cannot hear the device should hand over to
@@ -376,6 +386,7 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     cancelStalePendingConnect,
     clearDeviceCache,
     clearPhantom,
+    findDevice,
     connectWithDeadline,
     validateWithLateGattRetry,
     verifiedDisconnect,
@@ -412,6 +423,7 @@ export function connectionActorImplementations(
       clearPhantom: fromPromise<ClearPhantomOutput, DeviceOnAdapter>(({ input, signal }) =>
         fns.clearPhantom(input, signal),
       ),
+      findDevice: fromPromise<void, DeviceOnAdapter>(({ input, signal }) => fns.findDevice(input, signal)),
       connectWithDeadline: fromPromise<void, ConnectInput>(({ input, signal }) =>
         fns.connectWithDeadline(input, signal),
       ),
