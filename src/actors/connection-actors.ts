@@ -34,6 +34,7 @@ import type {
 import { gattNotEmpty, type Validator } from '../connection/validators.js';
 import { lockDevice } from './device-lock.js';
 import { waitGattSettled } from './gatt-settle.js';
+import { locateDevice } from './locate-device.js';
 import type { LeaseBook } from './lease-book.js';
 
 /** What the actors need. */
@@ -62,6 +63,13 @@ export interface ConnectionActorDeps {
    * retrying on a saturated controller. Undefined (or no function): aborts stay aborts.
    */
   readonly slotLimit?: (adapter: string) => number | undefined;
+  /**
+   * Adapters to search at once when the device is unknown on the attempt's adapter (an adapter
+   * pool: its usable adapters). Unset: the attempt's adapter only. When the device turns up on
+   * another of them only, the search ends at once with a notFound error for this adapter (the pool
+   * then assigns the adapter that sees it).
+   */
+  readonly searchAdapters?: () => readonly string[];
 }
 
 function ignoreUnlessAbort(err: unknown): void {
@@ -253,6 +261,20 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
   };
 
   const findDevice = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<void> => {
+    if (bluez.device(input.adapter, input.address) !== undefined) return;
+    const others = (deps.searchAdapters?.() ?? []).filter((a) => a !== input.adapter);
+    if (others.length > 0) {
+      // Discovery on every adapter at once: one round finds the device wherever it is heard.
+      const all = [input.adapter, ...others];
+      const seenOn = await locateDevice(bluez, all, input.address, deps.rediscoveryTimeoutMs, signal);
+      if (bluez.device(input.adapter, input.address) !== undefined) return;
+      throw new DeviceNotFoundError(
+        seenOn === undefined
+          ? `${input.address} was not discovered on ${all.join(', ')} within rediscoveryTimeoutMs (${deps.rediscoveryTimeoutMs} ms)`
+          : `${input.address} is heard on ${seenOn}, not on ${input.adapter}`,
+        { adapter: input.adapter, device: input.address },
+      );
+    }
     if (!(await rediscover(bluez, input.adapter, input.address, deps.rediscoveryTimeoutMs, signal))) {
       throw new DeviceNotFoundError(
         `${input.address} is not known on ${input.adapter} and was not discovered within ` +
