@@ -64,12 +64,12 @@ export interface ConnectionActorDeps {
    */
   readonly slotLimit?: (adapter: string) => number | undefined;
   /**
-   * Adapters to search at once when the device is unknown on the attempt's adapter (an adapter
-   * pool: its usable adapters). Unset: the attempt's adapter only. When the device turns up on
-   * another of them only, the search ends at once with a notFound error for this adapter (the pool
-   * then assigns the adapter that sees it).
+   * Other adapters to search at the same time when `address` is unknown on the attempt's adapter
+   * (an adapter pool: its usable adapters with a free slot for the device). Unset: the attempt's
+   * adapter only. When the device turns up on one of them only, the search ends at once with a
+   * notFound error for this adapter (the pool then assigns the adapter that hears it).
    */
-  readonly searchAdapters?: () => readonly string[];
+  readonly searchAdapters?: (address: string) => readonly string[];
 }
 
 function ignoreUnlessAbort(err: unknown): void {
@@ -262,7 +262,7 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
 
   const findDevice = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<void> => {
     if (bluez.device(input.adapter, input.address) !== undefined) return;
-    const others = (deps.searchAdapters?.() ?? []).filter((a) => a !== input.adapter);
+    const others = (deps.searchAdapters?.(input.address) ?? []).filter((a) => a !== input.adapter);
     if (others.length > 0) {
       // Discovery on every adapter at once: one round finds the device wherever it is heard.
       const all = [input.adapter, ...others];

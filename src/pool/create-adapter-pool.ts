@@ -18,6 +18,7 @@ import { connectionMachine } from '../machines/connection.js';
 import { adapterPoolMachine } from '../machines/adapter-pool.js';
 import {
   effectiveLimit,
+  freeSlots,
   usableAdapters,
   type AdapterStrategy,
   type PoolDeviceStatus,
@@ -232,8 +233,13 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     // out-of-slots, and the child asks the pool to rotate at once.
     slotLimit: (adapter) =>
       ref.pool === undefined ? slots : effectiveLimit(ref.pool.getSnapshot().context, adapter),
-    // A device no adapter knows (e.g. after a bluetoothd restart) is looked for on all at once.
-    searchAdapters: () => (ref.pool === undefined ? [] : usableAdapters(ref.pool.getSnapshot().context)),
+    // A device unknown on its adapter (e.g. after a bluetoothd restart) is looked for at the same
+    // time on every adapter that could take it now (usable, a free slot for it).
+    searchAdapters: (address) => {
+      if (ref.pool === undefined) return [];
+      const view = ref.pool.getSnapshot().context;
+      return usableAdapters(view).filter((a) => freeSlots(view, a, address) > 0);
+    },
   });
   const childLogic = connectionMachine.provide({
     ...implementations,
