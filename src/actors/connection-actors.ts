@@ -262,11 +262,13 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
 
   const findDevice = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<void> => {
     if (bluez.device(input.adapter, input.address) !== undefined) return;
-    const others = (deps.searchAdapters?.(input.address) ?? []).filter((a) => a !== input.adapter);
-    if (others.length > 0) {
-      // Discovery on every adapter at once: one round finds the device wherever it is heard.
-      const all = [input.adapter, ...others];
-      const seenOn = await locateDevice(bluez, all, input.address, deps.rediscoveryTimeoutMs, signal);
+    const search = deps.searchAdapters;
+    if (search !== undefined) {
+      // Discovery on every adapter that could take the device, at once (and on those that become
+      // usable meanwhile, e.g. powering up after a bluetoothd restart): one round finds it.
+      const others = (): string[] => search(input.address).filter((a) => a !== input.adapter);
+      const all = [input.adapter, ...others()];
+      const seenOn = await locateDevice(bluez, all, input.address, deps.rediscoveryTimeoutMs, signal, others);
       if (bluez.device(input.adapter, input.address) !== undefined) return;
       throw new DeviceNotFoundError(
         seenOn === undefined

@@ -56,6 +56,35 @@ describe('pool: a device no adapter knows', () => {
   }, 40_000);
 });
 
+describe('pool: an adapter that becomes usable during the search joins it', () => {
+  it('hci0 (the only one that hears the device) powers up while the attempt searches on hci1: found on hci0 in that search', async () => {
+    world = await startPoolWorld(
+      {
+        adapters: [{ name: 'hci0', powered: false }, { name: 'hci1' }],
+        devices: [peripheral(DEV, { knownOn: [], inRange: ['hci0'] })],
+      },
+      { defaults: { rediscoveryTimeoutMs: 10_000, attemptTimeoutMs: 15_000 } },
+    );
+    const { pool, bluez } = world;
+    const events: PoolEmitted[] = [];
+    const sub = pool.actor.on('*', (e) => events.push(e as PoolEmitted));
+    const started = performance.now();
+    const connecting = pool.connected(DEV, { signal: AbortSignal.timeout(30_000) });
+    // Like adapters coming back one after the other after a bluetoothd restart.
+    await new Promise((r) => setTimeout(r, 300));
+    await bluez.setPowered('hci0', true, { timeoutMs: 5000 });
+    const connected = await connecting;
+    const tookMs = performance.now() - started;
+    sub.unsubscribe();
+    expect(events.filter((e) => e.type === 'device-assigned')).toEqual([
+      { type: 'device-assigned', address: DEV, adapter: 'hci1' },
+    ]);
+    expect(connected.adapter).toBe('hci0');
+    // The search on hci1 alone would only have given up after rediscoveryTimeoutMs (10 s).
+    expect(tookMs).toBeLessThan(10_000);
+  }, 40_000);
+});
+
 describe('pool: adapter allow-list and exclude-list', () => {
   it('adapters: ["hci1"] — the pool uses hci1 only, although hci0 knows the device too', async () => {
     world = await startPoolWorld(
