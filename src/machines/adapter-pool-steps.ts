@@ -533,6 +533,8 @@ export function childAttemptFailed(
         to,
         failureClass: 'notFound',
       });
+      // Its slot on the adapter it left is free now: a device waiting for one gets it.
+      return finish(draft);
     }
   }
   return draft.result();
