@@ -162,3 +162,7 @@ export {
   type PrometheusMetrics,
   type PrometheusMetricsOptions,
 } from './metrics/prometheus.js';
+// D-Bus authentication (issue 11): a tcp: bus (VM, container, remote gateway) authenticates with
+// ANONYMOUS by default; `authMethods` on openBluez/establishConnection chooses explicitly.
+export { DBUS_AUTH_METHODS, defaultAuthMethods, validateAuthMethods } from './bluez/index.js';
+export type { DBusAuthMethod } from './bluez/index.js';

@@ -33,6 +33,8 @@ import type {
 } from '../machines/connection-contracts.js';
 import { gattNotEmpty, type Validator } from '../connection/validators.js';
 import { lockDevice } from './device-lock.js';
+import { waitGattSettled } from './gatt-settle.js';
+import { locateDevice } from './locate-device.js';
 import type { LeaseBook } from './lease-book.js';
 
 /** What the actors need. */
@@ -40,7 +42,10 @@ export interface ConnectionActorDeps {
   readonly bluez: BluezClient;
   /** The caller's validator, run after the built-in GATT-not-empty check. */
   readonly validate?: Validator;
-  /** Late-GATT re-check delays (SPEC §6: 2 000, 4 000, 8 000). */
+  /**
+   * Late-GATT re-check delays (2 000, 4 000, 8 000 by default): their sum is the time budget for a
+   * validation that fails right after connect; re-checks also follow each settled GATT change.
+   */
   readonly lateGattDelaysMs: readonly number[];
   /** Bound of each disconnect step (SPEC §6: 5 000). */
   readonly disconnectTimeoutMs: number;
@@ -58,6 +63,13 @@ export interface ConnectionActorDeps {
    * retrying on a saturated controller. Undefined (or no function): aborts stay aborts.
    */
   readonly slotLimit?: (adapter: string) => number | undefined;
+  /**
+   * Other adapters to search at the same time when `address` is unknown on the attempt's adapter
+   * (an adapter pool: its usable adapters with a free slot for the device). Unset: the attempt's
+   * adapter only. When the device turns up on one of them only, the search ends at once with a
+   * notFound error for this adapter (the pool then assigns the adapter that hears it).
+   */
+  readonly searchAdapters?: (address: string) => readonly string[];
 }
 
 function ignoreUnlessAbort(err: unknown): void {
@@ -248,6 +260,32 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     };
   };
 
+  const findDevice = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<void> => {
+    if (bluez.device(input.adapter, input.address) !== undefined) return;
+    const search = deps.searchAdapters;
+    if (search !== undefined) {
+      // Discovery on every adapter that could take the device, at once (and on those that become
+      // usable meanwhile, e.g. powering up after a bluetoothd restart): one round finds it.
+      const others = (): string[] => search(input.address).filter((a) => a !== input.adapter);
+      const all = [input.adapter, ...others()];
+      const seenOn = await locateDevice(bluez, all, input.address, deps.rediscoveryTimeoutMs, signal, others);
+      if (bluez.device(input.adapter, input.address) !== undefined) return;
+      throw new DeviceNotFoundError(
+        seenOn === undefined
+          ? `${input.address} was not discovered on ${all.join(', ')} within rediscoveryTimeoutMs (${deps.rediscoveryTimeoutMs} ms)`
+          : `${input.address} is heard on ${seenOn}, not on ${input.adapter}`,
+        { adapter: input.adapter, device: input.address },
+      );
+    }
+    if (!(await rediscover(bluez, input.adapter, input.address, deps.rediscoveryTimeoutMs, signal))) {
+      throw new DeviceNotFoundError(
+        `${input.address} is not known on ${input.adapter} and was not discovered within ` +
+          `rediscoveryTimeoutMs (${deps.rediscoveryTimeoutMs} ms)`,
+        { adapter: input.adapter, device: input.address },
+      );
+    }
+  };
+
   const connectWithDeadline = async (input: ConnectInput, signal: AbortSignal): Promise<void> => {
     const startedAt = performance.now();
     // Bounded by rediscoveryTimeoutMs: an adapter that cannot hear the device should hand over to
@@ -293,47 +331,32 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
   };
 
   const validateWithLateGattRetry = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<void> => {
+    // Late GATT (Telink-style chips export services 2–10 s after ServicesResolved; a Service
+    // Changed removes objects one by one before the new ones appear) is a TIME budget: the sum of
+    // lateGattDelaysMs. Within it, re-validate as soon as the GATT tree has settled after a change
+    // (waitGattSettled), and at the end of each delay even without a change; never count changes.
+    const started = performance.now();
+    let elapsed = 0;
+    const checkpoints = deps.lateGattDelaysMs.map((d) => started + (elapsed += d));
+    const budgetEnd = started + elapsed;
     let reason = await validateOnce(deps, input, signal);
-    let waitedMs = 0;
-    for (const delay of deps.lateGattDelaysMs) {
-      if (reason === null) return;
-      const device = bluez.device(input.adapter, input.address);
-      if (!device?.connected) {
+    while (reason !== null && performance.now() < budgetEnd) {
+      const now = performance.now();
+      const untilMs = checkpoints.find((t) => t > now) ?? budgetEnd;
+      const outcome = await waitGattSettled(bluez, input.adapter, input.address, { untilMs, signal });
+      if (outcome === 'disconnected') {
         throw new NotConnectedError(
           `the link to ${input.address} on ${input.adapter} dropped during validation`,
-          {
-            adapter: input.adapter,
-            device: input.address,
-          },
+          { adapter: input.adapter, device: input.address },
         );
       }
-      // Telink-style chips export their services 2–10 s after ServicesResolved: wait for the
-      // GATT tree to change (early return), at most `delay`.
-      const before = JSON.stringify(
-        bluez.gattServices(input.adapter, input.address).map((s) => [s.uuid, s.characteristics.length]),
-      );
-      const t0 = performance.now();
-      await bluez.mirror
-        .waitFor(
-          (m) => {
-            const d = m.device(input.adapter, input.address);
-            if (!d?.connected) return true;
-            const now = JSON.stringify(
-              bluez.gattServices(input.adapter, input.address).map((s) => [s.uuid, s.characteristics.length]),
-            );
-            return now !== before;
-          },
-          { timeoutMs: delay, signal, description: `GATT change on ${input.address}` },
-        )
-        .catch(ignoreUnlessAbort);
-      waitedMs += performance.now() - t0;
       reason = await validateOnce(deps, input, signal);
     }
     if (reason === null) return;
     throw new ValidationError(
       `${input.address} on ${input.adapter} failed validation: ${reason}` +
         (deps.lateGattDelaysMs.length > 0
-          ? ` (also after waiting ${Math.round(waitedMs)} ms for late GATT services)`
+          ? ` (also after waiting ${Math.round(performance.now() - started)} ms for late GATT services)`
           : ''),
       { adapter: input.adapter, device: input.address },
     );
@@ -387,6 +410,7 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     cancelStalePendingConnect,
     clearDeviceCache,
     clearPhantom,
+    findDevice,
     connectWithDeadline,
     validateWithLateGattRetry,
     verifiedDisconnect,
@@ -423,6 +447,7 @@ export function connectionActorImplementations(
       clearPhantom: fromPromise<ClearPhantomOutput, DeviceOnAdapter>(({ input, signal }) =>
         fns.clearPhantom(input, signal),
       ),
+      findDevice: fromPromise<void, DeviceOnAdapter>(({ input, signal }) => fns.findDevice(input, signal)),
       connectWithDeadline: fromPromise<void, ConnectInput>(({ input, signal }) =>
         fns.connectWithDeadline(input, signal),
       ),

@@ -2,7 +2,7 @@
  * `openBluez`: the one door to BlueZ. Wires the shared bus, the mirror and the operations.
  */
 import * as adapterOps from './adapter.js';
-import { acquireBus, defaultBusAddress, type SharedBus } from './bus.js';
+import { acquireBus, defaultBusAddress, validateAuthMethods, type SharedBus } from './bus.js';
 import { probeBusAddress } from './bus-probe.js';
 import type {
   BluezClient,
@@ -61,12 +61,14 @@ export async function openBluez(options: OpenBluezOptions = {}): Promise<BluezCl
   ) {
     throw new TypeError('busAddress must be a non-empty D-Bus address string');
   }
+  const authMethods =
+    options.authMethods === undefined ? undefined : validateAuthMethods(options.authMethods);
   signal?.throwIfAborted();
   const address = options.busAddress ?? defaultBusAddress();
   // A missing, refused or forbidden socket is reported now, naming the errno and the path, not
   // retried until openTimeoutMs. acquireBus validates the address format before anything is opened.
   await probeBusAddress(address, { timeoutMs: Math.min(openTimeoutMs, PROBE_TIMEOUT_MS), signal });
-  const bus = acquireBus(address);
+  const bus = acquireBus(address, authMethods);
   let mirror: BluezMirror | undefined;
   try {
     await bus.ready({ timeoutMs: openTimeoutMs, signal });

@@ -109,6 +109,56 @@ export class RealBluezTarget implements ConformanceTarget {
     await this.vm.control.command('power hci1 off');
   }
 
+  /** Powers an adapter on again underneath bluetoothd (after {@link powerOff} or {@link linkLoss}). */
+  async powerOn(adapter: 'hci0' | 'hci1'): Promise<void> {
+    await this.vm.control.command(`power ${adapter} on`);
+  }
+
+  /**
+   * The peripheral is back after {@link linkLoss}: hci1 powered again and the advertisement
+   * registered afresh (whatever bluetoothd kept of it across the power cycle).
+   * Resolves when the advertisement is registered again.
+   */
+  async peripheralBack(): Promise<void> {
+    await this.powerOn('hci1');
+    const peripheral = this.requirePeripheral();
+    await peripheral.stopAdvertising();
+    await peripheral.startAdvertising();
+  }
+
+  /**
+   * bluetoothd forgot the peripheral's GATT application and advertisement when it restarted:
+   * registers both again on the new bluetoothd. Resolves when it advertises again.
+   */
+  async reRegisterPeripheral(): Promise<void> {
+    await this.withRadioPaused(async () => {
+      const peripheral = this.requirePeripheral();
+      // The radio helper may have re-registered the advertisement on the new bluetoothd already
+      // (it re-advertises while hci0 discovers): withdraw it first, or RegisterAdvertisement
+      // answers "Already Exists". On the old bluetoothd's registration this fails quietly.
+      await peripheral.stopAdvertising();
+      peripheral.forgetRegistrations();
+      await peripheral.register({ advertise: true });
+    });
+  }
+
+  /** Runs `step` with the radio helper idle (no re-advertise interleaves with it). */
+  private async withRadioPaused(step: () => Promise<void>): Promise<void> {
+    const wasPaused = this.radioPaused;
+    this.radioPaused = true;
+    while (this.radioBusy) await new Promise((r) => setTimeout(r, 50));
+    try {
+      await step();
+    } finally {
+      this.radioPaused = wasPaused;
+    }
+  }
+
+  /** Runs a diagnostic shell command in the guest (e.g. `btmgmt -i hci0 con`); its output lines. */
+  async guestCommand(command: string): Promise<string[]> {
+    return this.vm.control.command(`run ${command}`);
+  }
+
   async stopAdvertising(): Promise<void> {
     await this.requirePeripheral().stopAdvertising();
   }
@@ -129,7 +179,7 @@ export class RealBluezTarget implements ConformanceTarget {
   }
 
   async restartBluetoothd(): Promise<void> {
-    await this.vm.control.command('restart-bluetoothd');
+    await this.withRadioPaused(() => this.vm.control.command('restart-bluetoothd').then(() => undefined));
   }
 
   async peripheralRwValue(): Promise<number[]> {
