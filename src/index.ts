@@ -150,3 +150,28 @@ export type {
 export type { ConnectionReport } from './machines/connection-contracts.js';
 export type { PoolChildState } from './machines/adapter-pool-logic.js';
 export type { AttemptFailureClass } from './bluez/errors.js';
+
+// Notification watchdog, keep-alive and stall guard (issue 10): the watchdog machine the connection
+// actor invokes in `connected`, the standalone watchdog for a device the caller holds, the options.
+export { watchdogMachine } from './machines/watchdog.js';
+export type {
+  WatchdogContext,
+  WatchdogEmitted,
+  WatchdogInput,
+  WatchdogProbe,
+  ZombieEvent,
+  ZombieReport,
+} from './machines/watchdog.js';
+export { ConnectionWatchdog } from './connection/connection-watchdog.js';
+export type {
+  ConnectionWatchdogEvents,
+  ConnectionWatchdogOptions,
+  WatchedDevice,
+} from './connection/connection-watchdog.js';
+export { WATCHDOG_PRESETS } from './machines/profiles.js';
+export type { WatchdogPresetName } from './machines/profiles.js';
+export { DEFAULT_STALL_GUARD_MS } from './connection/watchdog-options.js';
+export type { WatchdogConfig, WatchdogOptions, ZombieAction } from './connection/watchdog-options.js';
+export type { ConnectionClosed } from './connection/establish.js';
+export { StalledError } from './bluez/errors.js';
+export type { StallGuardAction } from './bluez/errors.js';

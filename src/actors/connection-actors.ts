@@ -33,6 +33,7 @@ import type {
 } from '../machines/connection-contracts.js';
 import { gattNotEmpty, type Validator } from '../connection/validators.js';
 import { lockDevice } from './device-lock.js';
+import { providedWatchdogMachine } from './watchdog-actors.js';
 import type { LeaseBook } from './lease-book.js';
 
 /** What the actors need. */
@@ -436,6 +437,7 @@ export function connectionActorImplementations(
       watchLink: fromPromise<LinkLossOutput, DeviceOnAdapter>(({ input, signal }) =>
         fns.watchLink(input, signal),
       ),
+      notificationWatchdog: providedWatchdogMachine(deps.bluez),
     },
     actions: {
       releaseDeviceLock: (_: unknown, params: { lease: string | null }) => {

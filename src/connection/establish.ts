@@ -114,6 +114,8 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
       escalation: resolved.escalation,
       ledger: resolved.policy?.snapshot(),
       backoffMs: resolved.backoffMs,
+      watchdog: resolved.watchdog,
+      keepAlive: resolved.keepAlive,
     },
     inspect: options.inspect,
   });
@@ -139,6 +141,12 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
         adapter: e.adapter,
         action: e.action,
       }),
+    ),
+    actor.on('zombie', (e) =>
+      logger.warn?.(
+        `zombie link on ${e.adapter}: Connected but no data for ${e.silenceMs} ms (timeout ${e.timeoutMs} ms); ${e.action}`,
+        { ...fields, adapter: e.adapter, silenceMs: e.silenceMs, action: e.action },
+      ),
     ),
     actor.on('link-lost', (e) =>
       logger.warn?.(`link lost on ${e.adapter}: ${e.reason}`, { ...fields, adapter: e.adapter }),
@@ -204,12 +212,37 @@ export interface AttemptReport {
   readonly cause: ConnectionAttempt['cause'];
 }
 
+/** How and why a managed connection ended for good ({@link ManagedConnection.closed}). */
+export interface ConnectionClosed {
+  /**
+   * `disconnected`: `disconnect()` was called; `link-lost` / `zombie`: the link ended and keep-alive
+   * is off (or the zombie action is `disconnect`); `gave-up`: keep-alive ran out of attempts
+   * (`error` lists them) or a reconnect was cancelled; `stopped`: the actor was stopped directly.
+   */
+  readonly reason: 'disconnected' | 'link-lost' | 'zombie' | 'gave-up' | 'stopped';
+  /** The final error for `gave-up`, else null. */
+  readonly error: Error | null;
+  /** The attempts of the last run (a link-end record, number 0, first when it was a reconnect run). */
+  readonly attempts: readonly ConnectionAttempt[];
+}
+
 /** A connected, validated device. */
 export interface ManagedConnection {
   /** Device address (upper-case). */
   readonly address: string;
-  /** Adapter the connection runs on. */
+  /** Adapter the connection runs on now (a keep-alive reconnect may move it). */
   readonly adapter: string;
+  /**
+   * Resolves (never rejects) when the library has given up on this connection: after
+   * `disconnect()`, after a link loss or a zombie without keep-alive, or when keep-alive ran out of
+   * attempts.
+   */
+  readonly closed: Promise<ConnectionClosed>;
+  /**
+   * Tells the watchdog that data arrived by a path it does not see (a polled read, an AcquireNotify
+   * fd). Notifications through BlueZ are seen without it.
+   */
+  notifyActivity(): void;
   /** Every attempt it took, with cause, adapter and duration. */
   readonly attempts: readonly AttemptReport[];
   /** node-ble's Device on our shared bus (don't call its connect/disconnect; use `disconnect()`). */
@@ -303,9 +336,27 @@ export async function establishConnection(options: EstablishOptions): Promise<Ma
     const gatt = await withDeadline(device.gatt(), deadline, 'node-ble gatt()');
     const running = actor;
     let disconnecting: Promise<void> | undefined;
+    let requested = false;
+    const closed = waitForActor(running, (s) => s.status !== 'active' || s.value === 'idle').then(
+      (s): ConnectionClosed => {
+        const attempts = s.context.attempts;
+        if (s.status === 'done') return { reason: 'gave-up', error: s.output.error, attempts };
+        if (requested) return { reason: 'disconnected', error: null, attempts };
+        if (s.status !== 'active')
+          return { reason: 'stopped', error: s.error instanceof Error ? s.error : null, attempts };
+        const zombie = attempts[attempts.length - 1]?.cause?.class === 'zombie';
+        return { reason: zombie ? 'zombie' : 'link-lost', error: null, attempts };
+      },
+    );
     return {
       address: snapshot.context.address,
-      adapter,
+      get adapter() {
+        return running.getSnapshot().context.adapter;
+      },
+      closed,
+      notifyActivity() {
+        running.send({ type: 'ACTIVITY' });
+      },
       attempts: snapshot.context.attempts.map((a) => ({
         number: a.number,
         adapter: a.adapter,
@@ -319,9 +370,15 @@ export async function establishConnection(options: EstablishOptions): Promise<Ma
       bluez,
       disconnect() {
         disconnecting ??= (async () => {
+          requested = true;
           try {
             if (running.getSnapshot().value === 'connected') {
               running.send({ type: 'DISCONNECT' });
+              await waitForActor(running, (s) => s.status !== 'active' || s.value === 'idle');
+            } else if (establishing(running.getSnapshot())) {
+              // A keep-alive reconnect is running: cancel it through the machine, which tears down
+              // a pending connect on the adapter in use.
+              running.send({ type: 'CANCEL', reason: 'aborted' });
               await waitForActor(running, (s) => s.status !== 'active' || s.value === 'idle');
             }
           } finally {

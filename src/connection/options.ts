@@ -10,6 +10,14 @@ import type { EscalationConfig } from '../machines/escalation.js';
 import { EscalationPolicy, resolveEscalationConfig } from '../machines/escalation-policy.js';
 import type { EscalationProfileName } from '../machines/profiles.js';
 import type { Validator } from './validators.js';
+import type { WatchdogConfig } from '../machines/connection-contracts.js';
+import type { WatchdogPresetName } from '../machines/profiles.js';
+import {
+  resolveKeepAlive,
+  resolveStallGuardMs,
+  resolveWatchdog,
+  type WatchdogOptions,
+} from './watchdog-options.js';
 
 /** Where log lines go. Every method is optional; the default logger is silent. */
 export interface ConnectionLogger {
@@ -67,6 +75,22 @@ export interface ConnectionOptions {
   logger?: ConnectionLogger;
   /** XState inspection callback (e.g. `createStateTrail().inspect` or the Stately inspector's). */
   inspect?: (event: InspectionEvent) => void;
+  /**
+   * The notification watchdog: a zombie link (Connected, but no data for `timeoutMs`) is reported
+   * and, by default, disconnected and reconnected. A preset (`battery` 30 s, `sensor` 180 s) or
+   * `{ timeoutMs, probe?, probeTimeoutMs?, action? }`. Default: off (there is no default timeout).
+   */
+  watchdog?: WatchdogPresetName | WatchdogOptions;
+  /**
+   * Reconnect after a link loss or a zombie, with the failure class's backoff, until the attempts
+   * of a run are exhausted (then `closed` says so). Default false: a lost link ends in `idle`.
+   */
+  keepAlive?: boolean;
+  /**
+   * The stall guard: a worker thread that cancels a pending Connect out of band when this process's
+   * event loop is blocked for this long (ms; `true` = 45 000). Default: off.
+   */
+  stallGuardMs?: number | boolean;
 }
 
 /** Options of `createConnectionActor`: a BluezClient is required (the caller owns it). */
@@ -101,6 +125,9 @@ export interface ResolvedOptions {
   readonly backoffMs: Partial<Record<FailureClass, number>>;
   readonly slotsPerAdapter: number;
   readonly logger: ConnectionLogger;
+  readonly watchdog: WatchdogConfig | null;
+  readonly keepAlive: boolean;
+  readonly stallGuardMs: number | null;
 }
 
 /** SPEC §6 defaults. */
@@ -206,5 +233,8 @@ export function resolveOptions(options: ConnectionOptions): ResolvedOptions {
       'slotsPerAdapter',
     ),
     logger: options.logger ?? {},
+    watchdog: resolveWatchdog(options.watchdog),
+    keepAlive: resolveKeepAlive(options.keepAlive),
+    stallGuardMs: resolveStallGuardMs(options.stallGuardMs),
   };
 }
