@@ -175,3 +175,8 @@ export type { WatchdogConfig, WatchdogOptions, ZombieAction } from './connection
 export type { ConnectionClosed } from './connection/establish.js';
 export { StalledError } from './bluez/errors.js';
 export type { StallGuardAction } from './bluez/errors.js';
+export { stallGuardOf } from './connection/establish.js';
+export { StallGuard } from './stall-guard/stall-guard.js';
+export type { EventLoopDelay, StallGuardOptions, StallReport } from './stall-guard/stall-guard.js';
+export { stallGuardLocks } from './stall-guard/lock-hook.js';
+export type { HeldLockHandle, StallGuardLockHook } from './stall-guard/lock-hook.js';

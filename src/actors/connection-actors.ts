@@ -13,8 +13,10 @@ import {
   DeviceNotFoundError,
   NotConnectedError,
   OutOfSlotsError,
+  StalledError,
   ValidationError,
   classifyError,
+  type StallGuardAction,
   isAbortError,
 } from '../bluez/errors.js';
 import type { EscalationPolicy, LedgerChange } from '../machines/escalation-policy.js';
@@ -59,6 +61,13 @@ export interface ConnectionActorDeps {
    * retrying on a saturated controller. Undefined (or no function): aborts stay aborts.
    */
   readonly slotLimit?: (adapter: string) => number | undefined;
+  /**
+   * The stall guard (stallGuardMs): told of every pending Connect; when it cancelled one while the
+   * event loop was blocked, the attempt fails as a {@link StalledError} (class `stalled`).
+   */
+  readonly stallGuard?: {
+    connectPending(adapter: string, address: string): () => StallGuardAction | undefined;
+  };
 }
 
 function ignoreUnlessAbort(err: unknown): void {
@@ -266,13 +275,23 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     // The machine's `attemptDeadline` ends the attempt; the call's own deadline is only a backstop
     // a little later, so that the machine (which tears the pending connect down) wins the race.
     const backstopMs = Math.max(1, input.timeoutMs - (performance.now() - startedAt)) + 1000;
+    const settled = deps.stallGuard?.connectPending(input.adapter, input.address);
     try {
       await bluez.connect(input.adapter, input.address, {
         waitServicesResolved: true,
         timeoutMs: backstopMs,
         signal,
       });
+      // The guard cancelled it although it came up: the link is being torn down out of band.
+      const stall = settled?.();
+      if (stall !== undefined) throw new StalledError(input.adapter, input.address, stall);
     } catch (err) {
+      if (err instanceof StalledError) throw err;
+      const stall = settled?.();
+      if (stall !== undefined) {
+        await waitLinkDown(bluez, input, deps.disconnectTimeoutMs, signal);
+        throw new StalledError(input.adapter, input.address, stall);
+      }
       if (err instanceof BluezError && err.errorClass === 'aborted') {
         await waitLinkDown(bluez, input, deps.disconnectTimeoutMs, signal);
         const limit = deps.slotLimit?.(input.adapter);

@@ -12,6 +12,7 @@ import { connectionActorImplementations } from '../actors/connection-actors.js';
 import { adaptersByKnowledge, locateDevice } from '../actors/locate-device.js';
 import { LeaseBook } from '../actors/lease-book.js';
 import { connectionMachine } from '../machines/connection.js';
+import { StallGuard, type EventLoopDelay } from '../stall-guard/stall-guard.js';
 import type { ConnectionAttempt } from '../machines/connection-contracts.js';
 import { topLevelState } from '../machines/state-trail.js';
 import {
@@ -93,6 +94,27 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
   }
   const adapters = chooseAdapters(bluez, resolved);
   const leases = new LeaseBook();
+  const { logger, signal } = resolved;
+  const fields = { address: resolved.address };
+  // Started only when enabled; stopped with the actor (cleanup below).
+  const stallGuard =
+    resolved.stallGuardMs === null
+      ? undefined
+      : StallGuard.start({
+          busAddress: bluez.busAddress,
+          stallGuardMs: resolved.stallGuardMs,
+          disconnectTimeoutMs: resolved.disconnectTimeoutMs,
+          onError: (error) =>
+            logger.error?.(
+              `the stall guard's worker failed; connects are not guarded: ${error.message}`,
+              fields,
+            ),
+          onStall: (stall) =>
+            logger.warn?.(
+              `event loop blocked for ${stall.stalledMs} ms while connecting on ${stall.adapter}: the stall guard sent Disconnect (${stall.disconnect}) and released ${stall.locksReleased} slot lock(s)`,
+              { ...fields, adapter: stall.adapter, stalledMs: stall.stalledMs },
+            ),
+        });
   const implementations = connectionActorImplementations({
     bluez,
     validate: resolved.validate,
@@ -102,6 +124,7 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
     leases,
     policy: resolved.policy,
     slotLimit: () => resolved.slotsPerAdapter,
+    stallGuard,
   });
   const machine = connectionMachine.provide(implementations as never);
   const actor: ConnectionActor = createActor(machine, {
@@ -120,8 +143,6 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
     inspect: options.inspect,
   });
 
-  const { logger, signal } = resolved;
-  const fields = { address: resolved.address };
   const offs = [
     actor.on('lock-degraded', (e) =>
       logger.warn?.(`device lock not taken in time on ${e.adapter}; going on unlocked`, {
@@ -172,6 +193,7 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
     for (const off of offs) off.unsubscribe();
     // Whatever state the actor was stopped in, no lock outlives it.
     leases.releaseAll();
+    void stallGuard?.close();
   };
   actor.subscribe({
     next(snapshot) {
@@ -198,8 +220,19 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
     error: cleanup,
     complete: cleanup,
   });
+  if (stallGuard !== undefined) stallGuards.set(actor, stallGuard);
   actor.start();
   return actor;
+}
+
+const stallGuards = new WeakMap<ConnectionActor, StallGuard>();
+
+/**
+ * The stall guard of an actor made with `stallGuardMs` (undefined otherwise): its event-loop delay
+ * figures, and `close()`, which resolves once its worker has exited (stopping the actor starts that).
+ */
+export function stallGuardOf(actor: ConnectionActor): StallGuard | undefined {
+  return stallGuards.get(actor);
 }
 
 /** One attempt as reported on a {@link ManagedConnection}. */
@@ -243,6 +276,11 @@ export interface ManagedConnection {
    * fd). Notifications through BlueZ are seen without it.
    */
   notifyActivity(): void;
+  /**
+   * The event loop's delay (perf_hooks.monitorEventLoopDelay) and the stalls the guard handled, when
+   * `stallGuardMs` is on; null otherwise.
+   */
+  eventLoopDelay(): EventLoopDelay | null;
   /** Every attempt it took, with cause, adapter and duration. */
   readonly attempts: readonly AttemptReport[];
   /** node-ble's Device on our shared bus (don't call its connect/disconnect; use `disconnect()`). */
@@ -357,6 +395,9 @@ export async function establishConnection(options: EstablishOptions): Promise<Ma
       notifyActivity() {
         running.send({ type: 'ACTIVITY' });
       },
+      eventLoopDelay() {
+        return stallGuardOf(running)?.eventLoopDelay() ?? null;
+      },
       attempts: snapshot.context.attempts.map((a) => ({
         number: a.number,
         adapter: a.adapter,
@@ -383,6 +424,8 @@ export async function establishConnection(options: EstablishOptions): Promise<Ma
             }
           } finally {
             running.stop();
+            // No worker, timer or bus connection of the stall guard outlives the connection.
+            await stallGuardOf(running)?.close();
             if (ownBluez) await bluez.close();
           }
         })();
@@ -397,6 +440,7 @@ export async function establishConnection(options: EstablishOptions): Promise<Ma
         await waitForActor(actor, (s) => s.status !== 'active' || s.value === 'idle');
       }
       actor.stop();
+      await stallGuardOf(actor)?.close();
     }
     if (ownBluez) await bluez.close().catch(() => {});
     throw err;
