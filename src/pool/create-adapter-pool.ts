@@ -327,6 +327,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
         closeInactiveConnections: resolved.closeInactiveConnections,
         escalation: resolved.escalation,
         backoffMs: resolved.backoffMs,
+        watchdog: resolved.watchdog,
       },
     });
     const child = childOf(mac);

@@ -350,3 +350,41 @@ describe('standalone ConnectionWatchdog for a device the caller holds (node-ble)
     expect(() => new ConnectionWatchdog({ timeoutMs: 100, device, probe: 'battery' })).toThrow(/probe/);
   });
 });
+
+describe('watchdog in a pooled connection', () => {
+  it('a pooled zombie on hci1 is disconnected on hci1 and the pool reconnects it', async () => {
+    const { startPoolWorld } = await import('../pool/sim-harness.js');
+    const pw = await startPoolWorld({
+      adapters: [{ name: 'hci0' }, { name: 'hci1' }],
+      devices: [notifyingBms(['hci1'])],
+    });
+    cleanups.push(() => pw.stop());
+    const child = pw.pool.connect(DEVICE, { watchdog: { timeoutMs: 300 } });
+    await pw.pool.connected(DEVICE);
+    const zombies: unknown[] = [];
+    const sub = child.on('zombie', (e: unknown) => zombies.push(e));
+    cleanups.push(() => sub.unsubscribe());
+    const adapter = (child.getSnapshot() as { context: { adapter: string } }).context.adapter;
+    expect(adapter).toBe('hci1');
+    const path = pw.bluez
+      .gattServices('hci1', DEVICE)
+      .flatMap((s) => s.characteristics)
+      .find((c) => c.uuid === BATTERY_LEVEL)!.path;
+    const notifications = await pw.bluez.startNotify(path, () => {}, { timeoutMs: 2000 });
+    cleanups.push(() => notifications.stop({ timeoutMs: 1000 }).catch(() => {}));
+    pw.env.sim.clearCalls();
+    const fault = pw.env.sim.inject({ kind: 'zombie', target: { device: DEVICE, adapter: 'hci1' } });
+    await eventually('zombie in the pool child', () => zombies.length > 0, 5000);
+    fault.clear();
+    await eventually(
+      'reconnected by the pool',
+      () =>
+        pw.env.sim.calls.some((c) => c.member === 'Connect') &&
+        (pw.pool.snapshot().devices.find((d) => d.address === DEVICE)?.status ?? '') === 'connected',
+      10_000,
+    );
+    const device = pw.env.sim.calls.filter((c) => c.interface === 'org.bluez.Device1').map((c) => c.path);
+    expect(device[0]).toBe('/org/bluez/hci1/dev_AA_BB_CC_DD_EE_01'); // the Disconnect, on hci1
+    expect(pw.env.sim.calls.find((c) => c.interface === 'org.bluez.Device1')?.member).toBe('Disconnect');
+  });
+});
