@@ -182,7 +182,7 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
     // Stands in for "validation failed" when the link was adopted, not made by a Connect we could fault.
     validate: () => !failValidation,
   };
-  // A backoff that the path leaves through an event (CANCEL, QUEUED_FOR_SLOT, ADAPTER_ASSIGNED) is
+  // A backoff that the path leaves through an event (CANCEL, QUEUED_FOR_SLOT) is
   // held until that event arrives: with the model's 20 ms backoffs the driver's own work between two
   // steps (e.g. restoring the bus after a hung disconnect) would otherwise outlast it.
   let holdBackoff = false;
@@ -210,10 +210,13 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
       const step = path.steps[i]!;
       const event = step.event as AnyEventObject;
       const next = path.steps[i + 1]?.event as AnyEventObject | undefined;
+      // The event that leaves this backoff (ADAPTER_ASSIGNED in backoff only adopts the adapter).
+      const leaving = path.steps.slice(i + 1).find((s) => !s.state.matches('backoff'))?.event as
+        AnyEventObject | undefined;
       holdBackoff =
         step.state.matches('backoff') &&
-        next !== undefined &&
-        !next.type.startsWith('xstate.after.backoffForErrorClass');
+        leaving !== undefined &&
+        !leaving.type.startsWith('xstate.after.backoffForErrorClass');
       const actorEvent = /^xstate\.(done|error)\.actor\.(.+)$/.exec(event.type);
       let restore: (() => Promise<void>) | undefined;
       if (event.type === 'xstate.done.actor.watchLink') {
