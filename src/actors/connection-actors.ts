@@ -36,6 +36,7 @@ import type {
 import { gattNotEmpty, type Validator } from '../connection/validators.js';
 import { lockDevice } from './device-lock.js';
 import { providedWatchdogMachine } from './watchdog-actors.js';
+import { waitGattSettled } from './gatt-settle.js';
 import type { LeaseBook } from './lease-book.js';
 
 /** What the actors need. */
@@ -43,7 +44,10 @@ export interface ConnectionActorDeps {
   readonly bluez: BluezClient;
   /** The caller's validator, run after the built-in GATT-not-empty check. */
   readonly validate?: Validator;
-  /** Late-GATT re-check delays (SPEC §6: 2 000, 4 000, 8 000). */
+  /**
+   * Late-GATT re-check delays (2 000, 4 000, 8 000 by default): their sum is the time budget for a
+   * validation that fails right after connect; re-checks also follow each settled GATT change.
+   */
   readonly lateGattDelaysMs: readonly number[];
   /** Bound of each disconnect step (SPEC §6: 5 000). */
   readonly disconnectTimeoutMs: number;
@@ -258,6 +262,16 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     };
   };
 
+  const findDevice = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<void> => {
+    if (!(await rediscover(bluez, input.adapter, input.address, deps.rediscoveryTimeoutMs, signal))) {
+      throw new DeviceNotFoundError(
+        `${input.address} is not known on ${input.adapter} and was not discovered within ` +
+          `rediscoveryTimeoutMs (${deps.rediscoveryTimeoutMs} ms)`,
+        { adapter: input.adapter, device: input.address },
+      );
+    }
+  };
+
   const connectWithDeadline = async (input: ConnectInput, signal: AbortSignal): Promise<void> => {
     const startedAt = performance.now();
     // Bounded by rediscoveryTimeoutMs: an adapter that cannot hear the device should hand over to
@@ -313,47 +327,32 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
   };
 
   const validateWithLateGattRetry = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<void> => {
+    // Late GATT (Telink-style chips export services 2–10 s after ServicesResolved; a Service
+    // Changed removes objects one by one before the new ones appear) is a TIME budget: the sum of
+    // lateGattDelaysMs. Within it, re-validate as soon as the GATT tree has settled after a change
+    // (waitGattSettled), and at the end of each delay even without a change; never count changes.
+    const started = performance.now();
+    let elapsed = 0;
+    const checkpoints = deps.lateGattDelaysMs.map((d) => started + (elapsed += d));
+    const budgetEnd = started + elapsed;
     let reason = await validateOnce(deps, input, signal);
-    let waitedMs = 0;
-    for (const delay of deps.lateGattDelaysMs) {
-      if (reason === null) return;
-      const device = bluez.device(input.adapter, input.address);
-      if (!device?.connected) {
+    while (reason !== null && performance.now() < budgetEnd) {
+      const now = performance.now();
+      const untilMs = checkpoints.find((t) => t > now) ?? budgetEnd;
+      const outcome = await waitGattSettled(bluez, input.adapter, input.address, { untilMs, signal });
+      if (outcome === 'disconnected') {
         throw new NotConnectedError(
           `the link to ${input.address} on ${input.adapter} dropped during validation`,
-          {
-            adapter: input.adapter,
-            device: input.address,
-          },
+          { adapter: input.adapter, device: input.address },
         );
       }
-      // Telink-style chips export their services 2–10 s after ServicesResolved: wait for the
-      // GATT tree to change (early return), at most `delay`.
-      const before = JSON.stringify(
-        bluez.gattServices(input.adapter, input.address).map((s) => [s.uuid, s.characteristics.length]),
-      );
-      const t0 = performance.now();
-      await bluez.mirror
-        .waitFor(
-          (m) => {
-            const d = m.device(input.adapter, input.address);
-            if (!d?.connected) return true;
-            const now = JSON.stringify(
-              bluez.gattServices(input.adapter, input.address).map((s) => [s.uuid, s.characteristics.length]),
-            );
-            return now !== before;
-          },
-          { timeoutMs: delay, signal, description: `GATT change on ${input.address}` },
-        )
-        .catch(ignoreUnlessAbort);
-      waitedMs += performance.now() - t0;
       reason = await validateOnce(deps, input, signal);
     }
     if (reason === null) return;
     throw new ValidationError(
       `${input.address} on ${input.adapter} failed validation: ${reason}` +
         (deps.lateGattDelaysMs.length > 0
-          ? ` (also after waiting ${Math.round(waitedMs)} ms for late GATT services)`
+          ? ` (also after waiting ${Math.round(performance.now() - started)} ms for late GATT services)`
           : ''),
       { adapter: input.adapter, device: input.address },
     );
@@ -407,6 +406,7 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     cancelStalePendingConnect,
     clearDeviceCache,
     clearPhantom,
+    findDevice,
     connectWithDeadline,
     validateWithLateGattRetry,
     verifiedDisconnect,
@@ -443,6 +443,7 @@ export function connectionActorImplementations(
       clearPhantom: fromPromise<ClearPhantomOutput, DeviceOnAdapter>(({ input, signal }) =>
         fns.clearPhantom(input, signal),
       ),
+      findDevice: fromPromise<void, DeviceOnAdapter>(({ input, signal }) => fns.findDevice(input, signal)),
       connectWithDeadline: fromPromise<void, ConnectInput>(({ input, signal }) =>
         fns.connectWithDeadline(input, signal),
       ),
