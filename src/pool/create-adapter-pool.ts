@@ -9,6 +9,7 @@ import type { BluezClient } from '../bluez/client-types.js';
 import { BluezError, isAbortError } from '../bluez/errors.js';
 import { validateMac } from '../bluez/validate.js';
 import { connectionActorImplementations } from '../actors/connection-actors.js';
+import { StallGuard } from '../stall-guard/stall-guard.js';
 import { LeaseBook } from '../actors/lease-book.js';
 import { ResetLadder, resetLadderActor, type ResetLadderOptions } from '../actors/reset-ladder.js';
 import { ladderBluezPort } from '../actors/reset-ladder-ports.js';
@@ -37,6 +38,7 @@ export type PoolConnectOptions = Omit<
   | 'disconnectTimeoutMs'
   | 'rediscoveryTimeoutMs'
   | 'slotsPerAdapter'
+  | 'stallGuardMs'
 > & {
   /** Reconnect after a link loss (default true). */
   keepAlive?: boolean;
@@ -52,7 +54,11 @@ export interface AdapterPoolOptions {
   strategy?: AdapterStrategy;
   /** Defaults of every device's connection (overridable per `connect`). */
   defaults?: PoolConnectOptions &
-    Pick<ConnectionOptions, 'lateGattDelaysMs' | 'disconnectTimeoutMs' | 'rediscoveryTimeoutMs'>;
+    Pick<
+      ConnectionOptions,
+      // stallGuardMs: one stall guard (worker thread) for the whole pool.
+      'lateGattDelaysMs' | 'disconnectTimeoutMs' | 'rediscoveryTimeoutMs' | 'stallGuardMs'
+    >;
   /**
    * The recovery ladder run by a child's `resetting` state (SPEC §4). Without it, `reset` escalation
    * power-cycles the adapter through D-Bus only.
@@ -187,8 +193,24 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
   const ref: { pool?: Actor<typeof adapterPoolMachine> } = {};
   let closed = false;
 
+  // One stall guard for every child of the pool (defaults.stallGuardMs), only when enabled.
+  const stallGuard =
+    poolDefaults.stallGuardMs === null
+      ? undefined
+      : StallGuard.start({
+          busAddress: bluez.busAddress,
+          stallGuardMs: poolDefaults.stallGuardMs,
+          disconnectTimeoutMs: poolDefaults.disconnectTimeoutMs,
+          onError: (error) => logger.error?.(`the stall guard's worker failed: ${error.message}`),
+          onStall: (stall) =>
+            logger.warn?.(
+              `event loop blocked for ${stall.stalledMs} ms while connecting on ${stall.adapter}: the stall guard sent Disconnect (${stall.disconnect})`,
+              { address: stall.address, adapter: stall.adapter, stalledMs: stall.stalledMs },
+            ),
+        });
   const implementations = connectionActorImplementations({
     bluez,
+    stallGuard,
     validate: (context) => {
       const own = validators.get(context.address);
       return own === undefined ? true : own(context);
@@ -431,6 +453,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
       // Children stopped in any state: no lock outlives them.
       leases.releaseAll();
       validators.clear();
+      await stallGuard?.close();
     },
     get heldLocks() {
       return leases.size;

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCliPackage, type CliPackage } from '../cli/harness.js';
 import { DEVICE, bms, eventually, simDevice, startWorld, type World } from '../connection/harness.js';
 import { createConnectionActor } from '../../src/connection/establish.js';
+import { createAdapterPool } from '../../src/pool/create-adapter-pool.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 
@@ -112,6 +113,9 @@ describe('stall guard (child process, real worker thread, private bus)', () => {
         message,
       );
     }
+    expect(() => createAdapterPool({ bluez, defaults: { stallGuardMs: 5 } })).toThrow(
+      /stallGuardMs must be >= 100/,
+    );
     expect(() => createConnectionActor({ address: DEVICE, bluez, keepAlive: 'yes' as never })).toThrow(
       /keepAlive/,
     );
