@@ -22,15 +22,18 @@ const actor = createConnectionActor({
   logger: { warn: (message) => warnings.push(message) },
 });
 const guard = stallGuardOf(actor);
-for (let i = 0; guard.workerBusName === null; i++) {
-  if (i > 500) throw new Error('the stall guard worker did not connect to the bus');
+const workerDeadline = Date.now() + 30_000; // a loaded machine starts threads slowly
+while (guard.workerBusName === null) {
+  if (Date.now() > workerDeadline) throw new Error('the stall guard worker did not connect to the bus');
   await sleep(10);
 }
 say({ type: 'names', main: bluez.uniqueName, worker: guard.workerBusName });
 
 let blocked = false;
 actor.subscribe((s) => {
-  if (s.value !== 'connecting' || blocked) return;
+  // `connecting` (or its `requesting` step, where Device1.Connect is sent).
+  const sending = s.value === 'connecting' || s.value?.connecting === 'requesting';
+  if (!sending || blocked) return;
   blocked = true;
   // Let the Connect go out, then block this thread completely.
   setTimeout(() => {
@@ -43,8 +46,9 @@ actor.subscribe((s) => {
   }, 300);
 });
 actor.send({ type: 'CONNECT' });
-for (let i = 0; actor.getSnapshot().value !== 'connected'; i++) {
-  if (i > 3000 || actor.getSnapshot().status !== 'active') {
+const connectDeadline = Date.now() + 40_000;
+while (actor.getSnapshot().value !== 'connected') {
+  if (Date.now() > connectDeadline || actor.getSnapshot().status !== 'active') {
     say({ type: 'stuck', state: actor.getSnapshot().value, attempts: actor.getSnapshot().context.attempts });
     process.exit(1);
   }

@@ -45,8 +45,13 @@ describe('stall guard (child process, real worker thread, private bus)', () => {
     try {
       await eventually(
         'block started',
-        () => lines(child.out()).some((l) => l.type === 'block-start'),
-        20_000,
+        () => {
+          if (child.child.exitCode !== null) {
+            throw new Error(`child exited ${child.child.exitCode}: ${child.out()} ${child.err()}`);
+          }
+          return lines(child.out()).some((l) => l.type === 'block-start');
+        },
+        45_000,
       );
       // Watch for the Disconnect from this (unblocked) process while the child is blocked.
       let disconnectSeenAt: number | undefined;
@@ -100,7 +105,7 @@ describe('stall guard (child process, real worker thread, private bus)', () => {
     } finally {
       if (child.child.exitCode === null) child.child.kill('SIGKILL');
     }
-  }, 60_000);
+  }, 120_000);
 
   it('bad values are rejected by field name before anything starts', () => {
     const bluez = { connect() {} } as never;
