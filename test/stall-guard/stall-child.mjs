@@ -1,7 +1,10 @@
 // A library user whose main thread blocks while a Connect is pending. Run by stall-guard.test.ts as
 // a child process inside the transpiled package; prints one JSON object per line on stdout.
 import { setTimeout } from 'node:timers';
-import { createConnectionActor, openBluez, stallGuardOf } from 'bluez-connection-manager';
+import { openSync, fstatSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createConnectionActor, openBluez, stallGuardLocks, stallGuardOf } from 'bluez-connection-manager';
 
 const [address, adapter, blockMsText] = process.argv.slice(2);
 const blockMs = Number(blockMsText);
@@ -29,6 +32,11 @@ while (guard.workerBusName === null) {
 }
 say({ type: 'names', main: bluez.uniqueName, worker: guard.workerBusName });
 
+// A slot lock as the lock module would announce it (an open fd; flock locks live on it).
+const lockFd = openSync(join(mkdtempSync(join(tmpdir(), 'stall-lock-')), 'slot-0.lock'), 'w');
+const lockIno = fstatSync(lockFd).ino;
+const lock = stallGuardLocks.held(lockFd, 'hci1 slot 0');
+
 let blocked = false;
 actor.subscribe((s) => {
   // `connecting` (or its `requesting` step, where Device1.Connect is sent).
@@ -54,6 +62,19 @@ while (actor.getSnapshot().value !== 'connected') {
   }
   await sleep(10);
 }
+let lockFdOpen = true;
+try {
+  // The number may have been reused by another file since: only our lock file counts.
+  lockFdOpen = fstatSync(lockFd).ino === lockIno;
+} catch {
+  lockFdOpen = false;
+}
+say({
+  type: 'lock',
+  releasedByGuard: lock.release() === false,
+  lockFdOpen,
+  held: stallGuardLocks.heldCount(),
+});
 say({
   type: 'connected',
   attempts: actor.getSnapshot().context.attempts.map((a) => ({

@@ -93,6 +93,15 @@ describe('stall guard (child process, real worker thread, private bus)', () => {
       ]);
       expect(connected.attempts[0]?.message).toMatch(/blocked for \d+ ms .*Disconnect: sent/);
       expect(connected.delay.stallsHandled).toBe(1);
+      // The slot lock the child announced was released by the worker (its fd closed during the
+      // block); the lock module is told not to close it again.
+      expect(out.find((l) => l.type === 'lock')).toEqual({
+        type: 'lock',
+        releasedByGuard: true,
+        lockFdOpen: false,
+        held: 0,
+      });
+      expect(connected.attempts[0]?.message).toContain('locks released: 1');
       expect(connected.delay.maxMs).toBeGreaterThanOrEqual(2900);
       expect(connected.warnings.some((w) => w.includes('the stall guard sent Disconnect (sent)'))).toBe(true);
       console.log(
