@@ -62,13 +62,14 @@ while (actor.getSnapshot().value !== 'connected') {
   }
   await sleep(10);
 }
-let lockFdOpen = true;
-try {
-  // The number may have been reused by another file since: only our lock file counts.
-  lockFdOpen = fstatSync(lockFd).ino === lockIno;
-} catch {
-  lockFdOpen = false;
-}
+// The number may have been reused by another file since: only our lock file counts.
+const lockFdOpen = (() => {
+  try {
+    return fstatSync(lockFd).ino === lockIno;
+  } catch {
+    return false;
+  }
+})();
 say({
   type: 'lock',
   releasedByGuard: lock.release() === false,
