@@ -258,8 +258,9 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
       { type: 'xstate.done.actor.watchLink', output: { reason: 'Connected=false' } },
       { type: 'xstate.error.actor.watchLink', error: new Error('the BlueZ mirror is closed') },
       { type: 'ACTIVITY' },
-      zombie,
     );
+    // Only a configured watchdog declares zombies.
+    if (snapshot.context.watchdog !== null) events.push(zombie);
   }
   if (m('disconnecting')) {
     events.push(
