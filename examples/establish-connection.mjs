@@ -27,7 +27,11 @@ const connection = await establishConnection({
   signal: controller.signal,
   // Connected is not enough: insist on the characteristic we need (read once, within the attempt).
   validate: readCharacteristic(TEMPERATURE),
-  logger: { info: (m) => console.log(`  info: ${m}`), warn: (m) => console.log(`  warn: ${m}`) },
+  // Any pino-style logger works ((fields, message)), console too.
+  logger: {
+    info: (_fields, m) => console.log(`  info: ${m}`),
+    warn: (_fields, m) => console.log(`  warn: ${m}`),
+  },
 });
 
 try {

@@ -176,8 +176,8 @@ export class ConnectionWatchdog extends TypedEmitter<ConnectionWatchdogEvents> {
   async #handle(report: ZombieReport): Promise<void> {
     const logger = this.#options.logger;
     logger?.warn?.(
+      { address: report.address, adapter: report.adapter, silenceMs: report.silenceMs },
       `zombie link on ${report.adapter}: Connected but no data for ${report.silenceMs} ms (timeout ${report.timeoutMs} ms); ${this.#action}`,
-      { address: report.address, adapter: report.adapter },
     );
     this.emit('zombie', { ...report, action: this.#action });
     if (this.#action === 'disconnect' && this.#bluez !== undefined) {
@@ -187,20 +187,18 @@ export class ConnectionWatchdog extends TypedEmitter<ConnectionWatchdogEvents> {
         });
       } catch (err) {
         logger?.error?.(
+          { address: report.address, adapter: report.adapter },
           `disconnecting the zombie link failed: ${err instanceof Error ? err.message : String(err)}`,
-          {
-            address: report.address,
-            adapter: report.adapter,
-          },
         );
       }
     }
     try {
       await this.#options.onTimeout?.(report);
     } catch (err) {
-      logger?.error?.(`onTimeout threw: ${err instanceof Error ? err.message : String(err)}`, {
-        address: report.address,
-      });
+      logger?.error?.(
+        { address: report.address },
+        `onTimeout threw: ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
   }
 

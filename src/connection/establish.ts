@@ -106,13 +106,13 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
           disconnectTimeoutMs: resolved.disconnectTimeoutMs,
           onError: (error) =>
             logger.error?.(
-              `the stall guard's worker failed; connects are not guarded: ${error.message}`,
               fields,
+              `the stall guard's worker failed; connects are not guarded: ${error.message}`,
             ),
           onStall: (stall) =>
             logger.warn?.(
-              `event loop blocked for ${stall.stalledMs} ms while connecting on ${stall.adapter}: the stall guard sent Disconnect (${stall.disconnect}) and released ${stall.locksReleased} slot lock(s)`,
               { ...fields, adapter: stall.adapter, stalledMs: stall.stalledMs },
+              `event loop blocked for ${stall.stalledMs} ms while connecting on ${stall.adapter}: the stall guard sent Disconnect (${stall.disconnect}) and released ${stall.locksReleased} slot lock(s)`,
             ),
         });
   const implementations = connectionActorImplementations({
@@ -145,32 +145,34 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
 
   const offs = [
     actor.on('lock-degraded', (e) =>
-      logger.warn?.(`device lock not taken in time on ${e.adapter}; going on unlocked`, {
-        ...fields,
-        adapter: e.adapter,
-      }),
+      logger.warn?.(
+        { ...fields, adapter: e.adapter },
+        `device lock not taken in time on ${e.adapter}; going on unlocked`,
+      ),
     ),
     actor.on('phantom-left-alone', (e) =>
       logger.warn?.(
-        `phantom connection on ${e.adapter} (Connected without ServicesResolved) left alone; set closeInactiveConnections to clear it`,
         { ...fields, adapter: e.adapter },
+        `phantom connection on ${e.adapter} (Connected without ServicesResolved) left alone; set closeInactiveConnections to clear it`,
       ),
     ),
     actor.on('escalation', (e) =>
-      logger.info?.(`escalation after ${e.failures} failure(s) on ${e.adapter}: ${e.action}`, {
-        ...fields,
-        adapter: e.adapter,
-        action: e.action,
-      }),
+      logger.info?.(
+        { ...fields, adapter: e.adapter, action: e.action, failures: e.failures },
+        `escalation after ${e.failures} failure(s) on ${e.adapter}: ${e.action}`,
+      ),
     ),
     actor.on('zombie', (e) =>
       logger.warn?.(
-        `zombie link on ${e.adapter}: Connected but no data for ${e.silenceMs} ms (timeout ${e.timeoutMs} ms); ${e.action}`,
         { ...fields, adapter: e.adapter, silenceMs: e.silenceMs, action: e.action },
+        `zombie link on ${e.adapter}: Connected but no data for ${e.silenceMs} ms (timeout ${e.timeoutMs} ms); ${e.action}`,
       ),
     ),
     actor.on('link-lost', (e) =>
-      logger.warn?.(`link lost on ${e.adapter}: ${e.reason}`, { ...fields, adapter: e.adapter }),
+      logger.warn?.(
+        { ...fields, adapter: e.adapter, reason: e.reason },
+        `link lost on ${e.adapter}: ${e.reason}`,
+      ),
     ),
   ];
 
@@ -199,10 +201,10 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
     next(snapshot) {
       const state = topLevelState(snapshot.value);
       if (state !== lastState) {
-        logger.debug?.(`${lastState || 'start'} → ${state}`, {
-          ...fields,
-          adapter: snapshot.context.adapter,
-        });
+        logger.debug?.(
+          { ...fields, adapter: snapshot.context.adapter, from: lastState || 'start', to: state },
+          `${lastState || 'start'} → ${state}`,
+        );
         lastState = state;
       }
       if (establishing(snapshot)) {

@@ -2,7 +2,7 @@
  * Options of `createConnectionActor` / `establishConnection`, their SPEC §6 defaults, and their
  * validation: bad input is a TypeError/RangeError naming the field, before any D-Bus traffic.
  */
-import type { InspectionEvent } from 'xstate';
+import type { InspectionEvent, Observer } from 'xstate';
 import type { DBusAuthMethod } from '../bluez/bus.js';
 import type { BluezClient } from '../bluez/client-types.js';
 import { validateAdapterName, validateMac, validateSignal, validateTimeoutMs } from '../bluez/validate.js';
@@ -10,6 +10,7 @@ import { DEFAULT_BACKOFF_MS, type FailureClass } from '../machines/connection-co
 import type { EscalationConfig } from '../machines/escalation.js';
 import { EscalationPolicy, resolveEscalationConfig } from '../machines/escalation-policy.js';
 import type { EscalationProfileName } from '../machines/profiles.js';
+import { guardLogger } from './logger.js';
 import type { Validator } from './validators.js';
 import type { WatchdogConfig } from '../machines/connection-contracts.js';
 import type { WatchdogPresetName } from '../machines/profiles.js';
@@ -20,12 +21,15 @@ import {
   type WatchdogOptions,
 } from './watchdog-options.js';
 
-/** Where log lines go. Every method is optional; the default logger is silent. */
+/**
+ * Where log lines go: pino's calling convention, fields first, then the message, so a pino logger
+ * (or `console`) is passed in unchanged. Every method is optional; the default logger is silent.
+ */
 export interface ConnectionLogger {
-  debug?(message: string, fields?: Record<string, unknown>): void;
-  info?(message: string, fields?: Record<string, unknown>): void;
-  warn?(message: string, fields?: Record<string, unknown>): void;
-  error?(message: string, fields?: Record<string, unknown>): void;
+  debug?(fields: Record<string, unknown>, message: string): void;
+  info?(fields: Record<string, unknown>, message: string): void;
+  warn?(fields: Record<string, unknown>, message: string): void;
+  error?(fields: Record<string, unknown>, message: string): void;
 }
 
 /** Options of one managed connection. */
@@ -74,8 +78,11 @@ export interface ConnectionOptions {
   slotsPerAdapter?: number;
   /** Log lines (state changes at debug, escalations at info, phantoms and lock trouble at warn). */
   logger?: ConnectionLogger;
-  /** XState inspection callback (e.g. `createStateTrail().inspect` or the Stately inspector's). */
-  inspect?: (event: InspectionEvent) => void;
+  /**
+   * XState inspection: a callback (e.g. `createStateTrail().inspect`) or an observer, such as the
+   * Stately inspector's `inspector.inspect` from `@statelyai/inspect`, passed unchanged.
+   */
+  inspect?: Inspect;
   /**
    * The notification watchdog: a zombie link (Connected, but no data for `timeoutMs`) is reported
    * and, by default, disconnected and reconnected. A preset (`battery` 30 s, `sensor` 180 s) or
@@ -92,6 +99,25 @@ export interface ConnectionOptions {
    * event loop is blocked for this long (ms; `true` = 45 000). Default: off.
    */
   stallGuardMs?: number | boolean;
+}
+
+/** What XState's `inspect` option takes: a callback or an observer of inspection events. */
+export type Inspect = Observer<InspectionEvent> | ((event: InspectionEvent) => void);
+
+/**
+ * Validates an `inspect` option (a function, or an object with a `next` function).
+ * @throws TypeError naming the field, before any I/O
+ */
+export function validateInspect(value: unknown, field = 'inspect'): Inspect | undefined {
+  if (value === undefined || typeof value === 'function') return value as Inspect | undefined;
+  if (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { next?: unknown }).next === 'function'
+  ) {
+    return value as Inspect;
+  }
+  throw new TypeError(`${field} must be a function or an observer with next() (e.g. inspector.inspect)`);
 }
 
 /** Options of `createConnectionActor`: a BluezClient is required (the caller owns it). */
@@ -186,6 +212,7 @@ export function resolveOptions(options: ConnectionOptions): ResolvedOptions {
       backoffMs[cls as FailureClass] = validateTimeoutMs(ms, `backoffMs.${cls}`);
     }
   }
+  validateInspect(options.inspect);
   if (options.validate !== undefined && typeof options.validate !== 'function') {
     throw new TypeError('validate must be a function (context) => boolean | Promise<boolean>');
   }
@@ -194,9 +221,6 @@ export function resolveOptions(options: ConnectionOptions): ResolvedOptions {
     typeof options.closeInactiveConnections !== 'boolean'
   ) {
     throw new TypeError('closeInactiveConnections must be a boolean');
-  }
-  if (options.logger !== undefined && (typeof options.logger !== 'object' || options.logger === null)) {
-    throw new TypeError('logger must be an object with debug/info/warn/error methods');
   }
   const policy = options.escalation instanceof EscalationPolicy ? options.escalation : undefined;
   const escalation =
@@ -235,7 +259,7 @@ export function resolveOptions(options: ConnectionOptions): ResolvedOptions {
       options.slotsPerAdapter ?? CONNECTION_DEFAULTS.slotsPerAdapter,
       'slotsPerAdapter',
     ),
-    logger: options.logger ?? {},
+    logger: guardLogger(options.logger),
     watchdog: resolveWatchdog(options.watchdog),
     keepAlive: resolveKeepAlive(options.keepAlive),
     stallGuardMs: resolveStallGuardMs(options.stallGuardMs),

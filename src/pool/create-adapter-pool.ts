@@ -4,16 +4,23 @@
  * `resetAdapter` actor. This file is the glue: it feeds the mirror to the pool and offers
  * connect/disconnect/snapshot (the children report to the pool themselves).
  */
-import { createActor, type Actor, type AnyActorRef, type InspectionEvent } from 'xstate';
+import { createActor, type Actor, type AnyActorRef } from 'xstate';
 import type { BluezClient } from '../bluez/client-types.js';
 import { BluezError, isAbortError } from '../bluez/errors.js';
-import { validateMac } from '../bluez/validate.js';
+import { validateMac, validateSignal, validateTimeoutMs } from '../bluez/validate.js';
 import { connectionActorImplementations } from '../actors/connection-actors.js';
 import { StallGuard } from '../stall-guard/stall-guard.js';
 import { LeaseBook } from '../actors/lease-book.js';
 import { ResetLadder, resetLadderActor, type ResetLadderOptions } from '../actors/reset-ladder.js';
 import { ladderBluezPort } from '../actors/reset-ladder-ports.js';
-import { resolveOptions, type ConnectionLogger, type ConnectionOptions } from '../connection/options.js';
+import { guardLogger } from '../connection/logger.js';
+import {
+  resolveOptions,
+  validateInspect,
+  type Inspect,
+  type ConnectionLogger,
+  type ConnectionOptions,
+} from '../connection/options.js';
 import type { Validator } from '../connection/validators.js';
 import { connectionMachine } from '../machines/connection.js';
 import { adapterPoolMachine } from '../machines/adapter-pool.js';
@@ -65,8 +72,8 @@ export interface AdapterPoolOptions {
    */
   resetLadder?: Omit<ResetLadderOptions, 'bluez'>;
   logger?: ConnectionLogger;
-  /** XState inspection of the pool and its children. */
-  inspect?: (event: InspectionEvent) => void;
+  /** XState inspection of the pool and its children: a callback or `@statelyai/inspect`'s `inspector.inspect`. */
+  inspect?: Inspect;
   /**
    * How long a slot limit learned from refused links holds before the configured limit is tried
    * again (default 600 000). A learned limit is also dropped as soon as BlueZ shows more links on
@@ -155,8 +162,11 @@ function validatePoolOptions(options: AdapterPoolOptions): {
   if (strategy !== 'round-robin' && strategy !== 'score') {
     throw new TypeError(`strategy must be "round-robin" or "score", got ${JSON.stringify(strategy)}`);
   }
-  const reprobe = options.limitReprobeMs;
-  if (reprobe !== undefined && (typeof reprobe !== 'number' || !Number.isFinite(reprobe) || reprobe < 1))
+  const reprobe =
+    options.limitReprobeMs === undefined
+      ? undefined
+      : validateTimeoutMs(options.limitReprobeMs, 'limitReprobeMs');
+  if (reprobe !== undefined && reprobe < 1)
     throw new RangeError(`limitReprobeMs must be a finite number >= 1, got ${String(reprobe)}`);
   return { slots, strategy, limitReprobeMs: reprobe };
 }
@@ -174,7 +184,7 @@ function sightingsOf(bluez: BluezClient, address: string): Sightings {
 export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
   const { slots, strategy, limitReprobeMs } = validatePoolOptions(options);
   const { bluez } = options;
-  const logger = options.logger ?? {};
+  const logger = guardLogger(options.logger);
   const poolDefaults = resolveOptions({ address: '00:00:00:00:00:00', ...options.defaults });
   const ladder =
     options.resetLadder === undefined
@@ -184,7 +194,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
           bluez: ladderBluezPort(bluez),
           log:
             options.resetLadder.log ??
-            ((e) => logger[e.level]?.(e.message, { adapter: e.adapter, step: e.step, drops: e.drops })),
+            ((e) => logger[e.level]?.({ adapter: e.adapter, step: e.step, drops: e.drops }, e.message)),
         });
 
   const validators = new Map<string, Validator | undefined>();
@@ -201,11 +211,11 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
           busAddress: bluez.busAddress,
           stallGuardMs: poolDefaults.stallGuardMs,
           disconnectTimeoutMs: poolDefaults.disconnectTimeoutMs,
-          onError: (error) => logger.error?.(`the stall guard's worker failed: ${error.message}`),
+          onError: (error) => logger.error?.({}, `the stall guard's worker failed: ${error.message}`),
           onStall: (stall) =>
             logger.warn?.(
-              `event loop blocked for ${stall.stalledMs} ms while connecting on ${stall.adapter}: the stall guard sent Disconnect (${stall.disconnect})`,
               { address: stall.address, adapter: stall.adapter, stalledMs: stall.stalledMs },
+              `event loop blocked for ${stall.stalledMs} ms while connecting on ${stall.adapter}: the stall guard sent Disconnect (${stall.disconnect})`,
             ),
         });
   const implementations = connectionActorImplementations({
@@ -241,7 +251,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
       bluezUp: bluez.mirror.bluezReady,
       limitReprobeMs,
     },
-    inspect: options.inspect,
+    inspect: validateInspect(options.inspect),
   });
   ref.pool = actor;
 
@@ -303,20 +313,21 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
 
   const offLog = [
     actor.on('device-rotated', (e) =>
-      logger.info?.(`${e.address}: rotated from ${e.from} to ${e.to}`, { ...e }),
+      logger.info?.({ ...e }, `${e.address}: rotated from ${e.from} to ${e.to}`),
     ),
     actor.on('device-requeued', (e) =>
-      logger.info?.(`${e.address}: waiting for a slot (${e.reason})`, { ...e }),
+      logger.info?.({ ...e }, `${e.address}: waiting for a slot (${e.reason})`),
     ),
     actor.on('slot-limit-learned', (e) =>
-      logger.warn?.(`${e.adapter} refused a link at ${e.limit} links: using ${e.limit} as its slot limit`, {
-        ...e,
-      }),
+      logger.warn?.(
+        { ...e },
+        `${e.adapter} refused a link at ${e.limit} links: using ${e.limit} as its slot limit`,
+      ),
     ),
     actor.on('slot-limit-forgotten', (e) =>
-      logger.info?.(`${e.adapter}: learned slot limit dropped (${e.reason})`, { ...e }),
+      logger.info?.({ ...e }, `${e.adapter}: learned slot limit dropped (${e.reason})`),
     ),
-    actor.on('device-failed', (e) => logger.warn?.(`${e.address}: gave up: ${e.error}`, { ...e })),
+    actor.on('device-failed', (e) => logger.warn?.({ ...e }, `${e.address}: gave up: ${e.error}`)),
   ];
   actor.start();
   // Links that exist already (another service's, or ours from before) occupy slots from the start.
@@ -383,9 +394,13 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     actor,
     connect,
     async connected(address, connectOptions = {}) {
-      const { signal, ...rest } = connectOptions;
-      if (signal?.aborted) throw signal.reason;
+      if (typeof connectOptions !== 'object' || connectOptions === null)
+        throw new TypeError('options must be an object');
+      const { signal: rawSignal, ...rest } = connectOptions;
       const mac = validateMac(address, 'address');
+      // A look-alike signal would throw inside the pool's event delivery when the device connects.
+      const signal = validateSignal(rawSignal, 'signal');
+      if (signal?.aborted) throw signal.reason;
       connect(mac, rest);
       try {
         return await waitFor<PooledConnection>((e) => {

@@ -22,7 +22,7 @@ const actor = createConnectionActor({
   lateGattDelaysMs: [100],
   backoffMs: { stalled: 50 },
   stallGuardMs: 1000,
-  logger: { warn: (message) => warnings.push(message) },
+  logger: { warn: (_fields, message) => warnings.push(message) },
 });
 const guard = stallGuardOf(actor);
 const workerDeadline = Date.now() + 30_000; // a loaded machine starts threads slowly

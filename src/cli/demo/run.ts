@@ -4,6 +4,7 @@
  * expected — then a verified disconnect of everything and a summary. Only public API is used
  * (`bluez-connection-manager` and `bluez-connection-manager/testing`), as an app would.
  */
+import type { PrometheusMetrics } from '../../metrics/prometheus.js';
 import {
   connectionMachine,
   createAdapterPool,
@@ -43,6 +44,8 @@ export interface DemoRunOptions {
   readonly world?: (scale: number) => DemoWorld;
   /** Ends the demo early (Ctrl-C); everything is still stopped. */
   readonly signal?: AbortSignal;
+  /** Prometheus metrics fed by the pool and its connection actors (`--metrics PORT`). */
+  readonly metrics?: PrometheusMetrics;
 }
 
 /** Outcome of {@link runDemo}. */
@@ -231,10 +234,18 @@ export async function runDemo(options: DemoRunOptions): Promise<DemoResult> {
       bluez,
       slotsPerAdapter: world.slotsPerAdapter,
       defaults,
-      inspect: tracker.inspect,
-      logger: { info: log('info'), warn: log('warn'), error: log('error') },
+      inspect: (event) => {
+        tracker.inspect(event);
+        options.metrics?.inspect(event);
+      },
+      logger: {
+        info: (_fields, message) => log('info')(message),
+        warn: (_fields, message) => log('warn')(message),
+        error: (_fields, message) => log('error')(message),
+      },
     });
     const running = pool;
+    options.metrics?.observePool(running);
     running.actor.on('*', (event) => tracker.poolEvent(event as PoolEmitted, running.snapshot()));
     for (const d of world.devices) running.connect(d.address, d.options);
     draw();
