@@ -37,6 +37,7 @@ import { gattNotEmpty, type Validator } from '../connection/validators.js';
 import { lockDevice } from './device-lock.js';
 import { providedWatchdogMachine } from './watchdog-actors.js';
 import { waitGattSettled } from './gatt-settle.js';
+import { locateDevice } from './locate-device.js';
 import type { LeaseBook } from './lease-book.js';
 
 /** What the actors need. */
@@ -72,6 +73,13 @@ export interface ConnectionActorDeps {
   readonly stallGuard?: {
     connectPending(adapter: string, address: string): () => StallGuardAction | undefined;
   };
+  /**
+   * Other adapters to search at the same time when `address` is unknown on the attempt's adapter
+   * (an adapter pool: its usable adapters with a free slot for the device). Unset: the attempt's
+   * adapter only. When the device turns up on one of them only, the search ends at once with a
+   * notFound error for this adapter (the pool then assigns the adapter that hears it).
+   */
+  readonly searchAdapters?: (address: string) => readonly string[];
 }
 
 function ignoreUnlessAbort(err: unknown): void {
@@ -263,6 +271,22 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
   };
 
   const findDevice = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<void> => {
+    if (bluez.device(input.adapter, input.address) !== undefined) return;
+    const search = deps.searchAdapters;
+    if (search !== undefined) {
+      // Discovery on every adapter that could take the device, at once (and on those that become
+      // usable meanwhile, e.g. powering up after a bluetoothd restart): one round finds it.
+      const others = (): string[] => search(input.address).filter((a) => a !== input.adapter);
+      const all = [input.adapter, ...others()];
+      const seenOn = await locateDevice(bluez, all, input.address, deps.rediscoveryTimeoutMs, signal, others);
+      if (bluez.device(input.adapter, input.address) !== undefined) return;
+      throw new DeviceNotFoundError(
+        seenOn === undefined
+          ? `${input.address} was not discovered on ${all.join(', ')} within rediscoveryTimeoutMs (${deps.rediscoveryTimeoutMs} ms)`
+          : `${input.address} is heard on ${seenOn}, not on ${input.adapter}`,
+        { adapter: input.adapter, device: input.address },
+      );
+    }
     if (!(await rediscover(bluez, input.adapter, input.address, deps.rediscoveryTimeoutMs, signal))) {
       throw new DeviceNotFoundError(
         `${input.address} is not known on ${input.adapter} and was not discovered within ` +

@@ -32,6 +32,8 @@ export function adaptersByKnowledge(
  * the first of `adapters` whose discovery sees it within `timeoutMs`, else undefined. Another
  * client's discovery session is shared discovery (SPEC §7), so InProgress is no failure. Our
  * sessions are stopped (bounded) on every path, cancellation included.
+ * @param more - adapters that may join while the search runs (re-read on every mirror change, e.g.
+ *   adapters powering up after a bluetoothd restart); discovery starts on each as it appears
  * @throws the signal's reason when cancelled
  */
 export async function locateDevice(
@@ -40,15 +42,18 @@ export async function locateDevice(
   address: string,
   timeoutMs: number,
   signal: AbortSignal,
+  more?: () => readonly string[],
 ): Promise<string | undefined> {
-  const seen = (): string | undefined => adapters.find((a) => bluez.device(a, address) !== undefined);
+  const looking = [...adapters];
+  const seen = (): string | undefined => looking.find((a) => bluez.device(a, address) !== undefined);
   const known = seen();
   if (known !== undefined) return adaptersByKnowledge(bluez, adapters, address)[0];
   const started: string[] = [];
+  const lateStarts: Array<Promise<unknown>> = [];
   try {
     // allSettled: every session that did start is known before a failure leaves for `finally`.
     const starts = await Promise.allSettled(
-      adapters.map(async (adapter) => {
+      looking.map(async (adapter) => {
         // Counted before the reply: a call cancelled after it left may still have started the
         // session in bluetoothd, and only a StopDiscovery of ours ends it.
         started.push(adapter);
@@ -68,14 +73,30 @@ export async function locateDevice(
       // cannot look, the others still can.
       if (!(err instanceof BluezError)) throw err;
     }
+    const joinLate = (): void => {
+      for (const adapter of more?.() ?? []) {
+        if (looking.includes(adapter)) continue;
+        looking.push(adapter);
+        started.push(adapter);
+        // A failed late start only means that adapter cannot look (yet); the others still can.
+        lateStarts.push(bluez.startDiscovery(adapter, { signal, timeoutMs }).catch(() => undefined));
+      }
+    };
     return await bluez.mirror
-      .waitFor(() => seen(), { timeoutMs, signal, description: `${address} seen on ${adapters.join(', ')}` })
+      .waitFor(
+        () => {
+          joinLate();
+          return seen();
+        },
+        { timeoutMs, signal, description: `${address} seen on ${looking.join(', ')}` },
+      )
       .catch((err: unknown) => {
         if (isAbortError(err) || signal.aborted) throw err;
         return undefined;
       });
   } finally {
     // Even when cancelled: a session left running keeps the adapter scanning (original 13774d1).
+    await Promise.allSettled(lateStarts);
     await Promise.all(started.map((a) => bluez.stopDiscovery(a, { timeoutMs: 5000 }).catch(() => {})));
   }
 }

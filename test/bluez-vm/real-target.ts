@@ -131,9 +131,27 @@ export class RealBluezTarget implements ConformanceTarget {
    * registers both again on the new bluetoothd. Resolves when it advertises again.
    */
   async reRegisterPeripheral(): Promise<void> {
-    const peripheral = this.requirePeripheral();
-    peripheral.forgetRegistrations();
-    await peripheral.register({ advertise: true });
+    await this.withRadioPaused(async () => {
+      const peripheral = this.requirePeripheral();
+      // The radio helper may have re-registered the advertisement on the new bluetoothd already
+      // (it re-advertises while hci0 discovers): withdraw it first, or RegisterAdvertisement
+      // answers "Already Exists". On the old bluetoothd's registration this fails quietly.
+      await peripheral.stopAdvertising();
+      peripheral.forgetRegistrations();
+      await peripheral.register({ advertise: true });
+    });
+  }
+
+  /** Runs `step` with the radio helper idle (no re-advertise interleaves with it). */
+  private async withRadioPaused(step: () => Promise<void>): Promise<void> {
+    const wasPaused = this.radioPaused;
+    this.radioPaused = true;
+    while (this.radioBusy) await new Promise((r) => setTimeout(r, 50));
+    try {
+      await step();
+    } finally {
+      this.radioPaused = wasPaused;
+    }
   }
 
   /** Runs a diagnostic shell command in the guest (e.g. `btmgmt -i hci0 con`); its output lines. */
@@ -161,7 +179,7 @@ export class RealBluezTarget implements ConformanceTarget {
   }
 
   async restartBluetoothd(): Promise<void> {
-    await this.vm.control.command('restart-bluetoothd');
+    await this.withRadioPaused(() => this.vm.control.command('restart-bluetoothd').then(() => undefined));
   }
 
   async peripheralRwValue(): Promise<number[]> {
