@@ -162,7 +162,38 @@ export {
   type PrometheusMetrics,
   type PrometheusMetricsOptions,
 } from './metrics/prometheus.js';
+
 // D-Bus authentication (issue 11): a tcp: bus (VM, container, remote gateway) authenticates with
 // ANONYMOUS by default; `authMethods` on openBluez/establishConnection chooses explicitly.
 export { DBUS_AUTH_METHODS, defaultAuthMethods, validateAuthMethods } from './bluez/index.js';
 export type { DBusAuthMethod } from './bluez/index.js';
+
+// Notification watchdog, keep-alive and stall guard (issue 10): the watchdog machine the connection
+// actor invokes in `connected`, the standalone watchdog for a device the caller holds, the options.
+export { watchdogMachine } from './machines/watchdog.js';
+export type {
+  WatchdogContext,
+  WatchdogEmitted,
+  WatchdogInput,
+  WatchdogProbe,
+  ZombieEvent,
+  ZombieReport,
+} from './machines/watchdog.js';
+export { ConnectionWatchdog } from './connection/connection-watchdog.js';
+export type {
+  ConnectionWatchdogEvents,
+  ConnectionWatchdogOptions,
+  WatchedDevice,
+} from './connection/connection-watchdog.js';
+export { WATCHDOG_PRESETS } from './machines/profiles.js';
+export type { WatchdogPresetName } from './machines/profiles.js';
+export { DEFAULT_STALL_GUARD_MS } from './connection/watchdog-options.js';
+export type { WatchdogConfig, WatchdogOptions, ZombieAction } from './connection/watchdog-options.js';
+export type { ConnectionClosed } from './connection/establish.js';
+export { StalledError } from './bluez/errors.js';
+export type { StallGuardAction } from './bluez/errors.js';
+export { stallGuardOf } from './connection/establish.js';
+export { StallGuard } from './stall-guard/stall-guard.js';
+export type { EventLoopDelay, StallGuardOptions, StallReport } from './stall-guard/stall-guard.js';
+export { stallGuardLocks } from './stall-guard/lock-hook.js';
+export type { HeldLockHandle, StallGuardLockHook } from './stall-guard/lock-hook.js';

@@ -13,8 +13,10 @@ import {
   DeviceNotFoundError,
   NotConnectedError,
   OutOfSlotsError,
+  StalledError,
   ValidationError,
   classifyError,
+  type StallGuardAction,
   isAbortError,
 } from '../bluez/errors.js';
 import type { EscalationPolicy, LedgerChange } from '../machines/escalation-policy.js';
@@ -33,6 +35,7 @@ import type {
 } from '../machines/connection-contracts.js';
 import { gattNotEmpty, type Validator } from '../connection/validators.js';
 import { lockDevice } from './device-lock.js';
+import { providedWatchdogMachine } from './watchdog-actors.js';
 import { waitGattSettled } from './gatt-settle.js';
 import { locateDevice } from './locate-device.js';
 import type { LeaseBook } from './lease-book.js';
@@ -63,6 +66,13 @@ export interface ConnectionActorDeps {
    * retrying on a saturated controller. Undefined (or no function): aborts stay aborts.
    */
   readonly slotLimit?: (adapter: string) => number | undefined;
+  /**
+   * The stall guard (stallGuardMs): told of every pending Connect; when it cancelled one while the
+   * event loop was blocked, the attempt fails as a {@link StalledError} (class `stalled`).
+   */
+  readonly stallGuard?: {
+    connectPending(adapter: string, address: string): () => StallGuardAction | undefined;
+  };
   /**
    * Other adapters to search at the same time when `address` is unknown on the attempt's adapter
    * (an adapter pool: its usable adapters with a free slot for the device). Unset: the attempt's
@@ -303,13 +313,23 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     // The machine's `attemptDeadline` ends the attempt; the call's own deadline is only a backstop
     // a little later, so that the machine (which tears the pending connect down) wins the race.
     const backstopMs = Math.max(1, input.timeoutMs - (performance.now() - startedAt)) + 1000;
+    const settled = deps.stallGuard?.connectPending(input.adapter, input.address);
     try {
       await bluez.connect(input.adapter, input.address, {
         waitServicesResolved: true,
         timeoutMs: backstopMs,
         signal,
       });
+      // The guard cancelled it although it came up: the link is being torn down out of band.
+      const stall = settled?.();
+      if (stall !== undefined) throw new StalledError(input.adapter, input.address, stall);
     } catch (err) {
+      if (err instanceof StalledError) throw err;
+      const stall = settled?.();
+      if (stall !== undefined) {
+        await waitLinkDown(bluez, input, deps.disconnectTimeoutMs, signal);
+        throw new StalledError(input.adapter, input.address, stall);
+      }
       if (err instanceof BluezError && err.errorClass === 'aborted') {
         await waitLinkDown(bluez, input, deps.disconnectTimeoutMs, signal);
         const limit = deps.slotLimit?.(input.adapter);
@@ -461,6 +481,7 @@ export function connectionActorImplementations(
       watchLink: fromPromise<LinkLossOutput, DeviceOnAdapter>(({ input, signal }) =>
         fns.watchLink(input, signal),
       ),
+      notificationWatchdog: providedWatchdogMachine(deps.bluez),
     },
     actions: {
       releaseDeviceLock: (_: unknown, params: { lease: string | null }) => {

@@ -50,7 +50,14 @@ export interface Classification {
  * said no) and `phantom` (Connected without ServicesResolved, left alone because
  * closeInactiveConnections is off).
  */
-export type AttemptFailureClass = ErrorClass | 'validation' | 'phantom';
+/**
+ * The class of one failed attempt: a BlueZ error class, or a failure that is not a BlueZ error:
+ * `validation` (connected, failed validation), `phantom` (Connected without ServicesResolved, left
+ * alone), `zombie` (an established link went silent: Connected stayed true, no data came within the
+ * watchdog's timeout) and `stalled` (this process's event loop was blocked while a Connect was pending
+ * and the stall guard cancelled it out of band).
+ */
+export type AttemptFailureClass = ErrorClass | 'validation' | 'phantom' | 'zombie' | 'stalled';
 
 /** One failed attempt, kept on the final error so that a person can see every cause. */
 export interface AttemptRecord {
@@ -203,6 +210,13 @@ const NON_BLUEZ_FAILURE_ADVICE: Readonly<Record<Exclude<AttemptFailureClass, Err
     'BlueZ reports the device Connected without resolved services on this adapter, and it was left alone ' +
     'because another process may own that link. Set closeInactiveConnections to clear it, or find the ' +
     'process holding the link (bluetoothctl info).',
+  zombie:
+    'The link stayed Connected but the device sent nothing for longer than the watchdog timeout. Check ' +
+    'the device (battery, firmware hang) and that watchdog.timeoutMs is above its notification period.',
+  stalled:
+    "This process's event loop was blocked while a Connect was pending, and the stall guard cancelled " +
+    'the connect so the controller slot was not held. Find the synchronous work (CPU loop, sync fs call ' +
+    'on a hung mount, native addon) that blocks the loop.',
 };
 
 function isErrorClass(cls: AttemptFailureClass): cls is ErrorClass {
@@ -227,6 +241,51 @@ export class ConnectionFailedError extends BluezError {
       ...options,
     });
     this.failureClass = failureClass;
+  }
+}
+
+/** What the stall guard did while the event loop was blocked. */
+export interface StallGuardAction {
+  /** How long the main loop went without a heartbeat when the guard acted, in ms. */
+  readonly stalledMs: number;
+  /** The out-of-band Device1.Disconnect: `sent` (BlueZ replied), or the error text. */
+  readonly disconnect: string;
+  /** Cross-process slot locks of this process the guard released (0 when none were held). */
+  readonly locksReleased: number;
+}
+
+/**
+ * A Connect pending while this process's event loop was blocked for longer than `stallGuardMs`: the
+ * stall guard (a worker thread) cancelled it with Device1.Disconnect so bluetoothd did not hold the
+ * controller slot for the whole block. Failure class `stalled`; not a BlueZ error.
+ */
+export class StalledError extends Error {
+  /** Stable code. */
+  readonly code = 'EVENT_LOOP_STALLED';
+  /** Failure class of the attempt. */
+  readonly errorClass: AttemptFailureClass = 'stalled';
+  /** Never a D-Bus error. */
+  readonly dbusName: string | undefined = undefined;
+  /** Adapter of the cancelled connect. */
+  readonly adapter: string;
+  /** Device of the cancelled connect. */
+  readonly device: string;
+  /** What the guard did. */
+  readonly guard: StallGuardAction;
+  /** What a person can do about it. */
+  readonly advice: string;
+
+  /** @param adapter - adapter of the connect; @param device - its address; @param guard - what the guard did */
+  constructor(adapter: string, device: string, guard: StallGuardAction) {
+    super(
+      `the event loop was blocked for ${Math.round(guard.stalledMs)} ms while connecting ${device} on ${adapter}; ` +
+        `the stall guard cancelled the connect (Disconnect: ${guard.disconnect}, locks released: ${guard.locksReleased})`,
+    );
+    this.name = 'StalledError';
+    this.adapter = adapter;
+    this.device = device;
+    this.guard = guard;
+    this.advice = NON_BLUEZ_FAILURE_ADVICE.stalled;
   }
 }
 

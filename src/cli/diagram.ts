@@ -2,12 +2,12 @@
  * `bluez-cm diagram [connection|pool|all] [--format mermaid|dot] [--actions]`: draws the library's
  * machines from their definitions (SPEC §1: the machines are the documentation).
  */
-import { adapterPoolMachine, connectionMachine } from '../index.js';
+import { adapterPoolMachine, connectionMachine, watchdogMachine } from '../index.js';
 import { UsageError, parseFlags, stringFlag, usageFailure } from './args.js';
 import { machineGraph } from './diagram/graph.js';
 import { toDot, toMermaid } from './diagram/render.js';
 
-const HELP = `usage: bluez-cm diagram [connection|pool|all] [--format mermaid|dot] [--actions]
+const HELP = `usage: bluez-cm diagram [connection|pool|watchdog|all] [--format mermaid|dot] [--actions]
 
 Prints a machine of the library as a diagram on stdout, read from the machine
 definition itself: every state, every transition with its event, guard and
@@ -15,7 +15,8 @@ delay, the actors each state invokes and its entry actions.
 
   connection   the per-device connection actor (SPEC §2); the default
   pool         the adapter pool that spawns them (SPEC §3)
-  all          both, one after the other
+  watchdog     the notification watchdog that \`connected\` invokes
+  all          all three, one after the other
 
   -f, --format F  mermaid (default; GitHub renders it) or dot (Graphviz:
                   bluez-cm diagram -f dot | dot -Tsvg > connection.svg)
@@ -23,7 +24,11 @@ delay, the actors each state invokes and its entry actions.
   -h, --help      this text
 `;
 
-const MACHINES = { connection: connectionMachine, pool: adapterPoolMachine } as const;
+const MACHINES = {
+  connection: connectionMachine,
+  pool: adapterPoolMachine,
+  watchdog: watchdogMachine,
+} as const;
 
 export async function run(args: string[]): Promise<number> {
   try {
@@ -46,10 +51,11 @@ export async function run(args: string[]): Promise<number> {
     }
     if (positionals.length > 1) throw new UsageError(`one machine at most (got ${positionals.join(' ')})`);
     const which = positionals[0] ?? 'connection';
-    if (which !== 'connection' && which !== 'pool' && which !== 'all') {
-      throw new UsageError(`unknown machine "${which}": connection, pool or all`);
+    if (which !== 'connection' && which !== 'pool' && which !== 'watchdog' && which !== 'all') {
+      throw new UsageError(`unknown machine "${which}": connection, pool, watchdog or all`);
     }
-    const names: ReadonlyArray<keyof typeof MACHINES> = which === 'all' ? ['connection', 'pool'] : [which];
+    const names: ReadonlyArray<keyof typeof MACHINES> =
+      which === 'all' ? ['connection', 'pool', 'watchdog'] : [which];
     const options = { actions: values.actions === true };
     const out = names.map((name) => {
       const graph = machineGraph(MACHINES[name]);

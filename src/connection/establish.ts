@@ -12,6 +12,7 @@ import { connectionActorImplementations } from '../actors/connection-actors.js';
 import { adaptersByKnowledge, locateDevice } from '../actors/locate-device.js';
 import { LeaseBook } from '../actors/lease-book.js';
 import { connectionMachine } from '../machines/connection.js';
+import { StallGuard, type EventLoopDelay } from '../stall-guard/stall-guard.js';
 import type { ConnectionAttempt } from '../machines/connection-contracts.js';
 import { topLevelState } from '../machines/state-trail.js';
 import {
@@ -93,6 +94,27 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
   }
   const adapters = chooseAdapters(bluez, resolved);
   const leases = new LeaseBook();
+  const { logger, signal } = resolved;
+  const fields = { address: resolved.address };
+  // Started only when enabled; stopped with the actor (cleanup below).
+  const stallGuard =
+    resolved.stallGuardMs === null
+      ? undefined
+      : StallGuard.start({
+          busAddress: bluez.busAddress,
+          stallGuardMs: resolved.stallGuardMs,
+          disconnectTimeoutMs: resolved.disconnectTimeoutMs,
+          onError: (error) =>
+            logger.error?.(
+              fields,
+              `the stall guard's worker failed; connects are not guarded: ${error.message}`,
+            ),
+          onStall: (stall) =>
+            logger.warn?.(
+              { ...fields, adapter: stall.adapter, stalledMs: stall.stalledMs },
+              `event loop blocked for ${stall.stalledMs} ms while connecting on ${stall.adapter}: the stall guard sent Disconnect (${stall.disconnect}) and released ${stall.locksReleased} slot lock(s)`,
+            ),
+        });
   const implementations = connectionActorImplementations({
     bluez,
     validate: resolved.validate,
@@ -102,6 +124,7 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
     leases,
     policy: resolved.policy,
     slotLimit: () => resolved.slotsPerAdapter,
+    stallGuard,
   });
   const machine = connectionMachine.provide(implementations as never);
   const actor: ConnectionActor = createActor(machine, {
@@ -114,12 +137,12 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
       escalation: resolved.escalation,
       ledger: resolved.policy?.snapshot(),
       backoffMs: resolved.backoffMs,
+      watchdog: resolved.watchdog,
+      keepAlive: resolved.keepAlive,
     },
     inspect: options.inspect,
   });
 
-  const { logger, signal } = resolved;
-  const fields = { address: resolved.address };
   const offs = [
     actor.on('lock-degraded', (e) =>
       logger.warn?.(
@@ -137,6 +160,12 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
       logger.info?.(
         { ...fields, adapter: e.adapter, action: e.action, failures: e.failures },
         `escalation after ${e.failures} failure(s) on ${e.adapter}: ${e.action}`,
+      ),
+    ),
+    actor.on('zombie', (e) =>
+      logger.warn?.(
+        { ...fields, adapter: e.adapter, silenceMs: e.silenceMs, action: e.action },
+        `zombie link on ${e.adapter}: Connected but no data for ${e.silenceMs} ms (timeout ${e.timeoutMs} ms); ${e.action}`,
       ),
     ),
     actor.on('link-lost', (e) =>
@@ -166,6 +195,7 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
     for (const off of offs) off.unsubscribe();
     // Whatever state the actor was stopped in, no lock outlives it.
     leases.releaseAll();
+    void stallGuard?.close();
   };
   actor.subscribe({
     next(snapshot) {
@@ -192,8 +222,19 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
     error: cleanup,
     complete: cleanup,
   });
+  if (stallGuard !== undefined) stallGuards.set(actor, stallGuard);
   actor.start();
   return actor;
+}
+
+const stallGuards = new WeakMap<ConnectionActor, StallGuard>();
+
+/**
+ * The stall guard of an actor made with `stallGuardMs` (undefined otherwise): its event-loop delay
+ * figures, and `close()`, which resolves once its worker has exited (stopping the actor starts that).
+ */
+export function stallGuardOf(actor: ConnectionActor): StallGuard | undefined {
+  return stallGuards.get(actor);
 }
 
 /** One attempt as reported on a {@link ManagedConnection}. */
@@ -206,12 +247,42 @@ export interface AttemptReport {
   readonly cause: ConnectionAttempt['cause'];
 }
 
+/** How and why a managed connection ended for good ({@link ManagedConnection.closed}). */
+export interface ConnectionClosed {
+  /**
+   * `disconnected`: `disconnect()` was called; `link-lost` / `zombie`: the link ended and keep-alive
+   * is off (or the zombie action is `disconnect`); `gave-up`: keep-alive ran out of attempts
+   * (`error` lists them) or a reconnect was cancelled; `stopped`: the actor was stopped directly.
+   */
+  readonly reason: 'disconnected' | 'link-lost' | 'zombie' | 'gave-up' | 'stopped';
+  /** The final error for `gave-up`, else null. */
+  readonly error: Error | null;
+  /** The attempts of the last run (a link-end record, number 0, first when it was a reconnect run). */
+  readonly attempts: readonly ConnectionAttempt[];
+}
+
 /** A connected, validated device. */
 export interface ManagedConnection {
   /** Device address (upper-case). */
   readonly address: string;
-  /** Adapter the connection runs on. */
+  /** Adapter the connection runs on now (a keep-alive reconnect may move it). */
   readonly adapter: string;
+  /**
+   * Resolves (never rejects) when the library has given up on this connection: after
+   * `disconnect()`, after a link loss or a zombie without keep-alive, or when keep-alive ran out of
+   * attempts.
+   */
+  readonly closed: Promise<ConnectionClosed>;
+  /**
+   * Tells the watchdog that data arrived by a path it does not see (a polled read, an AcquireNotify
+   * fd). Notifications through BlueZ are seen without it.
+   */
+  notifyActivity(): void;
+  /**
+   * The event loop's delay (perf_hooks.monitorEventLoopDelay) and the stalls the guard handled, when
+   * `stallGuardMs` is on; null otherwise.
+   */
+  eventLoopDelay(): EventLoopDelay | null;
   /** Every attempt it took, with cause, adapter and duration. */
   readonly attempts: readonly AttemptReport[];
   /** node-ble's Device on our shared bus (don't call its connect/disconnect; use `disconnect()`). */
@@ -310,9 +381,30 @@ export async function establishConnection(options: EstablishOptions): Promise<Ma
     const gatt = await withDeadline(device.gatt(), deadline, 'node-ble gatt()');
     const running = actor;
     let disconnecting: Promise<void> | undefined;
+    let requested = false;
+    const closed = waitForActor(running, (s) => s.status !== 'active' || s.value === 'idle').then(
+      (s): ConnectionClosed => {
+        const attempts = s.context.attempts;
+        if (s.status === 'done') return { reason: 'gave-up', error: s.output.error, attempts };
+        if (requested) return { reason: 'disconnected', error: null, attempts };
+        if (s.status !== 'active')
+          return { reason: 'stopped', error: s.error instanceof Error ? s.error : null, attempts };
+        const zombie = attempts[attempts.length - 1]?.cause?.class === 'zombie';
+        return { reason: zombie ? 'zombie' : 'link-lost', error: null, attempts };
+      },
+    );
     return {
       address: snapshot.context.address,
-      adapter,
+      get adapter() {
+        return running.getSnapshot().context.adapter;
+      },
+      closed,
+      notifyActivity() {
+        running.send({ type: 'ACTIVITY' });
+      },
+      eventLoopDelay() {
+        return stallGuardOf(running)?.eventLoopDelay() ?? null;
+      },
       attempts: snapshot.context.attempts.map((a) => ({
         number: a.number,
         adapter: a.adapter,
@@ -326,13 +418,21 @@ export async function establishConnection(options: EstablishOptions): Promise<Ma
       bluez,
       disconnect() {
         disconnecting ??= (async () => {
+          requested = true;
           try {
             if (running.getSnapshot().value === 'connected') {
               running.send({ type: 'DISCONNECT' });
               await waitForActor(running, (s) => s.status !== 'active' || s.value === 'idle');
+            } else if (establishing(running.getSnapshot())) {
+              // A keep-alive reconnect is running: cancel it through the machine, which tears down
+              // a pending connect on the adapter in use.
+              running.send({ type: 'CANCEL', reason: 'aborted' });
+              await waitForActor(running, (s) => s.status !== 'active' || s.value === 'idle');
             }
           } finally {
             running.stop();
+            // No worker, timer or bus connection of the stall guard outlives the connection.
+            await stallGuardOf(running)?.close();
             if (ownBluez) await bluez.close();
           }
         })();
@@ -347,6 +447,7 @@ export async function establishConnection(options: EstablishOptions): Promise<Ma
         await waitForActor(actor, (s) => s.status !== 'active' || s.value === 'idle');
       }
       actor.stop();
+      await stallGuardOf(actor)?.close();
     }
     if (ownBluez) await bluez.close().catch(() => {});
     throw err;

@@ -12,6 +12,14 @@ import { EscalationPolicy, resolveEscalationConfig } from '../machines/escalatio
 import type { EscalationProfileName } from '../machines/profiles.js';
 import { guardLogger } from './logger.js';
 import type { Validator } from './validators.js';
+import type { WatchdogConfig } from '../machines/connection-contracts.js';
+import type { WatchdogPresetName } from '../machines/profiles.js';
+import {
+  resolveKeepAlive,
+  resolveStallGuardMs,
+  resolveWatchdog,
+  type WatchdogOptions,
+} from './watchdog-options.js';
 
 /**
  * Where log lines go: pino's calling convention, fields first, then the message, so a pino logger
@@ -75,6 +83,22 @@ export interface ConnectionOptions {
    * Stately inspector's `inspector.inspect` from `@statelyai/inspect`, passed unchanged.
    */
   inspect?: Inspect;
+  /**
+   * The notification watchdog: a zombie link (Connected, but no data for `timeoutMs`) is reported
+   * and, by default, disconnected and reconnected. A preset (`battery` 30 s, `sensor` 180 s) or
+   * `{ timeoutMs, probe?, probeTimeoutMs?, action? }`. Default: off (there is no default timeout).
+   */
+  watchdog?: WatchdogPresetName | WatchdogOptions;
+  /**
+   * Reconnect after a link loss or a zombie, with the failure class's backoff, until the attempts
+   * of a run are exhausted (then `closed` says so). Default false: a lost link ends in `idle`.
+   */
+  keepAlive?: boolean;
+  /**
+   * The stall guard: a worker thread that cancels a pending Connect out of band when this process's
+   * event loop is blocked for this long (ms; `true` = 45 000). Default: off.
+   */
+  stallGuardMs?: number | boolean;
 }
 
 /** What XState's `inspect` option takes: a callback or an observer of inspection events. */
@@ -130,6 +154,9 @@ export interface ResolvedOptions {
   readonly backoffMs: Partial<Record<FailureClass, number>>;
   readonly slotsPerAdapter: number;
   readonly logger: ConnectionLogger;
+  readonly watchdog: WatchdogConfig | null;
+  readonly keepAlive: boolean;
+  readonly stallGuardMs: number | null;
 }
 
 /** SPEC §6 defaults. */
@@ -233,5 +260,8 @@ export function resolveOptions(options: ConnectionOptions): ResolvedOptions {
       'slotsPerAdapter',
     ),
     logger: guardLogger(options.logger),
+    watchdog: resolveWatchdog(options.watchdog),
+    keepAlive: resolveKeepAlive(options.keepAlive),
+    stallGuardMs: resolveStallGuardMs(options.stallGuardMs),
   };
 }

@@ -5,7 +5,7 @@
  * included, plus its own devices still connecting) and learns a lower limit when a controller
  * refuses links while it really holds fewer than configured.
  */
-import type { FailureClass } from './connection-contracts.js';
+import type { FailureClass, WatchdogConfig } from './connection-contracts.js';
 import type { EscalationConfig } from './escalation.js';
 
 /** How the pool picks an adapter for a device. */
@@ -62,6 +62,8 @@ export interface PoolDeviceSettings {
   readonly closeInactiveConnections: boolean;
   readonly escalation: EscalationConfig;
   readonly backoffMs: Partial<Record<FailureClass, number>>;
+  /** The notification watchdog of the child (a zombie ends in idle; the pool's keep-alive reconnects). */
+  readonly watchdog?: WatchdogConfig | null;
 }
 
 /** One device of the pool. */

@@ -189,6 +189,7 @@ class Draft {
         closeInactiveConnections: d.settings.closeInactiveConnections,
         escalation: d.settings.escalation,
         backoffMs: d.settings.backoffMs,
+        watchdog: d.settings.watchdog ?? null,
       },
     });
     return childId;

@@ -5,6 +5,7 @@
  */
 import type { AttemptFailureClass } from '../bluez/errors.js';
 import type { EscalationAction, EscalationConfig, EscalationLedger } from './escalation.js';
+import type { WatchdogProbe, ZombieEvent } from './watchdog.js';
 
 /**
  * Why an attempt failed: the SPEC §5 classes, plus `validation` (connected but failed validation;
@@ -57,7 +58,7 @@ export interface ConnectionAttempt {
  * for a slot while our Connect may have been pending).
  */
 export type TeardownReason =
-  'requested' | 'validation-failed' | 'attempt-deadline' | 'cancelled' | 'requeued';
+  'requested' | 'validation-failed' | 'attempt-deadline' | 'cancelled' | 'requeued' | 'zombie';
 
 /** How a cancellation arrived: the caller's AbortSignal or `overallTimeoutMs`. */
 export type CancellationReason = 'aborted' | 'timed-out';
@@ -81,6 +82,13 @@ export interface ConnectionInput {
   readonly ledger?: EscalationLedger;
   /** Backoff per failure class; missing classes use {@link DEFAULT_BACKOFF_MS}. */
   readonly backoffMs?: Partial<Record<FailureClass, number>>;
+  /** The notification watchdog run in `connected`; absent or null: off. */
+  readonly watchdog?: WatchdogConfig | null;
+  /**
+   * Reconnect after a link loss or a zombie (a standalone actor; a pooled actor's parent decides
+   * and this is ignored). Default false: a lost link ends in `idle`.
+   */
+  readonly keepAlive?: boolean;
 }
 
 /** Context of the connection machine (serialisable; the only class instances are errors). */
@@ -119,6 +127,10 @@ export interface ConnectionContext {
   readonly finding: DeviceFinding | null;
   /** The final error (in `failed`). */
   readonly error: Error | null;
+  /** The notification watchdog configuration, or null when off. */
+  readonly watchdog: WatchdogConfig | null;
+  /** Reconnect after link loss or a zombie (standalone actors only). */
+  readonly keepAlive: boolean;
 }
 
 /** Output of the machine when it reaches `failed`. */
@@ -147,7 +159,14 @@ export type ConnectionExternalEvent =
    * The link is gone although BlueZ may not say so yet: for watchers outside the machine (a
    * notification watchdog, the pool). BlueZ's own Connected=false arrives through `watchLink`.
    */
-  | { type: 'LINK_LOST'; reason: string };
+  | { type: 'LINK_LOST'; reason: string }
+  /**
+   * Data arrived by a path the mirror does not see (a polled read, an AcquireNotify fd): the link is
+   * alive. In `connected` it re-arms the watchdog's silence allowance; elsewhere it is ignored.
+   */
+  | { type: 'ACTIVITY' }
+  /** From the invoked watchdog: the link went silent for longer than the watchdog's timeout. */
+  | ZombieEvent;
 
 /** Event sent to the parent pool when escalation chooses to rotate. */
 export interface RotationRequest {
@@ -275,4 +294,24 @@ export const DEFAULT_BACKOFF_MS: Readonly<Record<FailureClass, number>> = Object
   other: 100,
   validation: 250,
   phantom: 1000,
+  zombie: 1000,
+  stalled: 250,
 });
+
+/** What the connection does when the watchdog declares a zombie. */
+export type ZombieAction =
+  /** Verified disconnect on the adapter in use, then reconnect when keep-alive is on (the default). */
+  | 'reconnect'
+  /** Verified disconnect; the connection ends in `idle` even with keep-alive. */
+  | 'disconnect'
+  /** Only the `zombie` event (and a log line); the link is left as it is. */
+  | 'report';
+
+/** The notification watchdog of a connection after validation (plain data). */
+export interface WatchdogConfig {
+  /** Silence that makes a zombie, in ms. */
+  readonly timeoutMs: number;
+  /** Read once before a zombie is declared; null: no probe. */
+  readonly probe: WatchdogProbe | null;
+  readonly action: ZombieAction;
+}

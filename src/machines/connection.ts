@@ -16,7 +16,18 @@
  * ends the same way (through `disconnecting` when a link may be open), and the actor waits in
  * `waiting-for-slot` until the pool assigns an adapter, so a device keeps one actor in the pool.
  */
-import { and, assign, emit, enqueueActions, fromPromise, not, sendParent, setup, stateIn } from 'xstate';
+import {
+  and,
+  assign,
+  emit,
+  enqueueActions,
+  fromPromise,
+  not,
+  sendParent,
+  sendTo,
+  setup,
+  stateIn,
+} from 'xstate';
 import { ConnectionFailedError, type AttemptRecord } from '../bluez/errors.js';
 import {
   DEFAULT_BACKOFF_MS,
@@ -42,6 +53,7 @@ import {
   type ResetInput,
   type RotationRequest,
   type TeardownReason,
+  type ZombieAction,
 } from './connection-contracts.js';
 import {
   decideEscalation,
@@ -52,13 +64,16 @@ import {
   type EscalationAction,
 } from './escalation.js';
 import type { LedgerChange } from './escalation-policy.js';
+import { watchdogMachine, type ZombieReport } from './watchdog.js';
 
 /** Events the machine emits for observers (`actor.on(type, …)`); the runtime turns them into logs. */
 export type ConnectionEmitted =
   | { type: 'lock-degraded'; address: string; adapter: string }
   | { type: 'phantom-left-alone'; address: string; adapter: string }
   | { type: 'escalation'; address: string; adapter: string; action: EscalationAction; failures: number }
-  | { type: 'link-lost'; address: string; adapter: string; reason: string };
+  | { type: 'link-lost'; address: string; adapter: string; reason: string }
+  /** The watchdog declared a zombie; `action` is what follows (see the `watchdog` option). */
+  | ({ type: 'zombie'; action: ZombieAction } & ZombieReport);
 
 function notProvided(name: string): never {
   throw new Error(
@@ -167,6 +182,30 @@ function linkLossReason(event: unknown): string {
   );
 }
 
+/**
+ * The record that starts a reconnect run after an established link ended (number 0: it is not an
+ * attempt of the new run, so maxAttempts still counts only real attempts).
+ */
+function linkEndRecord(context: ConnectionContext, cause: FailureCause): ConnectionAttempt[] {
+  return [
+    {
+      number: 0,
+      adapter: context.adapter,
+      startedAt: Date.now(),
+      durationMs: 0,
+      outcome: 'failed',
+      cause,
+      escalation: null,
+      adopted: false,
+    },
+  ];
+}
+
+/** Attempts of the current run (a link-end record is not one). */
+function attemptCount(context: ConnectionContext): number {
+  return context.attempts.filter((a) => a.number > 0).length;
+}
+
 function cancellationError(context: ConnectionContext, reason: CancellationReason): DOMException {
   return reason === 'timed-out'
     ? new DOMException(`${context.address}: not connected within overallTimeoutMs`, 'TimeoutError')
@@ -214,6 +253,11 @@ export const connectionSetup = setup({
     resetAdapter: fromPromise<void, ResetInput>(async () => notProvided('resetAdapter')),
     /** Resolves when Connected goes false or the device object disappears (link loss, bluetoothd restart). */
     watchLink: fromPromise<LinkLossOutput, DeviceOnAdapter>(async () => notProvided('watchLink')),
+    /**
+     * The notification watchdog (src/machines/watchdog.ts): silence of `watchdog.timeoutMs` sends
+     * ZOMBIE. Off (idle, no listener) without a watchdog configuration.
+     */
+    notificationWatchdog: watchdogMachine,
   },
   guards: {
     lockWasDegraded: ({ event }) => (event as unknown as { output: LockOutput }).output.degraded,
@@ -229,7 +273,15 @@ export const connectionSetup = setup({
     mayCloseInactiveConnections: ({ context }) => context.closeInactiveConnections,
     sawStaleInProgress: ({ context }) => context.staleInProgress,
     cacheClearRequested: ({ context }) => context.clearCacheNext,
-    attemptsExhausted: ({ context }) => context.attempts.length >= context.maxAttempts,
+    attemptsExhausted: ({ context }) => attemptCount(context) >= context.maxAttempts,
+    /** A standalone actor with keep-alive reconnects after link loss (a pool decides for its children). */
+    keepsAlive: ({ context }) => context.keepAlive && !context.pooled,
+    zombieOnlyReported: ({ context }) => context.watchdog?.action === 'report',
+    reconnectsAfterZombie: ({ context }) =>
+      context.teardown === 'zombie' &&
+      context.keepAlive &&
+      !context.pooled &&
+      context.watchdog?.action === 'reconnect',
     escalationSaysReset: ({ context }) => decide(context) === 'reset',
     escalationSaysClear: ({ context }) => decide(context) === 'clear',
     escalationSaysRotate: ({ context }) => decide(context) === 'rotate',
@@ -262,7 +314,7 @@ export const connectionSetup = setup({
     beginAttempt: assign(({ context }) => {
       const adapter = context.assignedAdapter ?? context.adapter;
       const attempt: ConnectionAttempt = {
-        number: context.attempts.length + 1,
+        number: attemptCount(context) + 1,
         adapter,
         startedAt: Date.now(),
         durationMs: null,
@@ -393,6 +445,54 @@ export const connectionSetup = setup({
     recordResetAttempt: assign(({ context }) => ({
       ledger: recordReset(context.ledger, context.adapter, Date.now()),
     })),
+    forwardActivity: sendTo('watchdog', { type: 'ACTIVITY' }),
+    reportZombie: emit(({ context, event }) => {
+      const report: ZombieReport =
+        event.type === 'ZOMBIE'
+          ? event
+          : {
+              address: context.address,
+              adapter: context.adapter,
+              silenceMs: 0,
+              timeoutMs: 0,
+              probed: false,
+              probeError: null,
+            };
+      return {
+        type: 'zombie' as const,
+        address: report.address,
+        adapter: report.adapter,
+        silenceMs: report.silenceMs,
+        timeoutMs: report.timeoutMs,
+        probed: report.probed,
+        probeError: report.probeError,
+        action: context.watchdog?.action ?? 'report',
+      };
+    }),
+    /** The zombie is a failed attempt of class `zombie` (escalation counts it) and starts a new run. */
+    recordZombie: assign(({ context, event }) => {
+      const silence = event.type === 'ZOMBIE' ? event : undefined;
+      const probe = silence?.probed ? `; the probe read failed: ${silence.probeError ?? ''}` : '';
+      const cause: FailureCause = {
+        class: 'zombie',
+        code: 'ZOMBIE_LINK',
+        name: 'ZombieLink',
+        message: `Connected but no data for ${silence?.silenceMs ?? '?'} ms (watchdog timeoutMs ${silence?.timeoutMs ?? '?'})${probe}`,
+      };
+      return {
+        attempts: linkEndRecord(context, cause),
+        ledger: recordFailure(context.ledger, context.adapter, 'zombie'),
+      };
+    }),
+    /** A lost link starts a reconnect run; not counted by escalation (the device may have left). */
+    recordLinkLoss: assign(({ context, event }) => ({
+      attempts: linkEndRecord(context, {
+        class: 'notConnected',
+        code: 'LINK_LOST',
+        name: 'LinkLost',
+        message: linkLossReason(event),
+      }),
+    })),
     reportLinkLoss: emit(({ context, event }) => ({
       type: 'link-lost' as const,
       address: context.address,
@@ -476,6 +576,19 @@ const shareFailure = {
 /** A failed attempt: the shared escalation policy and a parent pool hear of it. */
 const countFailure = [shareFailure, 'reportFailureToPool'] as const;
 
+/**
+ * The established link ended (Connected=false, the device object gone, LINK_LOST): with keep-alive
+ * a standalone actor reconnects after the class's backoff, else it is idle.
+ */
+const linkEnded = [
+  {
+    guard: 'keepsAlive',
+    target: '#connection.backoff',
+    actions: ['markLinkClosed', 'reportLinkLoss', 'recordLinkLoss'],
+  },
+  { target: '#connection.idle', actions: ['markLinkClosed', 'reportLinkLoss', 'reportLinkLostToPool'] },
+] as const;
+
 /** CANCEL once our Connect was sent: tear down the link or pending connect on the adapter in use. */
 const cancelAfterConnectSent = {
   target: '#connection.disconnecting',
@@ -535,6 +648,8 @@ export const connectionMachine = connectionSetup.createMachine({
     queuedForSlot: false,
     finding: null,
     error: null,
+    watchdog: input.watchdog ?? null,
+    keepAlive: input.keepAlive ?? false,
   }),
   on: {
     ADAPTER_ASSIGNED: { actions: 'adoptAssignedAdapter' },
@@ -737,21 +852,49 @@ export const connectionMachine = connectionSetup.createMachine({
         ...releaseLock,
         'reportConnectedToPool',
       ],
-      invoke: {
-        id: 'watchLink',
-        src: 'watchLink',
-        input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
-        onDone: { target: 'idle', actions: ['markLinkClosed', 'reportLinkLoss', 'reportLinkLostToPool'] },
-        // A watcher that fails (the bus went away) can no longer vouch for the link: treat it as
-        // lost rather than let the error take the actor, and a parent pool, down.
-        onError: { target: 'idle', actions: ['markLinkClosed', 'reportLinkLoss', 'reportLinkLostToPool'] },
-      },
+      invoke: [
+        {
+          id: 'watchLink',
+          src: 'watchLink',
+          input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
+          onDone: [...linkEnded],
+          // A watcher that fails (the bus went away) can no longer vouch for the link: treat it as
+          // lost rather than let the error take the actor, and a parent pool, down.
+          onError: [...linkEnded],
+        },
+        {
+          // A fresh watchdog on every (re)connect, on the adapter of this link.
+          id: 'watchdog',
+          src: 'notificationWatchdog',
+          input: ({ context }) => ({
+            address: context.address,
+            adapter: context.adapter,
+            timeoutMs: context.watchdog?.timeoutMs ?? null,
+            probe: context.watchdog?.probe ?? null,
+            notifyParent: true,
+          }),
+        },
+      ],
       on: {
         DISCONNECT: {
           target: 'disconnecting',
           actions: { type: 'setTeardown', params: { reason: 'requested' } },
         },
-        LINK_LOST: { target: 'idle', actions: ['markLinkClosed', 'reportLinkLoss', 'reportLinkLostToPool'] },
+        LINK_LOST: [...linkEnded],
+        ACTIVITY: { actions: 'forwardActivity' },
+        ZOMBIE: [
+          { guard: 'zombieOnlyReported', actions: 'reportZombie' },
+          {
+            // Verified disconnect on the adapter of this link, then reconnect or idle.
+            target: 'disconnecting',
+            actions: [
+              'reportZombie',
+              'recordZombie',
+              shareFailure,
+              { type: 'setTeardown', params: { reason: 'zombie' } },
+            ],
+          },
+        ],
       },
     },
     disconnecting: {
@@ -771,6 +914,7 @@ export const connectionMachine = connectionSetup.createMachine({
           },
           { guard: 'queuedForSlot', target: 'waiting-for-slot', actions: 'markLinkClosed' },
           { guard: 'teardownEndsFailedAttempt', target: 'escalating', actions: 'markLinkClosed' },
+          { guard: 'reconnectsAfterZombie', target: 'escalating', actions: 'markLinkClosed' },
           { target: 'idle', actions: ['markLinkClosed', 'reportIdleToPool'] },
         ],
         // A disconnect that could not be verified is still the end of this teardown: the next
@@ -779,6 +923,7 @@ export const connectionMachine = connectionSetup.createMachine({
           { guard: 'cancellationArrived', target: 'failed', actions: 'failWithCancellation' },
           { guard: 'queuedForSlot', target: 'waiting-for-slot' },
           { guard: 'teardownEndsFailedAttempt', target: 'escalating' },
+          { guard: 'reconnectsAfterZombie', target: 'escalating' },
           { target: 'idle', actions: 'reportIdleToPool' },
         ],
       },

@@ -58,3 +58,16 @@ export const ESCALATION_PROFILES: Readonly<Record<EscalationProfileName, Escalat
   sensor: PROFILE_SENSOR,
   onDemand: PROFILE_ON_DEMAND,
 });
+
+/**
+ * Watchdog presets (`watchdog: 'battery'`): a silence of several notification periods. A BMS
+ * notifies every 1–5 s, so 30 s of silence is a dead link; a sensor reports about once a minute, so
+ * three missed reports (180 s). Connect-on-demand devices do not stream: no preset.
+ */
+export const WATCHDOG_PRESETS = Object.freeze({
+  battery: Object.freeze({ timeoutMs: 30_000 }),
+  sensor: Object.freeze({ timeoutMs: 180_000 }),
+});
+
+/** Names accepted as `watchdog` presets. */
+export type WatchdogPresetName = keyof typeof WATCHDOG_PRESETS;

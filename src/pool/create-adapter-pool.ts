@@ -9,6 +9,7 @@ import type { BluezClient } from '../bluez/client-types.js';
 import { BluezError, isAbortError } from '../bluez/errors.js';
 import { validateAdapterName, validateMac, validateSignal, validateTimeoutMs } from '../bluez/validate.js';
 import { connectionActorImplementations } from '../actors/connection-actors.js';
+import { StallGuard } from '../stall-guard/stall-guard.js';
 import { LeaseBook } from '../actors/lease-book.js';
 import { ResetLadder, resetLadderActor, type ResetLadderOptions } from '../actors/reset-ladder.js';
 import { ladderBluezPort } from '../actors/reset-ladder-ports.js';
@@ -46,6 +47,7 @@ export type PoolConnectOptions = Omit<
   | 'disconnectTimeoutMs'
   | 'rediscoveryTimeoutMs'
   | 'slotsPerAdapter'
+  | 'stallGuardMs'
 > & {
   /** Reconnect after a link loss (default true). */
   keepAlive?: boolean;
@@ -61,7 +63,11 @@ export interface AdapterPoolOptions {
   strategy?: AdapterStrategy;
   /** Defaults of every device's connection (overridable per `connect`). */
   defaults?: PoolConnectOptions &
-    Pick<ConnectionOptions, 'lateGattDelaysMs' | 'disconnectTimeoutMs' | 'rediscoveryTimeoutMs'>;
+    Pick<
+      ConnectionOptions,
+      // stallGuardMs: one stall guard (worker thread) for the whole pool.
+      'lateGattDelaysMs' | 'disconnectTimeoutMs' | 'rediscoveryTimeoutMs' | 'stallGuardMs'
+    >;
   /**
    * The recovery ladder run by a child's `resetting` state (SPEC §4). Without it, `reset` escalation
    * power-cycles the adapter through D-Bus only.
@@ -228,8 +234,24 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
   const ref: { pool?: Actor<typeof adapterPoolMachine> } = {};
   let closed = false;
 
+  // One stall guard for every child of the pool (defaults.stallGuardMs), only when enabled.
+  const stallGuard =
+    poolDefaults.stallGuardMs === null
+      ? undefined
+      : StallGuard.start({
+          busAddress: bluez.busAddress,
+          stallGuardMs: poolDefaults.stallGuardMs,
+          disconnectTimeoutMs: poolDefaults.disconnectTimeoutMs,
+          onError: (error) => logger.error?.({}, `the stall guard's worker failed: ${error.message}`),
+          onStall: (stall) =>
+            logger.warn?.(
+              { address: stall.address, adapter: stall.adapter, stalledMs: stall.stalledMs },
+              `event loop blocked for ${stall.stalledMs} ms while connecting on ${stall.adapter}: the stall guard sent Disconnect (${stall.disconnect})`,
+            ),
+        });
   const implementations = connectionActorImplementations({
     bluez,
+    stallGuard,
     validate: (context) => {
       const own = validators.get(context.address);
       return own === undefined ? true : own(context);
@@ -376,6 +398,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
         closeInactiveConnections: resolved.closeInactiveConnections,
         escalation: resolved.escalation,
         backoffMs: resolved.backoffMs,
+        watchdog: resolved.watchdog,
       },
     });
     const child = childOf(mac);
@@ -483,6 +506,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
       // Children stopped in any state: no lock outlives them.
       leases.releaseAll();
       validators.clear();
+      await stallGuard?.close();
     },
     get heldLocks() {
       return leases.size;

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AnyStateMachine } from 'xstate';
-import { adapterPoolMachine, connectionMachine } from '../../src/index.js';
+import { adapterPoolMachine, connectionMachine, watchdogMachine } from '../../src/index.js';
 import { buildCliPackage, type CliPackage } from './harness.js';
 
 interface Node {
@@ -64,6 +64,12 @@ describe('bluez-cm diagram', () => {
     expect(connection).toContain('connecting_requesting : invoke connectWithDeadline');
     expect(connection).toContain('connecting --> escalating : after attemptDeadline [stillSearching]');
     expect(connection).toContain('failed --> [*]');
+    // The notification watchdog runs inside `connected`; its own drawing shows its states.
+    expect(connection).toContain('connected : invoke watchLink, notificationWatchdog');
+    expect(connection).toContain('connected --> disconnecting : ZOMBIE');
+    const watchdog = await diagram('watchdog');
+    for (const name of stateNames(watchdogMachine)) expect(watchdog).toContain(name);
+    expect(watchdog).toContain('after silenceLeft [silenceReached]');
 
     const pool = await diagram('pool');
     for (const name of stateNames(adapterPoolMachine)) expect(pool).toContain(name);
@@ -100,7 +106,7 @@ describe('bluez-cm diagram', () => {
   it('bad arguments exit 2 naming the flag or the argument', async () => {
     const cases: Array<[string[], string]> = [
       [['diagram', '--format', 'svg'], '--format must be "mermaid" or "dot" (got "svg")'],
-      [['diagram', 'watchdog'], 'unknown machine "watchdog": connection, pool or all'],
+      [['diagram', 'locks'], 'unknown machine "locks": connection, pool, watchdog or all'],
       [['diagram', '--colour'], "'--colour'"],
     ];
     for (const [args, message] of cases) {

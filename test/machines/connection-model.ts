@@ -8,6 +8,7 @@ import { getAdjacencyMap, getShortestPaths, joinPaths, serializeEvent, type Stat
 import { expect, vi } from 'vitest';
 import {
   createActor,
+  fromCallback,
   fromPromise,
   setup,
   type AnyActorRef,
@@ -28,6 +29,7 @@ import {
   ValidationError,
 } from '../../src/bluez/errors.js';
 import { connectionMachine } from '../../src/machines/connection.js';
+import { watchdogMachine } from '../../src/machines/watchdog.js';
 import type { ConnectionInput } from '../../src/machines/connection-contracts.js';
 import { DEFAULT_ESCALATION } from '../../src/machines/profiles.js';
 
@@ -89,6 +91,8 @@ export const MODEL_INPUTS: Record<string, ConnectionInput> = {
     attemptTimeoutMs: 400,
     closeInactiveConnections: false,
     escalation: { ...DEFAULT_ESCALATION, diagnose: false },
+    // A zombie is only reported: the link stays.
+    watchdog: { timeoutMs: 1000, probe: null, action: 'report' },
     backoffMs: {
       aborted: 20,
       inProgress: 20,
@@ -99,6 +103,40 @@ export const MODEL_INPUTS: Record<string, ConnectionInput> = {
       other: 20,
     },
   },
+};
+
+/** Keep-alive with a reconnecting watchdog: link loss and zombies start a reconnect run. */
+MODEL_INPUTS['keepAlive'] = {
+  address: 'AA:BB:CC:DD:EE:13',
+  adapters: ['hci0'],
+  maxAttempts: 2,
+  attemptTimeoutMs: 400,
+  closeInactiveConnections: false,
+  escalation: { ...DEFAULT_ESCALATION, diagnose: false },
+  // Link loss (notConnected) waits 0 ms by default; a model step needs a timer to rest on.
+  backoffMs: { ...MODEL_INPUTS['plain']?.backoffMs, notConnected: 20, zombie: 20 },
+  watchdog: { timeoutMs: 1000, probe: null, action: 'reconnect' },
+  keepAlive: true,
+};
+
+/** The watchdog child with inert actors (its timer never fires in a replay): the model sends ZOMBIE itself. */
+const INERT_WATCHDOG = {
+  notificationWatchdog: watchdogMachine.provide({
+    actors: {
+      listenForActivity: fromCallback(() => () => {}),
+      probeCharacteristic: fromPromise(async () => {}),
+    },
+  }),
+};
+
+const zombie = {
+  type: 'ZOMBIE',
+  address: 'AA:BB:CC:DD:EE:13',
+  adapter: 'hci0',
+  silenceMs: 1000,
+  timeoutMs: 1000,
+  probed: false,
+  probeError: null,
 };
 
 const rf = () => new AbortedError('le-connection-abort-by-local', { dbusName: 'org.bluez.Error.Failed' });
@@ -219,7 +257,10 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
       { type: 'LINK_LOST', reason: 'notification watchdog: silent for 30 s' },
       { type: 'xstate.done.actor.watchLink', output: { reason: 'Connected=false' } },
       { type: 'xstate.error.actor.watchLink', error: new Error('the BlueZ mirror is closed') },
+      { type: 'ACTIVITY' },
     );
+    // Only a configured watchdog declares zombies.
+    if (snapshot.context.watchdog !== null) events.push(zombie);
   }
   if (m('disconnecting')) {
     events.push(
@@ -334,7 +375,7 @@ export function generatePaths(
 ): ModelPath[] {
   // Traversal runs without a parent, so what a pooled actor sends its pool is a no-op here
   // (replays have a parent).
-  const machine = connectionMachine.provide({ actions: POOL_SENDS_AS_NO_OPS });
+  const machine = connectionMachine.provide({ actions: POOL_SENDS_AS_NO_OPS, actors: INERT_WATCHDOG });
   const options = {
     input,
     events: (s: ConnectionSnapshot) => modelEvents(s).filter((e) => keepEvent(e, s)),
@@ -449,6 +490,7 @@ export async function replayWithScriptedActors(
   const logic = connectionMachine.provide({
     actors: {
       ...Object.fromEntries(names.map((n) => [n, manual(n)])),
+      ...INERT_WATCHDOG,
     } as never,
   });
   const trail = createStateTrail();

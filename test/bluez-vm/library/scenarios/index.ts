@@ -7,10 +7,12 @@ import { connectScenarios } from './connect.js';
 import { lateGattScenarios } from './late-gatt.js';
 import { linkLossScenarios } from './link-loss.js';
 import { restartScenarios } from './restart.js';
+import { zombieScenarios } from './zombie.js';
 
 export const LIBRARY_SCENARIOS: readonly LibraryScenario[] = [
   ...connectScenarios,
   ...lateGattScenarios,
   ...linkLossScenarios,
   ...restartScenarios,
+  ...zombieScenarios,
 ];
