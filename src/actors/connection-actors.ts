@@ -33,6 +33,8 @@ import type {
 } from '../machines/connection-contracts.js';
 import { gattNotEmpty, type Validator } from '../connection/validators.js';
 import { lockDevice } from './device-lock.js';
+import { takeSlot } from './slot-lock.js';
+import type { ResolvedSlotLock } from '../lock/config.js';
 import type { LeaseBook } from './lease-book.js';
 
 /** What the actors need. */
@@ -58,6 +60,8 @@ export interface ConnectionActorDeps {
    * retrying on a saturated controller. Undefined (or no function): aborts stay aborts.
    */
   readonly slotLimit?: (adapter: string) => number | undefined;
+  /** Cross-process connection slots (flock files shared with the Python library); undefined: off. */
+  readonly slotLock?: ResolvedSlotLock;
 }
 
 function ignoreUnlessAbort(err: unknown): void {
@@ -168,18 +172,29 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
   const { bluez } = deps;
 
   const acquireDeviceLock = async (input: LockInput, signal: AbortSignal): Promise<LockOutput> => {
-    if (input.lease !== null && deps.leases.holds(input.lease))
-      return { lease: input.lease, degraded: false };
-    // The in-process mutex is waited for without a timeout of its own (only cancellation or
-    // overallTimeoutMs end the wait): giving up on it would race the holder into InProgress.
-    const release = await lockDevice(input.address, signal);
-    if (signal.aborted) {
-      // Granted after the machine left `locking` (CANCEL, or the actor stopped): nobody will take
-      // this lease any more, and a lease added now would outlive the actor's own cleanup.
-      release();
-      throw signal.reason;
+    const reused = input.lease !== null && deps.leases.holds(input.lease);
+    let lease = reused ? input.lease : null;
+    if (lease === null) {
+      // The in-process mutex is waited for without a timeout of its own (only cancellation or
+      // overallTimeoutMs end the wait): giving up on it would race the holder into InProgress.
+      const release = await lockDevice(input.address, signal);
+      if (signal.aborted) {
+        // Granted after the machine left `locking` (CANCEL, or the actor stopped): nobody will take
+        // this lease any more, and a lease added now would outlive the actor's own cleanup.
+        release();
+        throw signal.reason;
+      }
+      lease = deps.leases.add(release);
     }
-    return { lease: deps.leases.add(release), degraded: false };
+    if (deps.slotLock === undefined) return { lease, slotLease: null, degraded: false, waitedMs: 0 };
+    try {
+      const slot = await takeSlot(deps.slotLock, input.adapter, deps.leases, signal);
+      return { lease, ...slot };
+    } catch (err) {
+      // The machine never sees a lease of a failed acquisition: give back what this call took.
+      if (!reused) deps.leases.release(lease);
+      throw err;
+    }
   };
 
   const inspectDevice = async (input: InspectInput, _signal: AbortSignal): Promise<DeviceFinding> => {

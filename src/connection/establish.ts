@@ -102,6 +102,7 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
     leases,
     policy: resolved.policy,
     slotLimit: () => resolved.slotsPerAdapter,
+    slotLock: resolved.lock,
   });
   const machine = connectionMachine.provide(implementations as never);
   const actor: ConnectionActor = createActor(machine, {
@@ -122,10 +123,10 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
   const fields = { address: resolved.address };
   const offs = [
     actor.on('lock-degraded', (e) =>
-      logger.warn?.(`device lock not taken in time on ${e.adapter}; going on unlocked`, {
-        ...fields,
-        adapter: e.adapter,
-      }),
+      logger.warn?.(
+        `no connection slot free on ${e.adapter} within ${Math.round(e.waitedMs)} ms; going on without one`,
+        { ...fields, adapter: e.adapter, waitedMs: e.waitedMs },
+      ),
     ),
     actor.on('phantom-left-alone', (e) =>
       logger.warn?.(

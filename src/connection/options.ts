@@ -10,6 +10,7 @@ import type { EscalationConfig } from '../machines/escalation.js';
 import { EscalationPolicy, resolveEscalationConfig } from '../machines/escalation-policy.js';
 import type { EscalationProfileName } from '../machines/profiles.js';
 import type { Validator } from './validators.js';
+import { resolveSlotLockOptions, type ResolvedSlotLock, type SlotLockOptions } from '../lock/config.js';
 
 /** Where log lines go. Every method is optional; the default logger is silent. */
 export interface ConnectionLogger {
@@ -63,6 +64,15 @@ export interface ConnectionOptions {
    * the next adapter at once. An adapter pool sets this per adapter itself.
    */
   slotsPerAdapter?: number;
+  /**
+   * Cross-process connection slots (off by default): `true` or options. Each attempt holds one of
+   * `maxSlots` (default 2) flock files per adapter, `/run/bleak-cm-{adapter}-slot-{slot}.lock` — the
+   * Python library's files, so Python and Node services on one host share the limit — from
+   * `locking` until validation starts or the failed attempt has been handled. A slot not free within
+   * `timeoutMs` (default 15 000) goes on unlocked with a `lock-degraded` event, or fails with
+   * `LockTimeoutError` when `strict`. Needs the optional dependency `koffi`.
+   */
+  lock?: boolean | SlotLockOptions;
   /** Log lines (state changes at debug, escalations at info, phantoms and lock trouble at warn). */
   logger?: ConnectionLogger;
   /** XState inspection callback (e.g. `createStateTrail().inspect` or the Stately inspector's). */
@@ -100,6 +110,7 @@ export interface ResolvedOptions {
   readonly policy: EscalationPolicy | undefined;
   readonly backoffMs: Partial<Record<FailureClass, number>>;
   readonly slotsPerAdapter: number;
+  readonly lock: ResolvedSlotLock | undefined;
   readonly logger: ConnectionLogger;
 }
 
@@ -205,6 +216,7 @@ export function resolveOptions(options: ConnectionOptions): ResolvedOptions {
       options.slotsPerAdapter ?? CONNECTION_DEFAULTS.slotsPerAdapter,
       'slotsPerAdapter',
     ),
+    lock: resolveSlotLockOptions(options.lock, 'lock'),
     logger: options.logger ?? {},
   };
 }
