@@ -150,3 +150,39 @@ export type {
 export type { ConnectionReport } from './machines/connection-contracts.js';
 export type { PoolChildState } from './machines/adapter-pool-logic.js';
 export type { AttemptFailureClass } from './bluez/errors.js';
+
+// ---- cross-process locks and managed discovery --------------------------------------------------
+export {
+  acquireScanLock,
+  acquireSlotLock,
+  heldLocks,
+  lockHolders,
+  LockPathError,
+  LockPermissionError,
+  LockUnavailableError,
+  resolveScanLockOptions,
+  resolveSlotLockOptions,
+  scanLockPath,
+  slotLockPath,
+  SCAN_LOCK_DEFAULTS,
+  SLOT_LOCK_DEFAULTS,
+  type AcquireOptions,
+  type HeldLock,
+  type LockAcquisition,
+  type LockFileState,
+  type LockHolderQuery,
+  type ScanLockOptions,
+  type SlotLockOptions,
+} from './lock/index.js';
+export {
+  findDevice,
+  openDiscoverySessions,
+  resolveDiscoveryOptions,
+  seenRecently,
+  startDiscoveryOwner,
+  type DiscoveryEvent,
+  type DiscoveryOptions,
+  type DiscoveryOwner,
+  type FindDeviceOptions,
+  type ResolvedDiscovery,
+} from './discovery/index.js';

@@ -34,6 +34,8 @@ import type {
 import { gattNotEmpty, type Validator } from '../connection/validators.js';
 import { lockDevice } from './device-lock.js';
 import { takeSlot } from './slot-lock.js';
+import { findDevice } from '../discovery/find-device.js';
+import type { ResolvedDiscovery } from '../discovery/options.js';
 import type { ResolvedSlotLock } from '../lock/config.js';
 import type { LeaseBook } from './lease-book.js';
 
@@ -62,6 +64,8 @@ export interface ConnectionActorDeps {
   readonly slotLimit?: (adapter: string) => number | undefined;
   /** Cross-process connection slots (flock files shared with the Python library); undefined: off. */
   readonly slotLock?: ResolvedSlotLock;
+  /** Managed discovery settings (scan lock, listen-only); undefined: on-demand scans, no lock. */
+  readonly discovery?: ResolvedDiscovery;
 }
 
 function ignoreUnlessAbort(err: unknown): void {
@@ -70,8 +74,9 @@ function ignoreUnlessAbort(err: unknown): void {
 
 /**
  * Makes sure BlueZ knows `address` on `adapter`: when it does not (removed, expired, or an adapter
- * that never saw it; original defect B17), runs discovery until it appears or `timeoutMs` passes.
- * Another client's discovery session is normal shared discovery (SPEC §7): InProgress is not fatal.
+ * that never saw it; original defect B17) or has not heard it recently, runs managed discovery
+ * (src/discovery: cache first, scan lock, shared session, or only listening) until it appears or
+ * `timeoutMs` passes.
  */
 export async function rediscover(
   bluez: BluezClient,
@@ -79,34 +84,9 @@ export async function rediscover(
   address: string,
   timeoutMs: number,
   signal: AbortSignal,
+  discovery?: ResolvedDiscovery,
 ): Promise<boolean> {
-  if (bluez.device(adapter, address) !== undefined) return true;
-  let started = false;
-  try {
-    await bluez.startDiscovery(adapter, { signal });
-    started = true;
-  } catch (err) {
-    if (isAbortError(err)) throw err;
-    if (!(err instanceof BluezError && err.errorClass === 'inProgress')) throw err;
-  }
-  try {
-    await bluez.mirror.waitFor((m) => m.device(adapter, address), {
-      timeoutMs,
-      signal,
-      description: `${address} discovered on ${adapter}`,
-      errorClass: 'notFound',
-    });
-    return true;
-  } catch (err) {
-    if (isAbortError(err) || signal.aborted) throw err;
-    return false;
-  } finally {
-    if (started) {
-      // Bounded, and even when we were cancelled: a discovery session left running keeps the
-      // adapter scanning (original commit 13774d1).
-      await bluez.stopDiscovery(adapter, { timeoutMs: 5000 }).catch(() => {});
-    }
-  }
+  return (await findDevice(bluez, [adapter], address, { timeoutMs, signal, discovery })) !== undefined;
 }
 
 /**
@@ -237,7 +217,16 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     await waitDeviceGone(bluez, input, deps.disconnectTimeoutMs, signal);
     // Removing a device invalidates it until it is seen again (original commits 43b9ca7, 9a1206a):
     // bring it back before the next Connect.
-    if (!(await rediscover(bluez, input.adapter, input.address, deps.rediscoveryTimeoutMs, signal))) {
+    if (
+      !(await rediscover(
+        bluez,
+        input.adapter,
+        input.address,
+        deps.rediscoveryTimeoutMs,
+        signal,
+        deps.discovery,
+      ))
+    ) {
       throw new DeviceNotFoundError(
         `${input.address} did not reappear on ${input.adapter} after RemoveDevice`,
         {
@@ -259,7 +248,14 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
       return { reappeared: true };
     if (outcome === 'removed') await waitDeviceGone(bluez, input, deps.disconnectTimeoutMs, signal);
     return {
-      reappeared: await rediscover(bluez, input.adapter, input.address, deps.rediscoveryTimeoutMs, signal),
+      reappeared: await rediscover(
+        bluez,
+        input.adapter,
+        input.address,
+        deps.rediscoveryTimeoutMs,
+        signal,
+        deps.discovery,
+      ),
     };
   };
 
@@ -268,7 +264,7 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     // Bounded by rediscoveryTimeoutMs: an adapter that cannot hear the device should hand over to
     // the next one after a discovery's worth of time, not after the whole attempt deadline.
     const lookMs = Math.min(deps.rediscoveryTimeoutMs, input.timeoutMs);
-    if (!(await rediscover(bluez, input.adapter, input.address, lookMs, signal))) {
+    if (!(await rediscover(bluez, input.adapter, input.address, lookMs, signal, deps.discovery))) {
       throw new DeviceNotFoundError(
         `${input.address} is not known on ${input.adapter} and was not discovered`,
         {

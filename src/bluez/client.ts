@@ -19,6 +19,7 @@ import { BluezMirror } from './mirror.js';
 import { createNodeBle, type NodeBleBluetooth } from './node-ble.js';
 import type { AdapterSnapshot, CallOptions, DeviceSnapshot, GattServiceTree, WaitOptions } from './types.js';
 import { validateAdapterName, validateMac, validateSignal, validateTimeoutMs } from './validate.js';
+import type { DiscoveryFilter } from './variant.js';
 
 function readDefaults(options: OpenBluezOptions): BluezDefaults {
   const pick = (value: unknown, field: string, fallback: number): number =>
@@ -154,6 +155,10 @@ class Client implements BluezClient {
 
   startDiscovery(adapter: string, options?: CallOptions): Promise<void> {
     return adapterOps.startDiscovery(this.ctx, adapter, options);
+  }
+
+  setDiscoveryFilter(adapter: string, filter: DiscoveryFilter, options?: CallOptions): Promise<void> {
+    return adapterOps.setDiscoveryFilter(this.ctx, adapter, filter, options);
   }
 
   stopDiscovery(adapter: string, options?: CallOptions): Promise<void> {

@@ -11,6 +11,11 @@ import { EscalationPolicy, resolveEscalationConfig } from '../machines/escalatio
 import type { EscalationProfileName } from '../machines/profiles.js';
 import type { Validator } from './validators.js';
 import { resolveSlotLockOptions, type ResolvedSlotLock, type SlotLockOptions } from '../lock/config.js';
+import {
+  resolveDiscoveryOptions,
+  type DiscoveryOptions,
+  type ResolvedDiscovery,
+} from '../discovery/options.js';
 
 /** Where log lines go. Every method is optional; the default logger is silent. */
 export interface ConnectionLogger {
@@ -73,6 +78,13 @@ export interface ConnectionOptions {
    * `LockTimeoutError` when `strict`. Needs the optional dependency `koffi`.
    */
   lock?: boolean | SlotLockOptions;
+  /**
+   * How this process looks for devices (managed discovery): `scanLock` (the Python library's
+   * `/run/bleak-cm-{adapter}-scan.lock` around our StartDiscovery…StopDiscovery), `mode: 'listen'`
+   * (never StartDiscovery; rely on a discovery owner, see `startDiscoveryOwner`), `uuids` for the
+   * discovery filter. Default: on-demand scans without a lock.
+   */
+  discovery?: DiscoveryOptions;
   /** Log lines (state changes at debug, escalations at info, phantoms and lock trouble at warn). */
   logger?: ConnectionLogger;
   /** XState inspection callback (e.g. `createStateTrail().inspect` or the Stately inspector's). */
@@ -111,6 +123,7 @@ export interface ResolvedOptions {
   readonly backoffMs: Partial<Record<FailureClass, number>>;
   readonly slotsPerAdapter: number;
   readonly lock: ResolvedSlotLock | undefined;
+  readonly discovery: ResolvedDiscovery;
   readonly logger: ConnectionLogger;
 }
 
@@ -135,6 +148,23 @@ function positiveTimeout(value: unknown, field: string): number {
   const ms = validateTimeoutMs(value, field);
   if (ms === 0) throw new RangeError(`${field} must be > 0, got 0`);
   return ms;
+}
+
+/** Scan-lock timeouts reach the log as warnings (the caller's own observer still gets every event). */
+function withDiscoveryLog(discovery: ResolvedDiscovery, logger: ConnectionLogger): ResolvedDiscovery {
+  if (logger.warn === undefined && logger.debug === undefined) return discovery;
+  return {
+    ...discovery,
+    onEvent: (event) => {
+      if (event.type === 'scan-lock-degraded') {
+        logger.warn?.(
+          `scan lock of ${event.adapter} not free within ${Math.round(event.waitedMs)} ms; scanning without it`,
+          { ...event },
+        );
+      } else logger.debug?.(`${event.type} on ${event.adapter}`, { ...event });
+      discovery.onEvent?.(event);
+    },
+  };
 }
 
 /** Validates every option and applies the defaults. No I/O. */
@@ -217,6 +247,10 @@ export function resolveOptions(options: ConnectionOptions): ResolvedOptions {
       'slotsPerAdapter',
     ),
     lock: resolveSlotLockOptions(options.lock, 'lock'),
+    discovery: withDiscoveryLog(
+      resolveDiscoveryOptions(options.discovery, 'discovery'),
+      options.logger ?? {},
+    ),
     logger: options.logger ?? {},
   };
 }

@@ -37,6 +37,8 @@ export type PoolConnectOptions = Omit<
   | 'disconnectTimeoutMs'
   | 'rediscoveryTimeoutMs'
   | 'slotsPerAdapter'
+  | 'lock'
+  | 'discovery'
 > & {
   /** Reconnect after a link loss (default true). */
   keepAlive?: boolean;
@@ -67,6 +69,15 @@ export interface AdapterPoolOptions {
    * that adapter than it.
    */
   limitReprobeMs?: number;
+  /**
+   * Cross-process connection slots for every child (off by default; see the connection option
+   * `lock`): a child waits in `locking` for one of the adapter's slot files — shared with other
+   * services, Python ones included — instead of calling Connect while `maxSlots` attempts of any
+   * process are under way on that adapter.
+   */
+  lock?: ConnectionOptions['lock'];
+  /** Managed discovery for every child (scan lock, listen-only; see the connection option). */
+  discovery?: ConnectionOptions['discovery'];
 }
 
 /** Per-adapter view in a {@link PoolSnapshot}. */
@@ -169,7 +180,13 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
   const { slots, strategy, limitReprobeMs } = validatePoolOptions(options);
   const { bluez } = options;
   const logger = options.logger ?? {};
-  const poolDefaults = resolveOptions({ address: '00:00:00:00:00:00', ...options.defaults });
+  const poolDefaults = resolveOptions({
+    address: '00:00:00:00:00:00',
+    ...options.defaults,
+    lock: options.lock,
+    discovery: options.discovery,
+    logger,
+  });
   const ladder =
     options.resetLadder === undefined
       ? undefined
@@ -202,6 +219,8 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     // out-of-slots, and the child asks the pool to rotate at once.
     slotLimit: (adapter) =>
       ref.pool === undefined ? slots : effectiveLimit(ref.pool.getSnapshot().context, adapter),
+    slotLock: poolDefaults.lock,
+    discovery: poolDefaults.discovery,
   });
   const childLogic = connectionMachine.provide({
     ...implementations,

@@ -379,7 +379,8 @@ describe('model paths on the simulator', () => {
     expect([...unreachableBySimulator].sort()).toEqual([
       'connection.connected | xstate.error.actor.watchLink | #0 → connection.idle',
       'connection.locking | xstate.done.actor.acquireDeviceLock | #0 → connection.clearing-stale',
-      'connection.locking | xstate.error.actor.acquireDeviceLock | #0 → connection.escalating',
+      'connection.locking | xstate.error.actor.acquireDeviceLock | #0 → connection.failed',
+      'connection.locking | xstate.error.actor.acquireDeviceLock | #1 → connection.escalating',
     ]);
     expect(selected.length).toBeGreaterThan(5);
   });
