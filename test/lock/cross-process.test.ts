@@ -163,4 +163,62 @@ describe('processes sharing one adapter', () => {
     // The lock files are the Python library's names, still there, and free now.
     expect(readdirSync(lockDir).sort()).toEqual(['bleak-cm-hci0-slot-0.lock', 'bleak-cm-hci0-slot-1.lock']);
   }, 120_000);
+
+  it('two services that must scan, with the scan lock: their discovery sessions never overlap, both connect', async () => {
+    const macs = ['C0:00:00:00:00:11', 'C0:00:00:00:00:12'];
+    env = await startSimulatedBluez({
+      latencyScale: 0.2,
+      scenario: { adapters: [{ name: 'hci0' }], devices: macs.map((m) => peripheral(m, { knownOn: [] })) },
+    });
+    lockDir = mkdtempSync(join(tmpdir(), 'bcm-xproc-'));
+    const discovery = { scanLock: { dir: lockDir, retryIntervalMs: 20 } };
+    const node = macs.map((address) => startService({ address, discovery }));
+    await Promise.all(node.map((s) => s.waitFor('ready')));
+    for (const s of node) s.child.stdin.write('go\n');
+    await Promise.all(node.map((s) => s.waitFor('connected')));
+
+    const calls = env.sim.calls.filter((c) => c.interface === 'org.bluez.Adapter1');
+    const starts = calls.filter((c) => c.member === 'StartDiscovery');
+    expect(starts.length).toBeGreaterThanOrEqual(1);
+    // Each client's session: its StartDiscovery call to the reply of its StopDiscovery.
+    const sessions = starts.map((start) => {
+      const stop = calls.find(
+        (c) => c.member === 'StopDiscovery' && c.sender === start.sender && c.at >= start.at,
+      );
+      expect(stop?.repliedAt).toBeDefined();
+      return [start.at, stop?.repliedAt ?? Infinity] as const;
+    });
+    expect(maxOverlap(sessions)).toBe(1);
+    // Every session was stopped: the adapter no longer discovers.
+    expect(env.sim.state().adapters[0]?.discovering).toBe(false);
+    expect(readdirSync(lockDir)).toEqual(['bleak-cm-hci0-scan.lock']);
+  }, 120_000);
+
+  it('with a discovery owner, a listening service makes no StartDiscovery call and still finds and connects its device', async () => {
+    const mac = 'C0:00:00:00:00:21';
+    env = await startSimulatedBluez({
+      latencyScale: 0.2,
+      scenario: { adapters: [{ name: 'hci0' }], devices: [peripheral(mac, { knownOn: [] })] },
+    });
+    lockDir = mkdtempSync(join(tmpdir(), 'bcm-xproc-'));
+    const owner = startService({ owner: true, scanLock: { dir: lockDir } });
+    const listener = startService({ address: mac, discovery: { mode: 'listen' } });
+    await Promise.all([owner.waitFor('ready'), listener.waitFor('ready')]);
+    listener.child.stdin.write('go\n');
+    owner.child.stdin.write('go\n');
+    await owner.waitFor('owner-ready');
+    await listener.waitFor('connected');
+    const connect = connectCalls(env.sim.calls).find((c) => c.path === DEVICE_PATH(mac));
+    const listenerSender = connect?.sender;
+    expect(listenerSender).toBeDefined();
+    const starts = env.sim.calls.filter((c) => c.member === 'StartDiscovery');
+    expect(starts.filter((c) => c.sender === listenerSender)).toEqual([]);
+    expect(starts.length).toBe(1); // the owner's
+    owner.child.stdin.end();
+    expect(await owner.exited).toBe(0);
+    // The owner stopped its session when it was told to stop.
+    expect(
+      env.sim.calls.filter((c) => c.member === 'StopDiscovery' && c.sender === starts[0]?.sender),
+    ).toHaveLength(1);
+  }, 120_000);
 });
