@@ -37,6 +37,7 @@ import { takeSlot } from './slot-lock.js';
 import { findDevice } from '../discovery/find-device.js';
 import type { ResolvedDiscovery } from '../discovery/options.js';
 import type { ResolvedSlotLock } from '../lock/config.js';
+import { waitGattSettled } from './gatt-settle.js';
 import type { LeaseBook } from './lease-book.js';
 
 /** What the actors need. */
@@ -44,7 +45,10 @@ export interface ConnectionActorDeps {
   readonly bluez: BluezClient;
   /** The caller's validator, run after the built-in GATT-not-empty check. */
   readonly validate?: Validator;
-  /** Late-GATT re-check delays (SPEC §6: 2 000, 4 000, 8 000). */
+  /**
+   * Late-GATT re-check delays (2 000, 4 000, 8 000 by default): their sum is the time budget for a
+   * validation that fails right after connect; re-checks also follow each settled GATT change.
+   */
   readonly lateGattDelaysMs: readonly number[];
   /** Bound of each disconnect step (SPEC §6: 5 000). */
   readonly disconnectTimeoutMs: number;
@@ -304,47 +308,32 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
   };
 
   const validateWithLateGattRetry = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<void> => {
+    // Late GATT (Telink-style chips export services 2–10 s after ServicesResolved; a Service
+    // Changed removes objects one by one before the new ones appear) is a TIME budget: the sum of
+    // lateGattDelaysMs. Within it, re-validate as soon as the GATT tree has settled after a change
+    // (waitGattSettled), and at the end of each delay even without a change; never count changes.
+    const started = performance.now();
+    let elapsed = 0;
+    const checkpoints = deps.lateGattDelaysMs.map((d) => started + (elapsed += d));
+    const budgetEnd = started + elapsed;
     let reason = await validateOnce(deps, input, signal);
-    let waitedMs = 0;
-    for (const delay of deps.lateGattDelaysMs) {
-      if (reason === null) return;
-      const device = bluez.device(input.adapter, input.address);
-      if (!device?.connected) {
+    while (reason !== null && performance.now() < budgetEnd) {
+      const now = performance.now();
+      const untilMs = checkpoints.find((t) => t > now) ?? budgetEnd;
+      const outcome = await waitGattSettled(bluez, input.adapter, input.address, { untilMs, signal });
+      if (outcome === 'disconnected') {
         throw new NotConnectedError(
           `the link to ${input.address} on ${input.adapter} dropped during validation`,
-          {
-            adapter: input.adapter,
-            device: input.address,
-          },
+          { adapter: input.adapter, device: input.address },
         );
       }
-      // Telink-style chips export their services 2–10 s after ServicesResolved: wait for the
-      // GATT tree to change (early return), at most `delay`.
-      const before = JSON.stringify(
-        bluez.gattServices(input.adapter, input.address).map((s) => [s.uuid, s.characteristics.length]),
-      );
-      const t0 = performance.now();
-      await bluez.mirror
-        .waitFor(
-          (m) => {
-            const d = m.device(input.adapter, input.address);
-            if (!d?.connected) return true;
-            const now = JSON.stringify(
-              bluez.gattServices(input.adapter, input.address).map((s) => [s.uuid, s.characteristics.length]),
-            );
-            return now !== before;
-          },
-          { timeoutMs: delay, signal, description: `GATT change on ${input.address}` },
-        )
-        .catch(ignoreUnlessAbort);
-      waitedMs += performance.now() - t0;
       reason = await validateOnce(deps, input, signal);
     }
     if (reason === null) return;
     throw new ValidationError(
       `${input.address} on ${input.adapter} failed validation: ${reason}` +
         (deps.lateGattDelaysMs.length > 0
-          ? ` (also after waiting ${Math.round(waitedMs)} ms for late GATT services)`
+          ? ` (also after waiting ${Math.round(performance.now() - started)} ms for late GATT services)`
           : ''),
       { adapter: input.adapter, device: input.address },
     );

@@ -7,11 +7,19 @@
  */
 import { existsSync } from 'node:fs';
 import { openBluez, type BluezClient } from '../index.js';
-import { numberFlag, parseFlags, usageFailure, UsageError } from './args.js';
+import {
+  DBUS_AUTH_HELP,
+  authMethodsFlag,
+  numberFlag,
+  parseFlags,
+  usageFailure,
+  type DBusAuthMethod,
+  UsageError,
+} from './args.js';
 import { diagnose, exitCode, type Finding, type Observation } from './doctor/checks.js';
 import { readLockReport, type LockReport } from './lock-report.js';
 
-const HELP = `usage: bluez-cm doctor [--json] [--timeout-ms N] [--lock-dir DIR]
+const HELP = `usage: bluez-cm doctor [--json] [--timeout-ms N] [--dbus-auth M,M] [--lock-dir DIR]
 
 Looks at BlueZ on the system bus (DBUS_SYSTEM_BUS_ADDRESS is respected) and
 reports: bus reachable, bluetoothd running and answering (org.bluez owner),
@@ -21,6 +29,7 @@ Exit 0 when healthy, 1 when something needs attention, 2 for bad arguments.
 
   -t, --timeout-ms N  deadline of the whole check (default 5000)
       --lock-dir DIR  where the slot and scan lock files are (default /run)
+${DBUS_AUTH_HELP}
       --json          one JSON object: findings and what was seen
   -h, --help          this text
 `;
@@ -31,12 +40,19 @@ const defaultBusAddress = (): string =>
   process.env.DBUS_SYSTEM_BUS_ADDRESS ?? 'unix:path=/var/run/dbus/system_bus_socket';
 
 /** Opens BlueZ and reads what doctor needs, all within `timeoutMs`. */
-async function observe(timeoutMs: number, lockDir: string): Promise<Observation> {
+async function observe(
+  timeoutMs: number,
+  authMethods: readonly DBusAuthMethod[] | undefined,
+  lockDir: string,
+): Promise<Observation> {
   const locks = await readLockReport(lockDir);
-  return { ...(await observeBluez(timeoutMs)), locks };
+  return { ...(await observeBluez(timeoutMs, authMethods)), locks };
 }
 
-async function observeBluez(timeoutMs: number): Promise<Omit<Observation, 'locks'>> {
+async function observeBluez(
+  timeoutMs: number,
+  authMethods: readonly DBusAuthMethod[] | undefined,
+): Promise<Omit<Observation, 'locks'>> {
   const busAddress = defaultBusAddress();
   const empty = { bluezOwner: null, syncError: null, adapters: [], devices: [] };
   // A missing socket is certain at once; the bus client would retry until its deadline.
@@ -49,6 +65,7 @@ async function observeBluez(timeoutMs: number): Promise<Omit<Observation, 'locks
   try {
     bluez = await openBluez({
       busAddress,
+      authMethods,
       signal,
       openTimeoutMs: timeoutMs,
       dbusCallTimeoutMs: timeoutMs,
@@ -93,11 +110,13 @@ function lockJson(report: LockReport) {
 export async function run(args: string[]): Promise<number> {
   let json: boolean;
   let timeoutMs: number;
+  let authMethods: readonly DBusAuthMethod[] | undefined;
   let lockDir: string;
   try {
     const { values } = parseFlags(args, {
       json: { type: 'boolean' },
       'timeout-ms': { type: 'string', short: 't' },
+      'dbus-auth': { type: 'string' },
       'lock-dir': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     });
@@ -107,6 +126,7 @@ export async function run(args: string[]): Promise<number> {
     }
     json = values.json === true;
     timeoutMs = numberFlag(values, 'timeout-ms', { min: 100, max: 600_000, integer: true }) ?? 5000;
+    authMethods = authMethodsFlag(values);
     lockDir = typeof values['lock-dir'] === 'string' ? values['lock-dir'] : '/run';
     if (!lockDir.startsWith('/'))
       throw new UsageError(`--lock-dir must be an absolute path, got "${lockDir}"`);
@@ -114,7 +134,7 @@ export async function run(args: string[]): Promise<number> {
     return usageFailure('doctor', e, HELP);
   }
 
-  const observation = await observe(timeoutMs, lockDir);
+  const observation = await observe(timeoutMs, authMethods, lockDir);
   const findings = diagnose(observation);
   const code = exitCode(findings);
   if (json) {

@@ -109,6 +109,38 @@ export class RealBluezTarget implements ConformanceTarget {
     await this.vm.control.command('power hci1 off');
   }
 
+  /** Powers an adapter on again underneath bluetoothd (after {@link powerOff} or {@link linkLoss}). */
+  async powerOn(adapter: 'hci0' | 'hci1'): Promise<void> {
+    await this.vm.control.command(`power ${adapter} on`);
+  }
+
+  /**
+   * The peripheral is back after {@link linkLoss}: hci1 powered again and the advertisement
+   * registered afresh (whatever bluetoothd kept of it across the power cycle).
+   * Resolves when the advertisement is registered again.
+   */
+  async peripheralBack(): Promise<void> {
+    await this.powerOn('hci1');
+    const peripheral = this.requirePeripheral();
+    await peripheral.stopAdvertising();
+    await peripheral.startAdvertising();
+  }
+
+  /**
+   * bluetoothd forgot the peripheral's GATT application and advertisement when it restarted:
+   * registers both again on the new bluetoothd. Resolves when it advertises again.
+   */
+  async reRegisterPeripheral(): Promise<void> {
+    const peripheral = this.requirePeripheral();
+    peripheral.forgetRegistrations();
+    await peripheral.register({ advertise: true });
+  }
+
+  /** Runs a diagnostic shell command in the guest (e.g. `btmgmt -i hci0 con`); its output lines. */
+  async guestCommand(command: string): Promise<string[]> {
+    return this.vm.control.command(`run ${command}`);
+  }
+
   async stopAdvertising(): Promise<void> {
     await this.requirePeripheral().stopAdvertising();
   }

@@ -150,6 +150,23 @@ function before(ctx: ScenarioContext, mark: number, first: string, second: strin
   return a < b;
 }
 
+/** The GATT objects removed since a mark, in arrival order, each as gattShape labels it. */
+function gattObjectsRemoved(events: readonly TraceEvent[], before: Tree, dev: string): string[] {
+  return events
+    .filter((e): e is Extract<TraceEvent, { kind: 'removed' }> => e.kind === 'removed')
+    .filter((e) => e.path.startsWith(`${dev}/`))
+    .map((e) => gattShape({ [e.path]: before[e.path] ?? {} }, dev)[0] ?? `unknown ${e.path}`);
+}
+
+/** Whether every GATT removal since a mark arrived before the first GATT addition. */
+function removalsBeforeFirstAdd(events: readonly TraceEvent[], dev: string): boolean {
+  const gatt = events.filter(
+    (e) => (e.kind === 'removed' || e.kind === 'added') && e.path.startsWith(`${dev}/`),
+  );
+  const firstAdd = gatt.findIndex((e) => e.kind === 'added');
+  return firstAdd >= 0 && gatt.slice(firstAdd).every((e) => e.kind === 'added');
+}
+
 export const SCENARIOS: Scenario[] = [
   {
     name: 'discovery finds the advertising peripheral',
@@ -476,6 +493,7 @@ export const SCENARIOS: Scenario[] = [
       await discover(ctx);
       await connect(ctx);
       await settle(ctx);
+      const before = await managedObjects(ctx);
       const mark = ctx.trace.mark();
       await ctx.target.addLateService();
       await ctx.trace.waitFor(
@@ -488,6 +506,11 @@ export const SCENARIOS: Scenario[] = [
       const tree = await managedObjects(ctx);
       return {
         ...observe(ctx, mark),
+        // Service Changed, object by object: which GATT objects went, in what order, and whether
+        // every removal came before the first re-export (bluetoothd removes the changed range's
+        // objects one InterfacesRemoved at a time, then exports the re-discovered tree).
+        removedInOrder: gattObjectsRemoved(ctx.trace.events.slice(mark), before, ctx.dev),
+        removalsBeforeFirstAdd: removalsBeforeFirstAdd(ctx.trace.events.slice(mark), ctx.dev),
         gatt: gattShape(tree, ctx.dev),
         stillConnected: tree[ctx.dev]?.[DEVICE]?.['Connected'],
       };

@@ -30,6 +30,8 @@ export interface SuiteOptions {
   /** Per-scenario hook timeout (ms). */
   hookTimeoutMs: number;
   testTimeoutMs: number;
+  /** Whether this suite closes the target when done (default true); false when another suite shares it. */
+  closeTarget?: boolean;
 }
 
 /**
@@ -58,7 +60,7 @@ export function defineConformanceSuite(options: SuiteOptions): void {
     }, options.hookTimeoutMs * 10);
 
     afterAll(async () => {
-      await target?.close();
+      if (options.closeTarget !== false) await target?.close();
       if (options.record && Object.keys(recorded).length > 0) {
         writeFileSync(GOLDEN_FILE, `${JSON.stringify({ ...readGolden(), ...recorded }, null, 2)}\n`);
       }

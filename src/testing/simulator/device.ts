@@ -360,26 +360,54 @@ export class SimDevice implements GattOwner {
 
   /**
    * The peripheral's GATT database changed (it sent Service Changed). On a link with resolved
-   * services bluetoothd 5.66 removes the GATT objects, re-discovers, and exports the new
-   * database; ServicesResolved stays true and the link stays up (observed: -gatt, then +gatt
-   * with the new service). The simulator treats the whole database as the changed range, so
-   * notify sessions on it end. Without a resolved link nothing happens now: the next connect
-   * finds the cached tree stale and re-discovers.
+   * services bluetoothd 5.66 removes the GATT objects of the changed range one InterfacesRemoved
+   * at a time (each service's descriptors, characteristics, then the service, spread over
+   * `serviceChangedRemovalMs`), re-discovers, and exports the range's new objects
+   * `serviceChangedExportMs` after the last removal; ServicesResolved stays true and the link stays
+   * up (recorded in test/conformance/golden/bluez-5.66.json, "a service added by a connected
+   * peripheral reaches the central"). The changed range is the application's part of the
+   * database: everything after the stack's own Generic Access / Generic Attribute / Device
+   * Information services, which a peripheral stack keeps at the start (BlueZ's gatt-database
+   * re-registers an application as a whole). Notify sessions in the range end. Without a resolved
+   * link nothing happens now: the next connect finds the cached tree stale and re-discovers.
    */
   serviceChanged(): void {
     if (!this.linkUp() || !this.servicesResolved || !this.gatt?.isExported) return;
-    this.gatt.unexport();
-    this.gatt = undefined;
+    const old = this.gatt;
+    const from = changedRangeStart(old.services.map((svc) => svc.spec.uuid));
+    const steps = old.removalSteps(from);
+    this.gatt = new GattTree(this.ctx, this, this.peripheral.services, old.services.slice(0, from));
+    this.gattVersion = this.peripheral.gattVersion;
     const generation = this.linkGeneration;
-    const cancel = this.ctx.timers.after(this.ctx.timing.resolveServicesMs, () => {
-      this.linkTimers.delete(cancel);
-      if (this.connected && this.linkGeneration === generation) this.exportGatt();
-    });
-    this.linkTimers.add(cancel);
+    const timing = this.ctx.timing;
+    const gap = steps.length > 1 ? timing.serviceChangedRemovalMs / (steps.length - 1) : 0;
+    let next = 0;
+    let timer: (() => void) | undefined;
+    // A link that drops mid-way (or a daemon stop) finishes the removal at once: no object of the
+    // old range may stay exported without an owner.
+    const flush = (): void => {
+      timer?.();
+      this.linkTimers.delete(flush);
+      while (next < steps.length) steps[next++]?.();
+    };
+    const step = (): void => {
+      steps[next++]?.();
+      if (next < steps.length) {
+        timer = this.ctx.timers.after(gap, step);
+        return;
+      }
+      timer = this.ctx.timers.after(timing.serviceChangedExportMs, () => {
+        this.linkTimers.delete(flush);
+        if (this.connected && this.linkGeneration === generation) this.exportGatt(from);
+      });
+    };
+    this.linkTimers.add(flush);
+    step();
   }
 
-  private exportGatt(): void {
-    this.gattTree().export();
+  /** Exports the GATT tree (from service index `from` on; those before are exported already). */
+  private exportGatt(from = 0): void {
+    this.gattTree().exportFrom(from);
     const all = new Set([...this.uuids, ...this.peripheral.services.map((s) => s.uuid.toLowerCase())]);
     if (all.size !== this.uuids.length) {
       this.uuids = [...all];
@@ -596,4 +624,13 @@ export class SimDevice implements GattOwner {
 /** Whether bluetoothd's storage knows the peripheral on `adapter` (paired without knownOn: every adapter). */
 export function rememberedOn(p: Peripheral, adapter: string): boolean {
   return p.known.has(adapter) || (p.paired && p.spec.knownOn === undefined);
+}
+
+/** Generic Access, Generic Attribute, Device Information: a peripheral stack's own services. */
+const STACK_SERVICES = new Set(['1800', '1801', '180a'].map((u) => `0000${u}-0000-1000-8000-00805f9b34fb`));
+
+/** Index of the first service of a Service Changed range: the first that is not the stack's own. */
+function changedRangeStart(uuids: readonly string[]): number {
+  const first = uuids.findIndex((u) => !STACK_SERVICES.has(u.toLowerCase()));
+  return first < 0 ? uuids.length : first;
 }

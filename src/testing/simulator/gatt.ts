@@ -287,15 +287,28 @@ export class GattTree {
   readonly services: GattService[] = [];
   private exported = false;
 
+  /**
+   * @param reuse - services of the tree this one replaces that are kept as they are (the part of
+   *   the database before a Service Changed range): the same objects, still exported.
+   */
   constructor(
     private readonly ctx: DaemonContext,
     owner: GattOwner,
     specs: ServiceSpec[],
+    reuse: readonly GattService[] = [],
   ) {
     // Handles as a real database would number them: service declaration, then
     // per characteristic a declaration and a value handle, then its descriptors.
     let handle = 0x0010;
-    for (const s of specs) {
+    for (const [index, s] of specs.entries()) {
+      const kept = reuse[index];
+      if (kept !== undefined) {
+        this.services.push(kept);
+        handle =
+          (kept.handle + 1 + kept.characteristics.reduce((n, c) => n + 2 + c.descriptors.length, 0) + 0x10) &
+          ~0x0f;
+        continue;
+      }
       const svc = new GattService(`${owner.path}/service${hex4(handle)}`, handle, s, owner);
       handle += 1;
       for (const c of s.characteristics) {
@@ -326,6 +339,43 @@ export class GattTree {
         for (const d of c.descriptors) this.ctx.bus.add({ path: d.path, interfaces: [d.iface] });
       }
     }
+  }
+
+  /**
+   * Exports the services from index `from` on; those before it are taken as exported already
+   * (kept from the tree this one replaced).
+   */
+  exportFrom(from: number): void {
+    if (this.exported) return;
+    this.exported = true;
+    for (const s of this.services.slice(from)) {
+      this.ctx.bus.add({ path: s.path, interfaces: [s.iface] });
+      for (const c of s.characteristics) {
+        this.ctx.bus.add({ path: c.path, interfaces: [c.iface] });
+        for (const d of c.descriptors) this.ctx.bus.add({ path: d.path, interfaces: [d.iface] });
+      }
+    }
+  }
+
+  /**
+   * The removal steps of the services from index `from` on, in bluetoothd's order (each
+   * service's descriptors, then characteristics, then the service; the database's order), each
+   * removing one object. Their notify sessions end at once; the tree counts as unexported.
+   */
+  removalSteps(from: number): Array<() => void> {
+    const doomed = this.services.slice(from);
+    for (const s of doomed) for (const c of s.characteristics) c.stop();
+    if (!this.exported) return [];
+    this.exported = false;
+    const steps: Array<() => void> = [];
+    for (const s of doomed) {
+      for (const c of s.characteristics) {
+        for (const d of c.descriptors) steps.push(() => this.ctx.bus.remove(d.path));
+        steps.push(() => this.ctx.bus.remove(c.path));
+      }
+      steps.push(() => this.ctx.bus.remove(s.path));
+    }
+    return steps;
   }
 
   /** Removes the objects (children first, as bluetoothd does). */

@@ -11,6 +11,9 @@
  * - temporaryTimeoutMs 30 000: main.conf TemporaryTimeout default.
  * - gattMs 30: one ATT request/response at a 30 ms connection interval.
  * - connectTimeoutMs 20 000: the kernel's LE create-connection timeout.
+ * - serviceChangedRemovalMs 80, serviceChangedExportMs 130: bluetoothd 5.66 on a Service Changed,
+ *   as the real-BlueZ tier measured it (objects removed one by one over ≈80 ms, the new tree
+ *   exported 121–148 ms after the last removal).
  */
 import type { SimTiming } from './types.js';
 
@@ -24,6 +27,8 @@ export const DEFAULT_TIMING: FullTiming = {
   temporaryTimeoutMs: 30_000,
   gattMs: 30,
   connectTimeoutMs: 20_000,
+  serviceChangedRemovalMs: 80,
+  serviceChangedExportMs: 130,
 };
 
 /**

@@ -26,6 +26,17 @@ export interface SimTiming {
    * timeout, 20 s). Optional for compatibility; default 20 000.
    */
   connectTimeoutMs?: number;
+  /**
+   * Service Changed on a resolved link: bluetoothd 5.66 removes the changed range's GATT objects
+   * one InterfacesRemoved at a time, spread over about this long (80 ms measured in the real-BlueZ
+   * tier). Optional; default 80.
+   */
+  serviceChangedRemovalMs?: number;
+  /**
+   * Service Changed: from the last removal to the re-discovered objects' export (121–148 ms
+   * measured in the real-BlueZ tier). Optional; default 130.
+   */
+  serviceChangedExportMs?: number;
 }
 
 /** A GATT descriptor of a simulated device. */

@@ -1,0 +1,73 @@
+/**
+ * Waiting for a connected device's GATT tree to settle, for the late-GATT re-validation of the
+ * connection actor (validateWithLateGattRetry in connection-actors.ts).
+ *
+ * Why settle and not "the next change": when a peripheral changes its database on a live link
+ * (Service Changed), bluetoothd 5.66 removes the affected service objects one InterfacesRemoved at
+ * a time and exports the re-discovered ones some 120–150 ms later (measured in the real-BlueZ tier;
+ * src/gatt-client.c unregisters each service, then exports after discovery completes). Each of
+ * those signals is a change; re-validating at each one sees a tree half gone. The tree counts as
+ * settled once no GATT object of the device was added or removed for {@link GATT_QUIET_MS}.
+ */
+import type { BluezClient } from '../bluez/client-types.js';
+import type { MirrorChange } from '../bluez/mirror.js';
+import { devicePath } from '../bluez/validate.js';
+
+/** No GATT object added or removed for this long = settled. Longer than the gaps inside one burst. */
+export const GATT_QUIET_MS = 100;
+
+/** How a {@link waitGattSettled} ended. */
+export type GattSettleOutcome =
+  /** The tree changed and then stayed unchanged for `quietMs`. */
+  | 'settled'
+  /** `untilMs` passed (with or without changes still under way). */
+  | 'deadline'
+  /** Connected=false, or the device object went away. */
+  | 'disconnected';
+
+/**
+ * Resolves when the device's GATT tree changed and then settled, when the link drops, or at
+ * `untilMs` (a `performance.now()` time), whichever comes first. Rejects with `signal.reason` on
+ * abort. Its listener and timers are released on every path.
+ */
+export function waitGattSettled(
+  bluez: BluezClient,
+  adapter: string,
+  address: string,
+  options: { untilMs: number; quietMs?: number; signal: AbortSignal },
+): Promise<GattSettleOutcome> {
+  const { signal } = options;
+  const quietMs = options.quietMs ?? GATT_QUIET_MS;
+  const path = devicePath(adapter, address);
+  const prefix = `${path}/`;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<GattSettleOutcome>((resolve, reject) => {
+    let quietTimer: NodeJS.Timeout | undefined;
+    const finish = (outcome: GattSettleOutcome | { error: unknown }): void => {
+      clearTimeout(quietTimer);
+      clearTimeout(deadlineTimer);
+      off();
+      signal.removeEventListener('abort', onAbort);
+      if (typeof outcome === 'object') reject(outcome.error);
+      else resolve(outcome);
+    };
+    const onAbort = (): void => finish({ error: signal.reason });
+    const linkDown = (): boolean => bluez.device(adapter, address)?.connected !== true;
+    const onChange = (change: MirrorChange): void => {
+      if (change.path === path) {
+        if (linkDown()) finish('disconnected');
+        return;
+      }
+      if (!change.path.startsWith(prefix) || change.type === 'propertiesChanged') return;
+      clearTimeout(quietTimer);
+      quietTimer = setTimeout(() => finish('settled'), quietMs);
+    };
+    const off = bluez.mirror.on('change', onChange);
+    const deadlineTimer = setTimeout(
+      () => finish('deadline'),
+      Math.max(0, options.untilMs - performance.now()),
+    );
+    signal.addEventListener('abort', onAbort, { once: true });
+    if (linkDown()) finish('disconnected');
+  });
+}
