@@ -4,7 +4,11 @@
  * The public API grows issue by issue; see README.md for what is available.
  * @packageDocumentation
  */
-export const VERSION = '0.1.0';
+import { createRequire } from 'node:module';
+
+/** This package's version, read from its own package.json (one directory above dist/ and src/). */
+export const VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string })
+  .version;
 
 // BlueZ over D-Bus (issue 3): typed errors and their SPEC §5 classification, input validators,
 // and the bounded, signal-driven client that the machines are built on.
@@ -15,6 +19,7 @@ export {
   BluezError,
   BluezUnavailableError,
   BusLostError,
+  BusUnreachableError,
   ConnectionFailedError,
   DBusCallError,
   DBusTimeoutError,

@@ -3,6 +3,7 @@
  */
 import * as adapterOps from './adapter.js';
 import { acquireBus, defaultBusAddress, validateAuthMethods, type SharedBus } from './bus.js';
+import { probeBusAddress } from './bus-probe.js';
 import type {
   BluezClient,
   ConnectOptions,
@@ -20,6 +21,9 @@ import { createNodeBle, type NodeBleBluetooth } from './node-ble.js';
 import type { AdapterSnapshot, CallOptions, DeviceSnapshot, GattServiceTree, WaitOptions } from './types.js';
 import { validateAdapterName, validateMac, validateSignal, validateTimeoutMs } from './validate.js';
 import type { DiscoveryFilter } from './variant.js';
+
+/** How long the look at the bus socket may take before the normal connect path takes over. */
+const PROBE_TIMEOUT_MS = 2000;
 
 function readDefaults(options: OpenBluezOptions): BluezDefaults {
   const pick = (value: unknown, field: string, fallback: number): number =>
@@ -39,8 +43,10 @@ function readDefaults(options: OpenBluezOptions): BluezDefaults {
  * Opens a client on the bus at `busAddress` (default: the system bus). Resolves once the bus is
  * connected and the mirror has made its first sync attempt (org.bluez may be absent: then the
  * mirror is empty and {@link BluezClient.waitForBluez} waits for it).
- * @throws TypeError/RangeError for bad options (before any I/O); BusLostError when the bus cannot
- * be reached within `openTimeoutMs`; `signal.reason` when aborted
+ * @throws TypeError/RangeError for bad options (before any I/O); BusUnreachableError at once when
+ * the socket is missing, refused or not permitted (ENOENT, ECONNREFUSED, EACCES named, with the
+ * path); BusLostError when the bus cannot be reached within `openTimeoutMs`; `signal.reason` when
+ * aborted
  */
 export async function openBluez(options: OpenBluezOptions = {}): Promise<BluezClient> {
   if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
@@ -59,8 +65,11 @@ export async function openBluez(options: OpenBluezOptions = {}): Promise<BluezCl
   const authMethods =
     options.authMethods === undefined ? undefined : validateAuthMethods(options.authMethods);
   signal?.throwIfAborted();
-  // acquireBus validates the address format before anything is opened.
-  const bus = acquireBus(options.busAddress ?? defaultBusAddress(), authMethods);
+  const address = options.busAddress ?? defaultBusAddress();
+  // A missing, refused or forbidden socket is reported now, naming the errno and the path, not
+  // retried until openTimeoutMs. acquireBus validates the address format before anything is opened.
+  await probeBusAddress(address, { timeoutMs: Math.min(openTimeoutMs, PROBE_TIMEOUT_MS), signal });
+  const bus = acquireBus(address, authMethods);
   let mirror: BluezMirror | undefined;
   try {
     await bus.ready({ timeoutMs: openTimeoutMs, signal });

@@ -547,3 +547,20 @@ export function toBluezError(err: unknown, ctx: ErrorContext = {}): Error {
       return new DBusCallError(message, options);
   }
 }
+
+/**
+ * The D-Bus socket cannot be opened at all (missing, refused, not permitted): reported at once by
+ * `openBluez` instead of being retried until its deadline. `errno` is ENOENT, EACCES, ECONNREFUSED…
+ */
+export class BusUnreachableError extends BluezError {
+  /** The bus address that was tried. */
+  readonly address: string;
+  /** The operating system's error code, e.g. `ENOENT`. */
+  readonly errno: string;
+  /** @param message - what failed, with the path; @param options - address, errno, advice, cause */
+  constructor(message: string, options: { address: string; errno: string; advice: string; cause?: unknown }) {
+    super('BUS_UNREACHABLE', 'bluezGone', message, { advice: options.advice, cause: options.cause });
+    this.address = options.address;
+    this.errno = options.errno;
+  }
+}

@@ -40,6 +40,7 @@ export {
   BluezError,
   BluezUnavailableError,
   BusLostError,
+  BusUnreachableError,
   ConnectionFailedError,
   DBusCallError,
   DBusTimeoutError,

@@ -49,10 +49,17 @@ export function validateAdapterName(value: unknown, field = 'adapter'): string {
 }
 
 /**
- * Validates a timeout in milliseconds: a finite number ≥ 0.
+ * The longest delay a Node.js timer honours (2^31 − 1 ms, about 24.8 days). Node turns a longer
+ * delay into 1 ms with only a warning, so a "never time out" value of 2**31 would fire at once.
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * Validates a timeout in milliseconds: a finite number from 0 to {@link MAX_TIMER_MS}.
  * @param value - the timeout
  * @param field - the name of the field, used in the error message
- * @throws TypeError when not a number, RangeError when negative, NaN or infinite
+ * @throws TypeError when not a number, RangeError when negative, NaN, infinite or beyond the
+ * platform's timer range
  */
 export function validateTimeoutMs(value: unknown, field: string): number {
   if (typeof value !== 'number') {
@@ -60,6 +67,11 @@ export function validateTimeoutMs(value: unknown, field: string): number {
   }
   if (!Number.isFinite(value) || value < 0) {
     throw new RangeError(`${field} must be a finite number of milliseconds >= 0, got ${value}`);
+  }
+  if (value > MAX_TIMER_MS) {
+    throw new RangeError(
+      `${field} must be at most ${MAX_TIMER_MS} ms (the longest delay a Node.js timer takes, about 24.8 days), got ${value}`,
+    );
   }
   return value;
 }

@@ -65,10 +65,17 @@ export function numberFlag(
   return n;
 }
 
-/** Reports a usage error (exit 2) or rethrows anything else. */
+/**
+ * Reports a usage error (exit 2) or rethrows anything else. Only the mistake and the command's
+ * usage line are printed (the first paragraph of `help`), with a pointer to `--help`: a wall of
+ * help text hides the one line that says what was wrong.
+ */
 export function usageFailure(command: string, error: unknown, help: string): number {
   if (!(error instanceof UsageError)) throw error;
-  process.stderr.write(`bluez-cm ${command}: ${error.message}\n\n${help}`);
+  const synopsis = help.split(/\n\s*\n/)[0]?.trim() ?? '';
+  process.stderr.write(
+    `bluez-cm ${command}: ${error.message}\n${synopsis}\n(bluez-cm ${command} --help for every option)\n`,
+  );
   return 2;
 }
 

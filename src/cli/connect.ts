@@ -253,8 +253,8 @@ export async function run(args: string[]): Promise<number> {
         signal: stop.signal,
         inspect,
         logger: {
-          warn: (message) => emit({ type: 'log', level: 'warn', message }, `warn: ${message}`),
-          info: (message) => emit({ type: 'log', level: 'info', message }, `info: ${message}`),
+          warn: (_fields, message) => emit({ type: 'log', level: 'warn', message }, `warn: ${message}`),
+          info: (_fields, message) => emit({ type: 'log', level: 'info', message }, `info: ${message}`),
         },
       });
     } catch (e) {

@@ -49,13 +49,26 @@ function usage(): string {
     'commands:',
     ...lines,
     '',
-    'bluez-cm <command> --help for options.',
+    'bluez-cm <command> --help for options; bluez-cm --version for the version.',
   ].join('\n');
+}
+
+/** The version in the package's own package.json (dist/cli/main.js and src/cli/main.ts are two levels down). */
+async function packageVersion(): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version?: unknown;
+  };
+  return typeof pkg.version === 'string' ? pkg.version : 'unknown';
 }
 
 async function main(argv: string[]): Promise<number> {
   // No command, or only options (`bluez-cm --json`): the demo, the default job.
   const first = argv[0];
+  if (first === '--version' || first === '-V' || first === 'version') {
+    process.stdout.write(`bluez-cm ${await packageVersion()}\n`);
+    return 0;
+  }
   const implicitDemo = first === undefined || (first.startsWith('-') && !['--help', '-h'].includes(first));
   const [name = 'demo', ...rest] = implicitDemo ? ['demo', ...argv] : argv;
   if (name === '--help' || name === '-h' || name === 'help') {
@@ -64,7 +77,9 @@ async function main(argv: string[]): Promise<number> {
   }
   const command = commands[name];
   if (!command) {
-    process.stderr.write(`bluez-cm: unknown command "${name}"\n\n${usage()}\n`);
+    process.stderr.write(
+      `bluez-cm: unknown command "${name}" (commands: ${Object.keys(commands).join(', ')}; bluez-cm --help)\n`,
+    );
     return 2;
   }
   const mod = await command.load();

@@ -126,25 +126,27 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
   const offs = [
     actor.on('lock-degraded', (e) =>
       logger.warn?.(
-        `no connection slot free on ${e.adapter} within ${Math.round(e.waitedMs)} ms; going on without one`,
         { ...fields, adapter: e.adapter, waitedMs: e.waitedMs },
+        `no connection slot free on ${e.adapter} within ${Math.round(e.waitedMs)} ms; going on without one`,
       ),
     ),
     actor.on('phantom-left-alone', (e) =>
       logger.warn?.(
-        `phantom connection on ${e.adapter} (Connected without ServicesResolved) left alone; set closeInactiveConnections to clear it`,
         { ...fields, adapter: e.adapter },
+        `phantom connection on ${e.adapter} (Connected without ServicesResolved) left alone; set closeInactiveConnections to clear it`,
       ),
     ),
     actor.on('escalation', (e) =>
-      logger.info?.(`escalation after ${e.failures} failure(s) on ${e.adapter}: ${e.action}`, {
-        ...fields,
-        adapter: e.adapter,
-        action: e.action,
-      }),
+      logger.info?.(
+        { ...fields, adapter: e.adapter, action: e.action, failures: e.failures },
+        `escalation after ${e.failures} failure(s) on ${e.adapter}: ${e.action}`,
+      ),
     ),
     actor.on('link-lost', (e) =>
-      logger.warn?.(`link lost on ${e.adapter}: ${e.reason}`, { ...fields, adapter: e.adapter }),
+      logger.warn?.(
+        { ...fields, adapter: e.adapter, reason: e.reason },
+        `link lost on ${e.adapter}: ${e.reason}`,
+      ),
     ),
   ];
 
@@ -172,10 +174,10 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
     next(snapshot) {
       const state = topLevelState(snapshot.value);
       if (state !== lastState) {
-        logger.debug?.(`${lastState || 'start'} → ${state}`, {
-          ...fields,
-          adapter: snapshot.context.adapter,
-        });
+        logger.debug?.(
+          { ...fields, adapter: snapshot.context.adapter, from: lastState || 'start', to: state },
+          `${lastState || 'start'} → ${state}`,
+        );
         lastState = state;
       }
       if (establishing(snapshot)) {

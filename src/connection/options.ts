@@ -10,6 +10,7 @@ import { DEFAULT_BACKOFF_MS, type FailureClass } from '../machines/connection-co
 import type { EscalationConfig } from '../machines/escalation.js';
 import { EscalationPolicy, resolveEscalationConfig } from '../machines/escalation-policy.js';
 import type { EscalationProfileName } from '../machines/profiles.js';
+import { guardLogger } from './logger.js';
 import type { Validator } from './validators.js';
 import { resolveSlotLockOptions, type ResolvedSlotLock, type SlotLockOptions } from '../lock/config.js';
 import {
@@ -18,12 +19,15 @@ import {
   type ResolvedDiscovery,
 } from '../discovery/options.js';
 
-/** Where log lines go. Every method is optional; the default logger is silent. */
+/**
+ * Where log lines go: pino's calling convention, fields first, then the message, so a pino logger
+ * (or `console`) is passed in unchanged. Every method is optional; the default logger is silent.
+ */
 export interface ConnectionLogger {
-  debug?(message: string, fields?: Record<string, unknown>): void;
-  info?(message: string, fields?: Record<string, unknown>): void;
-  warn?(message: string, fields?: Record<string, unknown>): void;
-  error?(message: string, fields?: Record<string, unknown>): void;
+  debug?(fields: Record<string, unknown>, message: string): void;
+  info?(fields: Record<string, unknown>, message: string): void;
+  warn?(fields: Record<string, unknown>, message: string): void;
+  error?(fields: Record<string, unknown>, message: string): void;
 }
 
 /** Options of one managed connection. */
@@ -161,10 +165,10 @@ function withDiscoveryLog(discovery: ResolvedDiscovery, logger: ConnectionLogger
     onEvent: (event) => {
       if (event.type === 'scan-lock-degraded') {
         logger.warn?.(
-          `scan lock of ${event.adapter} not free within ${Math.round(event.waitedMs)} ms; scanning without it`,
           { ...event },
+          `scan lock of ${event.adapter} not free within ${Math.round(event.waitedMs)} ms; scanning without it`,
         );
-      } else logger.debug?.(`${event.type} on ${event.adapter}`, { ...event });
+      } else logger.debug?.({ ...event }, `${event.type} on ${event.adapter}`);
       discovery.onEvent?.(event);
     },
   };
@@ -209,9 +213,6 @@ export function resolveOptions(options: ConnectionOptions): ResolvedOptions {
   ) {
     throw new TypeError('closeInactiveConnections must be a boolean');
   }
-  if (options.logger !== undefined && (typeof options.logger !== 'object' || options.logger === null)) {
-    throw new TypeError('logger must be an object with debug/info/warn/error methods');
-  }
   const policy = options.escalation instanceof EscalationPolicy ? options.escalation : undefined;
   const escalation =
     policy?.config ??
@@ -252,8 +253,8 @@ export function resolveOptions(options: ConnectionOptions): ResolvedOptions {
     lock: resolveSlotLockOptions(options.lock, 'lock'),
     discovery: withDiscoveryLog(
       resolveDiscoveryOptions(options.discovery, 'discovery'),
-      options.logger ?? {},
+      guardLogger(options.logger),
     ),
-    logger: options.logger ?? {},
+    logger: guardLogger(options.logger),
   };
 }

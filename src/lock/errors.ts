@@ -40,15 +40,15 @@ export class LockPermissionError extends BluezError {
   }
 }
 
-/** Locks are enabled but flock(2) cannot be called: the optional `koffi` package is missing. */
+/** Locks are enabled but flock(2) cannot be called: the optional peer dependency `koffi` is missing. */
 export class LockUnavailableError extends BluezError {
   /** @param message - why; @param options - cause */
   constructor(message: string, options: BluezErrorOptions = {}) {
     super('LOCK_UNAVAILABLE', 'other', message, {
       advice:
-        'Cross-process locks call flock(2) through the optional dependency `koffi` (prebuilt for ' +
-        'linux x64, arm64 and armhf). Install it (`npm install koffi`; it is skipped by ' +
-        '`npm install --omit=optional`) or turn the `lock` / `scanLock` options off.',
+        'Cross-process locks call flock(2) through the optional peer dependency `koffi` (prebuilt ' +
+        'for linux x64, arm64 and armhf, no compiler needed). Install it next to this package ' +
+        '(`npm install koffi`) or turn the `lock` / `scanLock` options off.',
       ...options,
     });
   }

@@ -32,7 +32,7 @@ async function bind(): Promise<FlockBinding> {
     koffi = (await import('koffi')).default;
   } catch (err) {
     throw new LockUnavailableError(
-      `cross-process locks need the optional package "koffi", which could not be loaded: ${
+      `cross-process locks need the package "koffi" (an optional peer dependency), which could not be loaded: ${
         err instanceof Error ? err.message : String(err)
       }`,
       { cause: err },

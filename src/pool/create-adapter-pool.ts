@@ -7,11 +7,12 @@
 import { createActor, type Actor, type AnyActorRef, type InspectionEvent } from 'xstate';
 import type { BluezClient } from '../bluez/client-types.js';
 import { BluezError, isAbortError } from '../bluez/errors.js';
-import { validateMac } from '../bluez/validate.js';
+import { validateMac, validateSignal, validateTimeoutMs } from '../bluez/validate.js';
 import { connectionActorImplementations } from '../actors/connection-actors.js';
 import { LeaseBook } from '../actors/lease-book.js';
 import { ResetLadder, resetLadderActor, type ResetLadderOptions } from '../actors/reset-ladder.js';
 import { ladderBluezPort } from '../actors/reset-ladder-ports.js';
+import { guardLogger } from '../connection/logger.js';
 import { resolveOptions, type ConnectionLogger, type ConnectionOptions } from '../connection/options.js';
 import type { Validator } from '../connection/validators.js';
 import { connectionMachine } from '../machines/connection.js';
@@ -160,8 +161,11 @@ function validatePoolOptions(options: AdapterPoolOptions): {
   if (strategy !== 'round-robin' && strategy !== 'score') {
     throw new TypeError(`strategy must be "round-robin" or "score", got ${JSON.stringify(strategy)}`);
   }
-  const reprobe = options.limitReprobeMs;
-  if (reprobe !== undefined && (typeof reprobe !== 'number' || !Number.isFinite(reprobe) || reprobe < 1))
+  const reprobe =
+    options.limitReprobeMs === undefined
+      ? undefined
+      : validateTimeoutMs(options.limitReprobeMs, 'limitReprobeMs');
+  if (reprobe !== undefined && reprobe < 1)
     throw new RangeError(`limitReprobeMs must be a finite number >= 1, got ${String(reprobe)}`);
   return { slots, strategy, limitReprobeMs: reprobe };
 }
@@ -179,13 +183,13 @@ function sightingsOf(bluez: BluezClient, address: string): Sightings {
 export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
   const { slots, strategy, limitReprobeMs } = validatePoolOptions(options);
   const { bluez } = options;
-  const logger = options.logger ?? {};
+  const logger = guardLogger(options.logger);
   const poolDefaults = resolveOptions({
     address: '00:00:00:00:00:00',
     ...options.defaults,
     lock: options.lock,
     discovery: options.discovery,
-    logger,
+    logger: options.logger,
   });
   const ladder =
     options.resetLadder === undefined
@@ -195,7 +199,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
           bluez: ladderBluezPort(bluez),
           log:
             options.resetLadder.log ??
-            ((e) => logger[e.level]?.(e.message, { adapter: e.adapter, step: e.step, drops: e.drops })),
+            ((e) => logger[e.level]?.({ adapter: e.adapter, step: e.step, drops: e.drops }, e.message)),
         });
 
   const validators = new Map<string, Validator | undefined>();
@@ -300,20 +304,21 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
 
   const offLog = [
     actor.on('device-rotated', (e) =>
-      logger.info?.(`${e.address}: rotated from ${e.from} to ${e.to}`, { ...e }),
+      logger.info?.({ ...e }, `${e.address}: rotated from ${e.from} to ${e.to}`),
     ),
     actor.on('device-requeued', (e) =>
-      logger.info?.(`${e.address}: waiting for a slot (${e.reason})`, { ...e }),
+      logger.info?.({ ...e }, `${e.address}: waiting for a slot (${e.reason})`),
     ),
     actor.on('slot-limit-learned', (e) =>
-      logger.warn?.(`${e.adapter} refused a link at ${e.limit} links: using ${e.limit} as its slot limit`, {
-        ...e,
-      }),
+      logger.warn?.(
+        { ...e },
+        `${e.adapter} refused a link at ${e.limit} links: using ${e.limit} as its slot limit`,
+      ),
     ),
     actor.on('slot-limit-forgotten', (e) =>
-      logger.info?.(`${e.adapter}: learned slot limit dropped (${e.reason})`, { ...e }),
+      logger.info?.({ ...e }, `${e.adapter}: learned slot limit dropped (${e.reason})`),
     ),
-    actor.on('device-failed', (e) => logger.warn?.(`${e.address}: gave up: ${e.error}`, { ...e })),
+    actor.on('device-failed', (e) => logger.warn?.({ ...e }, `${e.address}: gave up: ${e.error}`)),
   ];
   actor.start();
   // Links that exist already (another service's, or ours from before) occupy slots from the start.
@@ -379,9 +384,13 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     actor,
     connect,
     async connected(address, connectOptions = {}) {
-      const { signal, ...rest } = connectOptions;
-      if (signal?.aborted) throw signal.reason;
+      if (typeof connectOptions !== 'object' || connectOptions === null)
+        throw new TypeError('options must be an object');
+      const { signal: rawSignal, ...rest } = connectOptions;
       const mac = validateMac(address, 'address');
+      // A look-alike signal would throw inside the pool's event delivery when the device connects.
+      const signal = validateSignal(rawSignal, 'signal');
+      if (signal?.aborted) throw signal.reason;
       connect(mac, rest);
       try {
         return await waitFor<PooledConnection>((e) => {

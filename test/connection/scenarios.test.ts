@@ -96,7 +96,10 @@ describe('connection actor against the simulator', () => {
     await eventually('mirror sees the phantom', () => world!.bluez.isPhantom('hci0', DEVICE));
     world.env.sim.clearCalls();
     const warnings: string[] = [];
-    const options = scenarioOptions(world, { maxAttempts: 2, logger: { warn: (m) => warnings.push(m) } });
+    const options = scenarioOptions(world, {
+      maxAttempts: 2,
+      logger: { warn: (_fields, m) => warnings.push(m) },
+    });
     const error = await establishConnection(options).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConnectionFailedError);
     expect(options.trail.states).toEqual([
@@ -335,7 +338,7 @@ describe('connection actor against the simulator', () => {
   it('link loss while connected brings the actor back to idle and is reported', async () => {
     world = await startWorld({ adapters: [{ name: 'hci0' }], devices: [bms()] });
     const warnings: string[] = [];
-    const options = scenarioOptions(world, { logger: { warn: (m) => warnings.push(m) } });
+    const options = scenarioOptions(world, { logger: { warn: (_fields, m) => warnings.push(m) } });
     const conn = await establishConnection(options);
     open.push(conn);
     world.env.sim.dropLink(DEVICE);

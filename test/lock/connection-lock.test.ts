@@ -55,7 +55,7 @@ describe('connection slots in the locking state', () => {
     const warnings: string[] = [];
     const options = scenarioOptions(world, {
       lock: { dir, maxSlots: 1, timeoutMs: 400, retryIntervalMs: 100 },
-      logger: { warn: (m) => warnings.push(m) },
+      logger: { warn: (_fields, m) => warnings.push(m) },
     });
     const connection = await establishConnection(options);
     try {

@@ -58,7 +58,7 @@ export async function startPoolWorld(
   try {
     bluez = await openBluez({ busAddress: env.address, dbusCallTimeoutMs: 5000, disconnectTimeoutMs: 1000 });
     const logs: string[] = [];
-    const line = (level: string) => (message: string) => logs.push(`${level}: ${message}`);
+    const line = (level: string) => (_fields: unknown, message: string) => logs.push(`${level}: ${message}`);
     const pool = createAdapterPool({
       bluez,
       logger: { info: line('info'), warn: line('warn'), error: line('error') },

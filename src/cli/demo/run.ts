@@ -232,7 +232,11 @@ export async function runDemo(options: DemoRunOptions): Promise<DemoResult> {
       slotsPerAdapter: world.slotsPerAdapter,
       defaults,
       inspect: tracker.inspect,
-      logger: { info: log('info'), warn: log('warn'), error: log('error') },
+      logger: {
+        info: (_fields, message) => log('info')(message),
+        warn: (_fields, message) => log('warn')(message),
+        error: (_fields, message) => log('error')(message),
+      },
     });
     const running = pool;
     running.actor.on('*', (event) => tracker.poolEvent(event as PoolEmitted, running.snapshot()));

@@ -30,7 +30,7 @@ try {
       lateGattDelaysMs: [],
       attemptTimeoutMs: 15_000,
       rediscoveryTimeoutMs: 10_000,
-      logger: { warn: (message) => out({ event: 'warn', message }) },
+      logger: { warn: (_fields, message) => out({ event: 'warn', message }) },
     });
     out({ event: 'connected', adapter: connection.adapter, attempts: connection.attempts.length });
     await closed;
