@@ -11,6 +11,15 @@ const next = () => new Promise((resolve) => lines.once('line', resolve));
 const closed = new Promise((resolve) => lines.once('close', resolve));
 
 const lib = await import(`${srcDir}/index.js`);
+// Top-level states of the connection actor with CLOCK_MONOTONIC ms (comparable across processes).
+const trail = [];
+const inspect = (e) => {
+  if (e.type !== '@xstate.snapshot' || e.actorRef?.sessionId !== e.rootId) return;
+  const value = e.snapshot?.value;
+  const state = typeof value === 'string' ? value : value && Object.keys(value)[0];
+  if (state && trail[trail.length - 1]?.[0] !== state)
+    trail.push([state, Number(process.hrtime.bigint()) / 1e6]);
+};
 const bluez = await lib.openBluez({ busAddress: process.env.DBUS_SYSTEM_BUS_ADDRESS });
 out({ event: 'ready', pid: process.pid });
 await Promise.race([next(), closed]);
@@ -24,20 +33,21 @@ try {
     const connection = await lib.establishConnection({
       bluez,
       address: config.address,
-      adapters: ['hci0'],
+      adapters: config.adapters ?? ['hci0'],
       lock: config.lock,
+      inspect,
       discovery: config.discovery,
       lateGattDelaysMs: [],
-      attemptTimeoutMs: 15_000,
+      attemptTimeoutMs: config.attemptTimeoutMs ?? 15_000,
       rediscoveryTimeoutMs: 10_000,
       logger: { warn: (_fields, message) => out({ event: 'warn', message }) },
     });
-    out({ event: 'connected', adapter: connection.adapter, attempts: connection.attempts.length });
+    out({ event: 'connected', adapter: connection.adapter, attempts: connection.attempts.length, trail });
     await closed;
     await connection.disconnect();
   }
 } catch (err) {
-  out({ event: 'failed', name: err?.name, code: err?.code, message: String(err?.message ?? err) });
+  out({ event: 'failed', name: err?.name, code: err?.code, message: String(err?.message ?? err), trail });
 }
 await bluez.close();
 out({ event: 'done' });
