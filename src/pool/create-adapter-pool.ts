@@ -24,6 +24,8 @@ import {
   type Sightings,
 } from '../machines/adapter-pool-logic.js';
 import { slotReport, type PoolEmitted } from '../machines/adapter-pool-steps.js';
+import type { ResolvedSlotLock } from '../lock/config.js';
+import { lockHolders } from '../lock/holders.js';
 
 /** Per-device options of {@link AdapterPool.connect} (the pool chooses the adapters). */
 export type PoolConnectOptions = Omit<
@@ -92,6 +94,8 @@ export interface PoolAdapterSnapshot {
   /** Devices holding a slot here. */
   readonly inUse: readonly string[];
   readonly recentFailures: number;
+  /** Connect attempts other processes have under way here (their slot locks; 0 when locks are off). */
+  readonly foreignAttempts: number;
 }
 
 /** A plain view of the pool. */
@@ -168,6 +172,47 @@ function validatePoolOptions(options: AdapterPoolOptions): {
   if (reprobe !== undefined && reprobe < 1)
     throw new RangeError(`limitReprobeMs must be a finite number >= 1, got ${String(reprobe)}`);
   return { slots, strategy, limitReprobeMs: reprobe };
+}
+
+/**
+ * Polls the slot lock files of the adapters (read-only, /proc/locks) and reports, per adapter, how
+ * many are held by other processes: their connect attempts take controller slots the pool must not
+ * hand out. Returns the stop function.
+ */
+function watchForeignAttempts(
+  lock: ResolvedSlotLock,
+  adapters: () => readonly string[],
+  report: (adapter: string, count: number) => void,
+): () => void {
+  const last = new Map<string, number>();
+  let busy = false;
+  const poll = async (): Promise<void> => {
+    if (busy) return;
+    busy = true;
+    try {
+      const files = await lockHolders({ dir: lock.dir, slotTemplate: lock.template });
+      for (const adapter of adapters()) {
+        const count = files.filter(
+          (f) =>
+            f.kind === 'slot' &&
+            f.adapter === adapter &&
+            f.slot !== null &&
+            f.slot < lock.maxSlots &&
+            f.holders.some((pid) => pid !== process.pid),
+        ).length;
+        if ((last.get(adapter) ?? 0) !== count) {
+          last.set(adapter, count);
+          report(adapter, count);
+        }
+      }
+    } finally {
+      busy = false;
+    }
+  };
+  void poll().catch(() => {});
+  const timer = setInterval(() => void poll().catch(() => {}), Math.max(50, lock.retryIntervalMs));
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 function sightingsOf(bluez: BluezClient, address: string): Sightings {
@@ -323,6 +368,16 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
   actor.start();
   // Links that exist already (another service's, or ours from before) occupy slots from the start.
   syncMirror();
+  const stopWatchingSlots =
+    poolDefaults.lock === undefined
+      ? () => {}
+      : watchForeignAttempts(
+          poolDefaults.lock,
+          () => [...known.keys()],
+          (name, count) => {
+            if (!closed) actor.send({ type: 'ADAPTER_FOREIGN_ATTEMPTS', name, count });
+          },
+        );
 
   const childOf = (address: string): AnyActorRef | undefined => {
     const d = actor.getSnapshot().context.devices[address];
@@ -438,6 +493,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
             learnedLimit: a.learnedLimit,
             inUse: report.inUse[a.name] ?? [],
             recentFailures: a.recentFailures,
+            foreignAttempts: context.foreignAttempts?.[a.name] ?? 0,
           })),
         queued: report.queued,
         devices: Object.values(context.devices).map((d) => ({
@@ -451,6 +507,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     async close() {
       if (closed) return;
       closed = true;
+      stopWatchingSlots();
       for (const off of offMirror) off();
       for (const sub of offLog) sub.unsubscribe();
       offFailed.unsubscribe();

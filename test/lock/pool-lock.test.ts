@@ -54,3 +54,32 @@ describe('the adapter pool and other services on the same adapter', () => {
     expect(heldLocks()).toEqual([]);
   }, 60_000);
 });
+
+describe('the pool counts connect attempts of other processes', () => {
+  it('a slot file another process holds on hci0 counts as a taken controller slot: the device goes to hci1', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'bcm-pool-foreign-'));
+    const other = startPythonHolder([join(dir, 'bleak-cm-hci0-slot-0.lock')], -1);
+    pythons.push(other);
+    await other.held;
+    // One link per adapter: the other process's attempt fills hci0.
+    world = await startPoolWorld(
+      { adapters: [{ name: 'hci0' }, { name: 'hci1' }], devices: [peripheral(MAC)] },
+      { slotsPerAdapter: 1, lock: { dir, maxSlots: 2, retryIntervalMs: 20 } },
+    );
+    const pool = world.pool;
+    await eventually('the foreign attempt is seen', () =>
+      pool.snapshot().adapters.some((a) => a.name === 'hci0' && a.foreignAttempts === 1),
+    );
+    const connection = await pool.connected(MAC);
+    expect(connection.adapter).toBe('hci1');
+    expect(world.env.sim.calls.filter((c) => c.member === 'Connect').map((c) => c.path)).toEqual([
+      `/org/bluez/hci1/dev_${MAC.replaceAll(':', '_')}`,
+    ]);
+    // The other process is done: hci0 is free again in the pool's accounting.
+    other.child.kill('SIGKILL');
+    await other.exited;
+    await eventually('the foreign attempt is gone', () =>
+      pool.snapshot().adapters.every((a) => a.foreignAttempts === 0),
+    );
+  }, 60_000);
+});
