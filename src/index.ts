@@ -197,3 +197,38 @@ export { StallGuard } from './stall-guard/stall-guard.js';
 export type { EventLoopDelay, StallGuardOptions, StallReport } from './stall-guard/stall-guard.js';
 export { stallGuardLocks } from './stall-guard/lock-hook.js';
 export type { HeldLockHandle, StallGuardLockHook } from './stall-guard/lock-hook.js';
+// ---- cross-process locks and managed discovery --------------------------------------------------
+export {
+  acquireScanLock,
+  acquireSlotLock,
+  heldLocks,
+  lockHolders,
+  LockPathError,
+  LockPermissionError,
+  LockUnavailableError,
+  resolveScanLockOptions,
+  resolveSlotLockOptions,
+  scanLockPath,
+  slotLockPath,
+  SCAN_LOCK_DEFAULTS,
+  SLOT_LOCK_DEFAULTS,
+  type AcquireOptions,
+  type HeldLock,
+  type LockAcquisition,
+  type LockFileState,
+  type LockHolderQuery,
+  type ScanLockOptions,
+  type SlotLockOptions,
+} from './lock/index.js';
+export {
+  findDevice,
+  openDiscoverySessions,
+  resolveDiscoveryOptions,
+  seenRecently,
+  startDiscoveryOwner,
+  type DiscoveryEvent,
+  type DiscoveryOptions,
+  type DiscoveryOwner,
+  type FindDeviceOptions,
+  type ResolvedDiscovery,
+} from './discovery/index.js';

@@ -36,6 +36,10 @@ import type {
 import { gattNotEmpty, type Validator } from '../connection/validators.js';
 import { lockDevice } from './device-lock.js';
 import { providedWatchdogMachine } from './watchdog-actors.js';
+import { takeSlot } from './slot-lock.js';
+import { findDevice as searchForDevice } from '../discovery/find-device.js';
+import type { ResolvedDiscovery } from '../discovery/options.js';
+import type { ResolvedSlotLock } from '../lock/config.js';
 import { waitGattSettled } from './gatt-settle.js';
 import { locateDevice } from './locate-device.js';
 import type { LeaseBook } from './lease-book.js';
@@ -80,6 +84,10 @@ export interface ConnectionActorDeps {
    * notFound error for this adapter (the pool then assigns the adapter that hears it).
    */
   readonly searchAdapters?: (address: string) => readonly string[];
+  /** Cross-process connection slots (flock files shared with the Python library); undefined: off. */
+  readonly slotLock?: ResolvedSlotLock;
+  /** Managed discovery settings (scan lock, listen-only); undefined: on-demand scans, no lock. */
+  readonly discovery?: ResolvedDiscovery;
 }
 
 function ignoreUnlessAbort(err: unknown): void {
@@ -88,8 +96,9 @@ function ignoreUnlessAbort(err: unknown): void {
 
 /**
  * Makes sure BlueZ knows `address` on `adapter`: when it does not (removed, expired, or an adapter
- * that never saw it; original defect B17), runs discovery until it appears or `timeoutMs` passes.
- * Another client's discovery session is normal shared discovery (SPEC §7): InProgress is not fatal.
+ * that never saw it; original defect B17) or has not heard it recently, runs managed discovery
+ * (src/discovery: cache first, scan lock, shared session, or only listening) until it appears or
+ * `timeoutMs` passes.
  */
 export async function rediscover(
   bluez: BluezClient,
@@ -97,34 +106,9 @@ export async function rediscover(
   address: string,
   timeoutMs: number,
   signal: AbortSignal,
+  discovery?: ResolvedDiscovery,
 ): Promise<boolean> {
-  if (bluez.device(adapter, address) !== undefined) return true;
-  let started = false;
-  try {
-    await bluez.startDiscovery(adapter, { signal });
-    started = true;
-  } catch (err) {
-    if (isAbortError(err)) throw err;
-    if (!(err instanceof BluezError && err.errorClass === 'inProgress')) throw err;
-  }
-  try {
-    await bluez.mirror.waitFor((m) => m.device(adapter, address), {
-      timeoutMs,
-      signal,
-      description: `${address} discovered on ${adapter}`,
-      errorClass: 'notFound',
-    });
-    return true;
-  } catch (err) {
-    if (isAbortError(err) || signal.aborted) throw err;
-    return false;
-  } finally {
-    if (started) {
-      // Bounded, and even when we were cancelled: a discovery session left running keeps the
-      // adapter scanning (original commit 13774d1).
-      await bluez.stopDiscovery(adapter, { timeoutMs: 5000 }).catch(() => {});
-    }
-  }
+  return (await searchForDevice(bluez, [adapter], address, { timeoutMs, signal, discovery })) !== undefined;
 }
 
 /**
@@ -190,18 +174,29 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
   const { bluez } = deps;
 
   const acquireDeviceLock = async (input: LockInput, signal: AbortSignal): Promise<LockOutput> => {
-    if (input.lease !== null && deps.leases.holds(input.lease))
-      return { lease: input.lease, degraded: false };
-    // The in-process mutex is waited for without a timeout of its own (only cancellation or
-    // overallTimeoutMs end the wait): giving up on it would race the holder into InProgress.
-    const release = await lockDevice(input.address, signal);
-    if (signal.aborted) {
-      // Granted after the machine left `locking` (CANCEL, or the actor stopped): nobody will take
-      // this lease any more, and a lease added now would outlive the actor's own cleanup.
-      release();
-      throw signal.reason;
+    const reused = input.lease !== null && deps.leases.holds(input.lease);
+    let lease = reused ? input.lease : null;
+    if (lease === null) {
+      // The in-process mutex is waited for without a timeout of its own (only cancellation or
+      // overallTimeoutMs end the wait): giving up on it would race the holder into InProgress.
+      const release = await lockDevice(input.address, signal);
+      if (signal.aborted) {
+        // Granted after the machine left `locking` (CANCEL, or the actor stopped): nobody will take
+        // this lease any more, and a lease added now would outlive the actor's own cleanup.
+        release();
+        throw signal.reason;
+      }
+      lease = deps.leases.add(release);
     }
-    return { lease: deps.leases.add(release), degraded: false };
+    if (deps.slotLock === undefined) return { lease, slotLease: null, degraded: false, waitedMs: 0 };
+    try {
+      const slot = await takeSlot(deps.slotLock, input.adapter, deps.leases, signal);
+      return { lease, ...slot };
+    } catch (err) {
+      // The machine never sees a lease of a failed acquisition: give back what this call took.
+      if (!reused) deps.leases.release(lease);
+      throw err;
+    }
   };
 
   const inspectDevice = async (input: InspectInput, _signal: AbortSignal): Promise<DeviceFinding> => {
@@ -244,7 +239,16 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     await waitDeviceGone(bluez, input, deps.disconnectTimeoutMs, signal);
     // Removing a device invalidates it until it is seen again (original commits 43b9ca7, 9a1206a):
     // bring it back before the next Connect.
-    if (!(await rediscover(bluez, input.adapter, input.address, deps.rediscoveryTimeoutMs, signal))) {
+    if (
+      !(await rediscover(
+        bluez,
+        input.adapter,
+        input.address,
+        deps.rediscoveryTimeoutMs,
+        signal,
+        deps.discovery,
+      ))
+    ) {
       throw new DeviceNotFoundError(
         `${input.address} did not reappear on ${input.adapter} after RemoveDevice`,
         {
@@ -266,7 +270,14 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
       return { reappeared: true };
     if (outcome === 'removed') await waitDeviceGone(bluez, input, deps.disconnectTimeoutMs, signal);
     return {
-      reappeared: await rediscover(bluez, input.adapter, input.address, deps.rediscoveryTimeoutMs, signal),
+      reappeared: await rediscover(
+        bluez,
+        input.adapter,
+        input.address,
+        deps.rediscoveryTimeoutMs,
+        signal,
+        deps.discovery,
+      ),
     };
   };
 
@@ -278,7 +289,15 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
       // usable meanwhile, e.g. powering up after a bluetoothd restart): one round finds it.
       const others = (): string[] => search(input.address).filter((a) => a !== input.adapter);
       const all = [input.adapter, ...others()];
-      const seenOn = await locateDevice(bluez, all, input.address, deps.rediscoveryTimeoutMs, signal, others);
+      const seenOn = await locateDevice(
+        bluez,
+        all,
+        input.address,
+        deps.rediscoveryTimeoutMs,
+        signal,
+        deps.discovery,
+        others,
+      );
       if (bluez.device(input.adapter, input.address) !== undefined) return;
       throw new DeviceNotFoundError(
         seenOn === undefined
@@ -287,7 +306,16 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
         { adapter: input.adapter, device: input.address },
       );
     }
-    if (!(await rediscover(bluez, input.adapter, input.address, deps.rediscoveryTimeoutMs, signal))) {
+    if (
+      !(await rediscover(
+        bluez,
+        input.adapter,
+        input.address,
+        deps.rediscoveryTimeoutMs,
+        signal,
+        deps.discovery,
+      ))
+    ) {
       throw new DeviceNotFoundError(
         `${input.address} is not known on ${input.adapter} and was not discovered within ` +
           `rediscoveryTimeoutMs (${deps.rediscoveryTimeoutMs} ms)`,
@@ -301,7 +329,7 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     // Bounded by rediscoveryTimeoutMs: an adapter that cannot hear the device should hand over to
     // the next one after a discovery's worth of time, not after the whole attempt deadline.
     const lookMs = Math.min(deps.rediscoveryTimeoutMs, input.timeoutMs);
-    if (!(await rediscover(bluez, input.adapter, input.address, lookMs, signal))) {
+    if (!(await rediscover(bluez, input.adapter, input.address, lookMs, signal, deps.discovery))) {
       throw new DeviceNotFoundError(
         `${input.address} is not known on ${input.adapter} and was not discovered`,
         {

@@ -5,6 +5,8 @@
  */
 import type { BluezClient } from '../bluez/client-types.js';
 import { BluezError, isAbortError } from '../bluez/errors.js';
+import { findDevice } from '../discovery/find-device.js';
+import type { ResolvedDiscovery } from '../discovery/options.js';
 
 /**
  * `adapters` reordered so that those on which BlueZ knows `address` come first, the strongest
@@ -28,10 +30,10 @@ export function adaptersByKnowledge(
 }
 
 /**
- * The adapter to try first for `address`: one that knows it (see {@link adaptersByKnowledge}), else
- * the first of `adapters` whose discovery sees it within `timeoutMs`, else undefined. Another
- * client's discovery session is shared discovery (SPEC §7), so InProgress is no failure. Our
- * sessions are stopped (bounded) on every path, cancellation included.
+ * The adapter to try first for `address`: one that heard it recently (cache first, strongest RSSI
+ * first), else the first of `adapters` on which managed discovery (src/discovery: scan lock,
+ * shared sessions, or listening only) hears it within `timeoutMs`, else one that knows it from the
+ * past, else undefined. Our sessions are stopped (bounded) on every path, cancellation included.
  * @param more - adapters that may join while the search runs (re-read on every mirror change, e.g.
  *   adapters powering up after a bluetoothd restart); discovery starts on each as it appears
  * @throws the signal's reason when cancelled
@@ -42,61 +44,20 @@ export async function locateDevice(
   address: string,
   timeoutMs: number,
   signal: AbortSignal,
+  discovery?: ResolvedDiscovery,
   more?: () => readonly string[],
 ): Promise<string | undefined> {
-  const looking = [...adapters];
-  const seen = (): string | undefined => looking.find((a) => bluez.device(a, address) !== undefined);
-  const known = seen();
-  if (known !== undefined) return adaptersByKnowledge(bluez, adapters, address)[0];
-  const started: string[] = [];
-  const lateStarts: Array<Promise<unknown>> = [];
   try {
-    // allSettled: every session that did start is known before a failure leaves for `finally`.
-    const starts = await Promise.allSettled(
-      looking.map(async (adapter) => {
-        // Counted before the reply: a call cancelled after it left may still have started the
-        // session in bluetoothd, and only a StopDiscovery of ours ends it.
-        started.push(adapter);
-        try {
-          await bluez.startDiscovery(adapter, { signal, timeoutMs });
-        } catch (err) {
-          if (err instanceof BluezError && !isAbortError(err)) started.splice(started.indexOf(adapter), 1);
-          throw err;
-        }
-      }),
-    );
-    for (const start of starts) {
-      if (start.status === 'fulfilled') continue;
-      const err: unknown = start.reason;
-      if (isAbortError(err) || signal.aborted) throw err;
-      // InProgress: shared discovery. Anything else BlueZ says (powered off, gone): that adapter
-      // cannot look, the others still can.
-      if (!(err instanceof BluezError)) throw err;
-    }
-    const joinLate = (): void => {
-      for (const adapter of more?.() ?? []) {
-        if (looking.includes(adapter)) continue;
-        looking.push(adapter);
-        started.push(adapter);
-        // A failed late start only means that adapter cannot look (yet); the others still can.
-        lateStarts.push(bluez.startDiscovery(adapter, { signal, timeoutMs }).catch(() => undefined));
-      }
-    };
-    return await bluez.mirror
-      .waitFor(
-        () => {
-          joinLate();
-          return seen();
-        },
-        { timeoutMs, signal, description: `${address} seen on ${looking.join(', ')}` },
-      )
-      .catch((err: unknown) => {
-        if (isAbortError(err) || signal.aborted) throw err;
-        return undefined;
-      });
-  } finally {
-    // Even when cancelled: a session left running keeps the adapter scanning (original 13774d1).
-    await Promise.allSettled(lateStarts);
-    await Promise.all(started.map((a) => bluez.stopDiscovery(a, { timeoutMs: 5000 }).catch(() => {})));
+    return await findDevice(bluez, adapters, address, {
+      timeoutMs,
+      signal,
+      discovery,
+      ...(more === undefined ? {} : { more }),
+    });
+  } catch (err) {
+    if (isAbortError(err) || signal.aborted) throw err;
+    // No adapter could look (powered off, a lock error): the attempts will report why.
+    if (err instanceof BluezError) return undefined;
+    throw err;
   }
 }

@@ -6,7 +6,7 @@ import { AdapterError, BluezError, isAbortError } from './errors.js';
 import type { PowerOptions } from './client-types.js';
 import type { CallOptions } from './types.js';
 import { adapterPath, devicePath, validateAdapterName, validateMac } from './validate.js';
-import { IFACE } from './variant.js';
+import { IFACE, encodeDiscoveryFilter, type DiscoveryFilter } from './variant.js';
 
 /**
  * Sets Adapter1.Powered and, unless `verify: false`, waits (within the same deadline) until the
@@ -58,6 +58,27 @@ export async function startDiscovery(
   const name = validateAdapterName(adapter);
   const call = resolveCall(options, ctx.defaults.callTimeoutMs, { adapter: name });
   await ctx.bus.call(bluezCall(adapterPath(name), IFACE.adapter, 'StartDiscovery'), call);
+}
+
+/**
+ * Adapter1.SetDiscoveryFilter for our bus connection's sessions (bluetoothd merges the filters of
+ * all clients; doc/org.bluez.Adapter.rst). There is no address key: `pattern` matches an address
+ * or name prefix.
+ */
+export async function setDiscoveryFilter(
+  ctx: BluezContext,
+  adapter: string,
+  filter: DiscoveryFilter,
+  options?: CallOptions,
+): Promise<void> {
+  const name = validateAdapterName(adapter);
+  const call = resolveCall(options, ctx.defaults.callTimeoutMs, { adapter: name });
+  await ctx.bus.call(
+    bluezCall(adapterPath(name), IFACE.adapter, 'SetDiscoveryFilter', 'a{sv}', [
+      encodeDiscoveryFilter(filter),
+    ]),
+    call,
+  );
 }
 
 /** Adapter1.StopDiscovery (ends our session only; other clients' sessions keep running). */

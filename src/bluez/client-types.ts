@@ -5,6 +5,7 @@ import type { DBusAuthMethod } from './bus.js';
 import type { BluezMirror } from './mirror.js';
 import type { NodeBleBluetooth } from './node-ble.js';
 import type { AdapterSnapshot, CallOptions, DeviceSnapshot, GattServiceTree, WaitOptions } from './types.js';
+import type { DiscoveryFilter } from './variant.js';
 
 /** Options of {@link openBluez}. Every number is validated before any I/O. */
 export interface OpenBluezOptions {
@@ -113,6 +114,8 @@ export interface BluezClient {
   setPowered(adapter: string, on: boolean, options?: PowerOptions): Promise<void>;
   /** Adapter1.StartDiscovery (our own session) with a deadline. */
   startDiscovery(adapter: string, options?: CallOptions): Promise<void>;
+  /** Adapter1.SetDiscoveryFilter for our sessions with a deadline (an empty filter clears it). */
+  setDiscoveryFilter(adapter: string, filter: DiscoveryFilter, options?: CallOptions): Promise<void>;
   /** Adapter1.StopDiscovery (our own session) with a deadline. */
   stopDiscovery(adapter: string, options?: CallOptions): Promise<void>;
 

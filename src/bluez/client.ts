@@ -20,6 +20,7 @@ import { BluezMirror } from './mirror.js';
 import { createNodeBle, type NodeBleBluetooth } from './node-ble.js';
 import type { AdapterSnapshot, CallOptions, DeviceSnapshot, GattServiceTree, WaitOptions } from './types.js';
 import { validateAdapterName, validateMac, validateSignal, validateTimeoutMs } from './validate.js';
+import type { DiscoveryFilter } from './variant.js';
 
 /** How long the look at the bus socket may take before the normal connect path takes over. */
 const PROBE_TIMEOUT_MS = 2000;
@@ -165,6 +166,10 @@ class Client implements BluezClient {
 
   startDiscovery(adapter: string, options?: CallOptions): Promise<void> {
     return adapterOps.startDiscovery(this.ctx, adapter, options);
+  }
+
+  setDiscoveryFilter(adapter: string, filter: DiscoveryFilter, options?: CallOptions): Promise<void> {
+    return adapterOps.setDiscoveryFilter(this.ctx, adapter, filter, options);
   }
 
   stopDiscovery(adapter: string, options?: CallOptions): Promise<void> {

@@ -202,6 +202,28 @@ export function encodeOptions(options: Record<string, string | number | undefine
   return out;
 }
 
+/** Adapter1.SetDiscoveryFilter keys this library sets (doc/org.bluez.Adapter.rst). */
+export interface DiscoveryFilter {
+  /** `auto`, `bredr` or `le`. */
+  readonly transport?: 'auto' | 'bredr' | 'le';
+  /** Service UUIDs: only devices advertising one of them are reported. */
+  readonly uuids?: readonly string[];
+  /** Prefix of the address or name of the devices to report. */
+  readonly pattern?: string;
+  /** Report every advertisement (RSSI updates), not only new data. */
+  readonly duplicateData?: boolean;
+}
+
+/** The a{sv} of a {@link DiscoveryFilter} (an empty filter clears ours). */
+export function encodeDiscoveryFilter(filter: DiscoveryFilter): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (filter.transport !== undefined) out.Transport = new dbus.Variant('s', filter.transport);
+  if (filter.uuids !== undefined) out.UUIDs = new dbus.Variant('as', [...filter.uuids]);
+  if (filter.pattern !== undefined) out.Pattern = new dbus.Variant('s', filter.pattern);
+  if (filter.duplicateData !== undefined) out.DuplicateData = new dbus.Variant('b', filter.duplicateData);
+  return out;
+}
+
 /** Reads a plain value from a Properties.Get reply body (a single Variant). */
 export function unwrapGetReply(body: readonly unknown[]): unknown {
   return unwrap(body[0]);

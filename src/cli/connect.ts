@@ -32,6 +32,7 @@ import {
 
 const HELP = `usage: bluez-cm connect <MAC> [--adapter hciN ...] [--timeout-ms N] [--attempts N]
                         [--profile battery|sensor|onDemand] [--close-inactive]
+                        [--lock] [--scan-lock] [--lock-dir DIR] [--listen]
                         [--dbus-auth M,M] [--json]
 
 Connects one device through BlueZ on the system bus (DBUS_SYSTEM_BUS_ADDRESS is
@@ -47,6 +48,11 @@ interrupted while connecting.
       --attempts N     attempts before giving up (default 4)
       --profile P      escalation profile: battery, sensor, onDemand
       --close-inactive disconnect and remove a phantom connection of this device
+      --lock           take a cross-process connection slot per attempt (the Python
+                       library's DIR/bleak-cm-{adapter}-slot-{slot}.lock, 2 slots)
+      --scan-lock      hold DIR/bleak-cm-{adapter}-scan.lock around our discovery
+      --lock-dir DIR   lock directory (default /run)
+      --listen         never start discovery: wait for another process's (an owner)
                        (off by default: another process may own that link)
 ${DBUS_AUTH_HELP}
       --json           JSON lines instead of text
@@ -61,6 +67,10 @@ interface ConnectArgs {
   profile: EscalationProfileName | undefined;
   closeInactive: boolean;
   authMethods: readonly DBusAuthMethod[] | undefined;
+  lock: boolean;
+  scanLock: boolean;
+  lockDir: string;
+  listen: boolean;
   json: boolean;
 }
 
@@ -76,6 +86,10 @@ function parse(args: string[]): ConnectArgs | 'help' {
       profile: { type: 'string' },
       'close-inactive': { type: 'boolean' },
       'dbus-auth': { type: 'string' },
+      lock: { type: 'boolean' },
+      'scan-lock': { type: 'boolean' },
+      'lock-dir': { type: 'string' },
+      listen: { type: 'boolean' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -108,6 +122,8 @@ function parse(args: string[]): ConnectArgs | 'help' {
   if (profile !== undefined && !PROFILES.includes(profile as EscalationProfileName)) {
     throw new UsageError(`--profile must be one of ${PROFILES.join(', ')} (got "${profile}")`);
   }
+  const lockDir = stringFlag(values, 'lock-dir') ?? '/run';
+  if (!lockDir.startsWith('/')) throw new UsageError(`--lock-dir must be an absolute path, got "${lockDir}"`);
   return {
     address,
     adapters,
@@ -116,6 +132,10 @@ function parse(args: string[]): ConnectArgs | 'help' {
     profile: profile as EscalationProfileName | undefined,
     closeInactive: values['close-inactive'] === true,
     authMethods: authMethodsFlag(values),
+    lock: values.lock === true,
+    scanLock: values['scan-lock'] === true,
+    lockDir,
+    listen: values.listen === true,
     json: values.json === true,
   };
 }
@@ -250,6 +270,11 @@ export async function run(args: string[]): Promise<number> {
         ...(options.maxAttempts === undefined ? {} : { maxAttempts: options.maxAttempts }),
         ...(options.profile === undefined ? {} : { escalation: options.profile }),
         closeInactiveConnections: options.closeInactive,
+        ...(options.lock ? { lock: { dir: options.lockDir } } : {}),
+        discovery: {
+          ...(options.scanLock ? { scanLock: { dir: options.lockDir } } : {}),
+          mode: options.listen ? 'listen' : 'scan',
+        },
         signal: stop.signal,
         inspect,
         logger: {

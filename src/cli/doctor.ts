@@ -1,7 +1,7 @@
 /**
  * `bluez-cm doctor [--json] [--timeout-ms N]`: one bounded look at BlueZ on the system bus (or
  * DBUS_SYSTEM_BUS_ADDRESS): is bluetoothd there and answering, which adapters are powered or
- * discovering, which devices are connected, which are phantoms, and whether locks are configured —
+ * discovering, which devices are connected, which are phantoms, and which lock files are held —
  * each with advice. Every D-Bus call has a deadline, and the whole check has one, so a missing or
  * hung bluetoothd is reported, never waited on.
  */
@@ -14,10 +14,12 @@ import {
   parseFlags,
   usageFailure,
   type DBusAuthMethod,
+  UsageError,
 } from './args.js';
 import { diagnose, exitCode, type Finding, type Observation } from './doctor/checks.js';
+import { readLockReport, type LockReport } from './lock-report.js';
 
-const HELP = `usage: bluez-cm doctor [--json] [--timeout-ms N] [--dbus-auth M,M]
+const HELP = `usage: bluez-cm doctor [--json] [--timeout-ms N] [--dbus-auth M,M] [--lock-dir DIR]
 
 Looks at BlueZ on the system bus (DBUS_SYSTEM_BUS_ADDRESS is respected) and
 reports: bus reachable, bluetoothd running and answering (org.bluez owner),
@@ -26,6 +28,7 @@ adapters (powered, discovering), connected devices, phantom connections
 Exit 0 when healthy, 1 when something needs attention, 2 for bad arguments.
 
   -t, --timeout-ms N  deadline of the whole check (default 5000)
+      --lock-dir DIR  where the slot and scan lock files are (default /run)
 ${DBUS_AUTH_HELP}
       --json          one JSON object: findings and what was seen
   -h, --help          this text
@@ -40,7 +43,16 @@ const defaultBusAddress = (): string =>
 async function observe(
   timeoutMs: number,
   authMethods: readonly DBusAuthMethod[] | undefined,
+  lockDir: string,
 ): Promise<Observation> {
+  const locks = await readLockReport(lockDir);
+  return { ...(await observeBluez(timeoutMs, authMethods)), locks };
+}
+
+async function observeBluez(
+  timeoutMs: number,
+  authMethods: readonly DBusAuthMethod[] | undefined,
+): Promise<Omit<Observation, 'locks'>> {
   const busAddress = defaultBusAddress();
   const empty = { bluezOwner: null, syncError: null, adapters: [], devices: [] };
   // A missing socket is certain at once; the bus client would retry until its deadline.
@@ -82,15 +94,30 @@ async function observe(
   }
 }
 
+function lockJson(report: LockReport) {
+  return {
+    dir: report.dir,
+    files: report.files.map((f) => ({
+      path: f.path,
+      kind: f.kind,
+      adapter: f.adapter,
+      slot: f.slot,
+      holders: f.holders.map((pid, i) => ({ pid, name: f.holderNames[i] ?? null })),
+    })),
+  };
+}
+
 export async function run(args: string[]): Promise<number> {
   let json: boolean;
   let timeoutMs: number;
   let authMethods: readonly DBusAuthMethod[] | undefined;
+  let lockDir: string;
   try {
     const { values } = parseFlags(args, {
       json: { type: 'boolean' },
       'timeout-ms': { type: 'string', short: 't' },
       'dbus-auth': { type: 'string' },
+      'lock-dir': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     });
     if (values.help === true) {
@@ -100,11 +127,14 @@ export async function run(args: string[]): Promise<number> {
     json = values.json === true;
     timeoutMs = numberFlag(values, 'timeout-ms', { min: 100, max: 600_000, integer: true }) ?? 5000;
     authMethods = authMethodsFlag(values);
+    lockDir = typeof values['lock-dir'] === 'string' ? values['lock-dir'] : '/run';
+    if (!lockDir.startsWith('/'))
+      throw new UsageError(`--lock-dir must be an absolute path, got "${lockDir}"`);
   } catch (e) {
     return usageFailure('doctor', e, HELP);
   }
 
-  const observation = await observe(timeoutMs, authMethods);
+  const observation = await observe(timeoutMs, authMethods, lockDir);
   const findings = diagnose(observation);
   const code = exitCode(findings);
   if (json) {
@@ -128,7 +158,7 @@ export async function run(args: string[]): Promise<number> {
       phantoms: observation.devices
         .filter((d) => d.connected && !d.servicesResolved)
         .map((d) => ({ address: d.address, adapter: d.adapter, name: d.name ?? null })),
-      locks: { configured: false },
+      locks: lockJson(observation.locks),
       findings,
     };
     process.stdout.write(`${JSON.stringify(report)}\n`);

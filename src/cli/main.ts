@@ -26,6 +26,10 @@ const commands: Record<string, Command> = {
     summary: 'check BlueZ on the system bus: bluetoothd, adapters, connected devices, phantoms, locks',
     load: () => import('./doctor.js'),
   },
+  locks: {
+    summary: 'the slot and scan lock files services share, and which process holds each',
+    load: () => import('./locks.js'),
+  },
   diagram: {
     summary: 'draw the connection or pool machine from its definition (--format mermaid|dot)',
     load: () => import('./diagram.js'),

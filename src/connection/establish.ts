@@ -11,6 +11,7 @@ import type { NodeBleDevice, NodeBleGattServer } from '../bluez/node-ble.js';
 import { connectionActorImplementations } from '../actors/connection-actors.js';
 import { adaptersByKnowledge, locateDevice } from '../actors/locate-device.js';
 import { LeaseBook } from '../actors/lease-book.js';
+import { seenRecently } from '../discovery/find-device.js';
 import { connectionMachine } from '../machines/connection.js';
 import { StallGuard, type EventLoopDelay } from '../stall-guard/stall-guard.js';
 import type { ConnectionAttempt } from '../machines/connection-contracts.js';
@@ -67,12 +68,12 @@ function chooseAdapters(bluez: BluezClient, resolved: ResolvedOptions): string[]
  */
 async function firstAttemptOrder(bluez: BluezClient, resolved: ResolvedOptions): Promise<string[]> {
   const order = chooseAdapters(bluez, resolved);
-  if (order.length < 2 || order.some((a) => bluez.device(a, resolved.address) !== undefined)) return order;
+  if (order.length < 2 || order.some((a) => seenRecently(bluez.device(a, resolved.address)))) return order;
   const timeoutMs = Math.min(resolved.rediscoveryTimeoutMs, resolved.overallTimeoutMs ?? Infinity);
   const signal = resolved.signal ?? new AbortController().signal;
   let seenOn: string | undefined;
   try {
-    seenOn = await locateDevice(bluez, order, resolved.address, timeoutMs, signal);
+    seenOn = await locateDevice(bluez, order, resolved.address, timeoutMs, signal, resolved.discovery);
   } catch (err) {
     if (signal.aborted) throw abortError(signal);
     throw err;
@@ -125,6 +126,8 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
     policy: resolved.policy,
     slotLimit: () => resolved.slotsPerAdapter,
     stallGuard,
+    slotLock: resolved.lock,
+    discovery: resolved.discovery,
   });
   const machine = connectionMachine.provide(implementations as never);
   const actor: ConnectionActor = createActor(machine, {
@@ -146,8 +149,8 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
   const offs = [
     actor.on('lock-degraded', (e) =>
       logger.warn?.(
-        { ...fields, adapter: e.adapter },
-        `device lock not taken in time on ${e.adapter}; going on unlocked`,
+        { ...fields, adapter: e.adapter, waitedMs: e.waitedMs },
+        `no connection slot free on ${e.adapter} within ${Math.round(e.waitedMs)} ms; going on without one`,
       ),
     ),
     actor.on('phantom-left-alone', (e) =>

@@ -20,6 +20,12 @@ import {
   resolveWatchdog,
   type WatchdogOptions,
 } from './watchdog-options.js';
+import { resolveSlotLockOptions, type ResolvedSlotLock, type SlotLockOptions } from '../lock/config.js';
+import {
+  resolveDiscoveryOptions,
+  type DiscoveryOptions,
+  type ResolvedDiscovery,
+} from '../discovery/options.js';
 
 /**
  * Where log lines go: pino's calling convention, fields first, then the message, so a pino logger
@@ -76,6 +82,22 @@ export interface ConnectionOptions {
    * the next adapter at once. An adapter pool sets this per adapter itself.
    */
   slotsPerAdapter?: number;
+  /**
+   * Cross-process connection slots (off by default): `true` or options. Each attempt holds one of
+   * `maxSlots` (default 2) flock files per adapter, `/run/bleak-cm-{adapter}-slot-{slot}.lock` — the
+   * Python library's files, so Python and Node services on one host share the limit — from
+   * `locking` until validation starts or the failed attempt has been handled. A slot not free within
+   * `timeoutMs` (default 15 000) goes on unlocked with a `lock-degraded` event, or fails with
+   * `LockTimeoutError` when `strict`. Needs the optional dependency `koffi`.
+   */
+  lock?: boolean | SlotLockOptions;
+  /**
+   * How this process looks for devices (managed discovery): `scanLock` (the Python library's
+   * `/run/bleak-cm-{adapter}-scan.lock` around our StartDiscovery…StopDiscovery), `mode: 'listen'`
+   * (never StartDiscovery; rely on a discovery owner, see `startDiscoveryOwner`), `uuids` for the
+   * discovery filter. Default: on-demand scans without a lock.
+   */
+  discovery?: DiscoveryOptions;
   /** Log lines (state changes at debug, escalations at info, phantoms and lock trouble at warn). */
   logger?: ConnectionLogger;
   /**
@@ -153,6 +175,8 @@ export interface ResolvedOptions {
   readonly policy: EscalationPolicy | undefined;
   readonly backoffMs: Partial<Record<FailureClass, number>>;
   readonly slotsPerAdapter: number;
+  readonly lock: ResolvedSlotLock | undefined;
+  readonly discovery: ResolvedDiscovery;
   readonly logger: ConnectionLogger;
   readonly watchdog: WatchdogConfig | null;
   readonly keepAlive: boolean;
@@ -180,6 +204,23 @@ function positiveTimeout(value: unknown, field: string): number {
   const ms = validateTimeoutMs(value, field);
   if (ms === 0) throw new RangeError(`${field} must be > 0, got 0`);
   return ms;
+}
+
+/** Scan-lock timeouts reach the log as warnings (the caller's own observer still gets every event). */
+function withDiscoveryLog(discovery: ResolvedDiscovery, logger: ConnectionLogger): ResolvedDiscovery {
+  if (logger.warn === undefined && logger.debug === undefined) return discovery;
+  return {
+    ...discovery,
+    onEvent: (event) => {
+      if (event.type === 'scan-lock-degraded') {
+        logger.warn?.(
+          { ...event },
+          `scan lock of ${event.adapter} not free within ${Math.round(event.waitedMs)} ms; scanning without it`,
+        );
+      } else logger.debug?.({ ...event }, `${event.type} on ${event.adapter}`);
+      discovery.onEvent?.(event);
+    },
+  };
 }
 
 /** Validates every option and applies the defaults. No I/O. */
@@ -258,6 +299,11 @@ export function resolveOptions(options: ConnectionOptions): ResolvedOptions {
     slotsPerAdapter: positiveInteger(
       options.slotsPerAdapter ?? CONNECTION_DEFAULTS.slotsPerAdapter,
       'slotsPerAdapter',
+    ),
+    lock: resolveSlotLockOptions(options.lock, 'lock'),
+    discovery: withDiscoveryLog(
+      resolveDiscoveryOptions(options.discovery, 'discovery'),
+      guardLogger(options.logger),
     ),
     logger: guardLogger(options.logger),
     watchdog: resolveWatchdog(options.watchdog),

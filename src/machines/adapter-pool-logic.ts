@@ -103,6 +103,11 @@ export interface PoolView {
    * service on the host, a phantom, or one of ours. A controller's slots are shared by all of them.
    */
   readonly links: Readonly<Record<string, readonly string[]>>;
+  /**
+   * Connect attempts other processes have under way per adapter: slot lock files held by another
+   * pid (cross-process locks on). Each will be a link on the controller in a moment.
+   */
+  readonly foreignAttempts?: Readonly<Record<string, number>>;
   readonly slotsPerAdapter: number;
   readonly strategy: AdapterStrategy;
   /** Round-robin position: the adapter name chosen last (the next choice starts after it). */
@@ -135,7 +140,7 @@ export function slotsInUse(view: PoolView, adapter: string, except?: string): nu
     if (d.adapter === adapter && holdsSlot(d)) occupied.add(d.address);
   }
   if (except !== undefined) occupied.delete(except);
-  return occupied.size;
+  return occupied.size + (view.foreignAttempts?.[adapter] ?? 0);
 }
 
 /** The limit the pool uses for `adapter`: the configured one, lowered by a learned one. */

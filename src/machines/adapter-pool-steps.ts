@@ -70,6 +70,8 @@ export type PoolEvent =
   | { type: 'BLUEZ_DOWN' }
   | { type: 'BLUEZ_UP' }
   | { type: 'SIGHTINGS'; address: string; sightings: Sightings }
+  /** Other processes' connect attempts under way on adapter `name` (their slot locks) changed. */
+  | { type: 'ADAPTER_FOREIGN_ATTEMPTS'; name: string; count: number }
   /** The devices BlueZ shows connected on adapter `name` changed (any process's links). */
   | { type: 'ADAPTER_LINKS'; name: string; connected: readonly string[] }
   /** The learned limit of adapter `name` has held for `limitReprobeMs`: try the configured one again. */
@@ -90,6 +92,7 @@ class Draft {
   devices: Record<string, PoolDevice>;
   sightings: Record<string, Sightings>;
   links: Record<string, readonly string[]>;
+  foreignAttempts: Record<string, number>;
   lastChosen: string | null;
   bluezUp: boolean;
   nextTicket: number;
@@ -101,6 +104,7 @@ class Draft {
     this.devices = { ...base.devices };
     this.sightings = { ...base.sightings };
     this.links = { ...base.links };
+    this.foreignAttempts = { ...base.foreignAttempts };
     this.lastChosen = base.lastChosen;
     this.bluezUp = base.bluezUp;
     this.nextTicket = base.nextTicket;
@@ -118,6 +122,7 @@ class Draft {
       devices: this.devices,
       sightings: this.sightings,
       links: this.links,
+      foreignAttempts: this.foreignAttempts,
       lastChosen: this.lastChosen,
       bluezUp: this.bluezUp,
       nextTicket: this.nextTicket,
@@ -427,6 +432,20 @@ export function adapterLinks(
       `${event.name} holds ${event.connected.length} links, more than the learned ${learned}`,
     );
   }
+  return finish(draft);
+}
+
+/**
+ * Another process started or ended a connect attempt on an adapter (its slot lock): that attempt
+ * takes a controller slot now, and a freed one goes to the oldest waiting device.
+ */
+export function foreignAttempts(
+  context: PoolContext,
+  event: Extract<PoolEvent, { type: 'ADAPTER_FOREIGN_ATTEMPTS' }>,
+): StepResult {
+  const draft = new Draft(context);
+  if (event.count > 0) draft.foreignAttempts[event.name] = event.count;
+  else delete draft.foreignAttempts[event.name];
   return finish(draft);
 }
 

@@ -109,6 +109,12 @@ export interface ConnectionContext {
   readonly attempts: readonly ConnectionAttempt[];
   /** Lease of the per-device lock (an id the lock actor understands), or null. */
   readonly lease: string | null;
+  /**
+   * Lease of the cross-process connection slot of this attempt's adapter, or null (locks off,
+   * degraded, or released). Held from `locking` until validation starts or the failed attempt's
+   * handling is over (entering `backoff`).
+   */
+  readonly slotLease: string | null;
   /** InProgress was seen: the next pass cancels BlueZ's pending connect before connecting. */
   readonly staleInProgress: boolean;
   /** Escalation asked for a thorough inspection before the next attempt. */
@@ -225,8 +231,12 @@ export interface LockInput {
 /** `acquireDeviceLock` output. */
 export interface LockOutput {
   readonly lease: string;
-  /** True when the lock could not be taken in time and the attempt goes on unlocked (SPEC §2 locking). */
+  /** Lease of the cross-process slot on the attempt's adapter; null when slot locks are off or degraded. */
+  readonly slotLease: string | null;
+  /** True when the slot could not be taken in time and the attempt goes on unlocked (SPEC §2 locking). */
   readonly degraded: boolean;
+  /** How long the slot was waited for (ms); 0 when slot locks are off. */
+  readonly waitedMs: number;
 }
 
 /** `inspectDevice` input. */

@@ -68,7 +68,7 @@ import { watchdogMachine, type ZombieReport } from './watchdog.js';
 
 /** Events the machine emits for observers (`actor.on(type, …)`); the runtime turns them into logs. */
 export type ConnectionEmitted =
-  | { type: 'lock-degraded'; address: string; adapter: string }
+  | { type: 'lock-degraded'; address: string; adapter: string; waitedMs: number }
   | { type: 'phantom-left-alone'; address: string; adapter: string }
   | { type: 'escalation'; address: string; adapter: string; action: EscalationAction; failures: number }
   | { type: 'link-lost'; address: string; adapter: string; reason: string }
@@ -222,7 +222,7 @@ export const connectionSetup = setup({
     emitted: {} as ConnectionEmitted,
   },
   actors: {
-    /** In-process per-device mutex now; the cross-process adapter slot (flock) is a later issue's. */
+    /** In-process per-device mutex, then the cross-process connection slot (flock) on the attempt's adapter. */
     acquireDeviceLock: fromPromise<LockOutput, LockInput>(async () => notProvided('acquireDeviceLock')),
     /** Reads Device1 (Connected, ServicesResolved) for the phantom and adoption checks. */
     inspectDevice: fromPromise<DeviceFinding, InspectInput>(async () => notProvided('inspectDevice')),
@@ -261,6 +261,11 @@ export const connectionSetup = setup({
   },
   guards: {
     lockWasDegraded: ({ event }) => (event as unknown as { output: LockOutput }).output.degraded,
+    /** The lock itself failed (strict timeout, a refused lock path, no permission): not an attempt to retry. */
+    isLockFailure: ({ event }) => {
+      const code = (event as { error?: { code?: unknown } }).error?.code;
+      return typeof code === 'string' && code.startsWith('LOCK_');
+    },
     // Both read the inspection that just finished (guards run before the transition's actions).
     isPhantom: ({ event }) => {
       const finding = (event as unknown as { output: DeviceFinding }).output;
@@ -325,15 +330,24 @@ export const connectionSetup = setup({
       };
       return { adapter, assignedAdapter: null, attempts: [...context.attempts, attempt], teardown: null };
     }),
-    takeLease: assign({ lease: ({ event }) => (event as unknown as { output: LockOutput }).output.lease }),
-    reportDegradedLock: emit(({ context }) => ({
+    takeLease: assign(({ event }) => {
+      const output = (event as unknown as { output: LockOutput }).output;
+      return { lease: output.lease, slotLease: output.slotLease };
+    }),
+    reportDegradedLock: emit(({ context, event }) => ({
       type: 'lock-degraded' as const,
       address: context.address,
       adapter: context.adapter,
+      waitedMs: (event as unknown as { output: LockOutput }).output.waitedMs,
     })),
+    failWithLockError: assign(({ event }) => {
+      const error = (event as { error?: unknown }).error;
+      return { error: error instanceof Error ? error : new Error(String(error)) };
+    }),
     /** Releases the per-device lock (implemented by the runtime; the lease id is the parameter). */
     releaseDeviceLock: (_, _params: { lease: string | null }) => {},
     forgetLease: assign({ lease: null }),
+    forgetSlotLease: assign({ slotLease: null }),
     recordFinding: assign({ finding: ({ event }) => (event as unknown as { output: DeviceFinding }).output }),
     forgetStaleInProgress: assign({ staleInProgress: false }),
     forgetDiagnoseRequest: assign({ diagnoseNext: false }),
@@ -556,7 +570,17 @@ export const connectionSetup = setup({
   },
 });
 
+/** The cross-process slot goes back as soon as this attempt no longer needs it. */
+const releaseSlot = [
+  {
+    type: 'releaseDeviceLock',
+    params: ({ context }: { context: ConnectionContext }) => ({ lease: context.slotLease }),
+  },
+  'forgetSlotLease',
+] as const;
+
 const releaseLock = [
+  ...releaseSlot,
   {
     type: 'releaseDeviceLock',
     params: ({ context }: { context: ConnectionContext }) => ({ lease: context.lease }),
@@ -639,6 +663,7 @@ export const connectionMachine = connectionSetup.createMachine({
     backoffMs: { ...DEFAULT_BACKOFF_MS, ...input.backoffMs },
     attempts: [],
     lease: null,
+    slotLease: null,
     staleInProgress: false,
     diagnoseNext: false,
     clearCacheNext: false,
@@ -685,7 +710,14 @@ export const connectionMachine = connectionSetup.createMachine({
           },
           { target: 'clearing-stale', actions: 'takeLease' },
         ],
-        onError: { target: 'escalating', actions: ['recordAttemptFailure', ...countFailure] },
+        onError: [
+          {
+            guard: 'isLockFailure',
+            target: 'failed',
+            actions: ['recordAttemptFailure', 'failWithLockError'],
+          },
+          { target: 'escalating', actions: ['recordAttemptFailure', ...countFailure] },
+        ],
       },
       on: { CANCEL: [...cancelDuringAttempt], QUEUED_FOR_SLOT: [...queueDuringAttempt] },
     },
@@ -823,6 +855,9 @@ export const connectionMachine = connectionSetup.createMachine({
       on: { CANCEL: cancelAfterConnectSent, QUEUED_FOR_SLOT: queueAfterConnectSent },
     },
     validating: {
+      // Connected: the slot limits concurrent connect attempts, and validation (late GATT waits of
+      // up to 14 s) is not one. The Python library releases it here too.
+      entry: [...releaseSlot],
       invoke: {
         id: 'validateWithLateGattRetry',
         src: 'validateWithLateGattRetry',
@@ -1032,6 +1067,9 @@ export const connectionMachine = connectionSetup.createMachine({
       on: { CANCEL: [...cancelDuringAttempt], QUEUED_FOR_SLOT: [...queueDuringAttempt] },
     },
     backoff: {
+      // The failed attempt has been handled (teardown, escalation, reset): the wait itself needs no
+      // slot, and holding one through it would only keep other services from connecting.
+      entry: [...releaseSlot],
       after: {
         backoffForErrorClass: { target: 'locking', actions: 'beginAttempt' },
       },

@@ -33,6 +33,8 @@ import {
   type Sightings,
 } from '../machines/adapter-pool-logic.js';
 import { slotReport, type PoolEmitted } from '../machines/adapter-pool-steps.js';
+import type { ResolvedSlotLock } from '../lock/config.js';
+import { lockHolders } from '../lock/holders.js';
 
 /** Per-device options of {@link AdapterPool.connect} (the pool chooses the adapters). */
 export type PoolConnectOptions = Omit<
@@ -48,6 +50,8 @@ export type PoolConnectOptions = Omit<
   | 'rediscoveryTimeoutMs'
   | 'slotsPerAdapter'
   | 'stallGuardMs'
+  | 'lock'
+  | 'discovery'
 > & {
   /** Reconnect after a link loss (default true). */
   keepAlive?: boolean;
@@ -89,6 +93,15 @@ export interface AdapterPoolOptions {
   adapters?: readonly string[];
   /** Adapters the pool must never use (applied after `adapters`). */
   excludeAdapters?: readonly string[];
+  /**
+   * Cross-process connection slots for every child (off by default; see the connection option
+   * `lock`): a child waits in `locking` for one of the adapter's slot files — shared with other
+   * services, Python ones included — instead of calling Connect while `maxSlots` attempts of any
+   * process are under way on that adapter.
+   */
+  lock?: ConnectionOptions['lock'];
+  /** Managed discovery for every child (scan lock, listen-only; see the connection option). */
+  discovery?: ConnectionOptions['discovery'];
 }
 
 /** Per-adapter view in a {@link PoolSnapshot}. */
@@ -102,6 +115,8 @@ export interface PoolAdapterSnapshot {
   /** Devices holding a slot here. */
   readonly inUse: readonly string[];
   readonly recentFailures: number;
+  /** Connect attempts other processes have under way here (their slot locks; 0 when locks are off). */
+  readonly foreignAttempts: number;
 }
 
 /** A plain view of the pool. */
@@ -198,6 +213,47 @@ function validatePoolOptions(options: AdapterPoolOptions): {
   return { slots, strategy, limitReprobeMs: reprobe, allowed };
 }
 
+/**
+ * Polls the slot lock files of the adapters (read-only, /proc/locks) and reports, per adapter, how
+ * many are held by other processes: their connect attempts take controller slots the pool must not
+ * hand out. Returns the stop function.
+ */
+function watchForeignAttempts(
+  lock: ResolvedSlotLock,
+  adapters: () => readonly string[],
+  report: (adapter: string, count: number) => void,
+): () => void {
+  const last = new Map<string, number>();
+  let busy = false;
+  const poll = async (): Promise<void> => {
+    if (busy) return;
+    busy = true;
+    try {
+      const files = await lockHolders({ dir: lock.dir, slotTemplate: lock.template });
+      for (const adapter of adapters()) {
+        const count = files.filter(
+          (f) =>
+            f.kind === 'slot' &&
+            f.adapter === adapter &&
+            f.slot !== null &&
+            f.slot < lock.maxSlots &&
+            f.holders.some((pid) => pid !== process.pid),
+        ).length;
+        if ((last.get(adapter) ?? 0) !== count) {
+          last.set(adapter, count);
+          report(adapter, count);
+        }
+      }
+    } finally {
+      busy = false;
+    }
+  };
+  void poll().catch(() => {});
+  const timer = setInterval(() => void poll().catch(() => {}), Math.max(50, lock.retryIntervalMs));
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 function sightingsOf(bluez: BluezClient, address: string, allowed: (adapter: string) => boolean): Sightings {
   const out: Record<string, number | null> = {};
   for (const d of bluez.mirror.adaptersSeeing(address)) {
@@ -216,7 +272,13 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
   // The adapters the pool may use, as BlueZ shows them now.
   const poolAdapters = () => bluez.adapters().filter((a) => allowed(a.name));
   const logger = guardLogger(options.logger);
-  const poolDefaults = resolveOptions({ address: '00:00:00:00:00:00', ...options.defaults });
+  const poolDefaults = resolveOptions({
+    address: '00:00:00:00:00:00',
+    ...options.defaults,
+    lock: options.lock,
+    discovery: options.discovery,
+    logger: options.logger,
+  });
   const ladder =
     options.resetLadder === undefined
       ? undefined
@@ -272,6 +334,8 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
       const view = ref.pool.getSnapshot().context;
       return usableAdapters(view).filter((a) => freeSlots(view, a, address) > 0);
     },
+    slotLock: poolDefaults.lock,
+    discovery: poolDefaults.discovery,
   });
   const childLogic = connectionMachine.provide({
     ...implementations,
@@ -370,6 +434,16 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
   actor.start();
   // Links that exist already (another service's, or ours from before) occupy slots from the start.
   syncMirror();
+  const stopWatchingSlots =
+    poolDefaults.lock === undefined
+      ? () => {}
+      : watchForeignAttempts(
+          poolDefaults.lock,
+          () => [...known.keys()],
+          (name, count) => {
+            if (!closed) actor.send({ type: 'ADAPTER_FOREIGN_ATTEMPTS', name, count });
+          },
+        );
 
   const childOf = (address: string): AnyActorRef | undefined => {
     const d = actor.getSnapshot().context.devices[address];
@@ -486,6 +560,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
             learnedLimit: a.learnedLimit,
             inUse: report.inUse[a.name] ?? [],
             recentFailures: a.recentFailures,
+            foreignAttempts: context.foreignAttempts?.[a.name] ?? 0,
           })),
         queued: report.queued,
         devices: Object.values(context.devices).map((d) => ({
@@ -499,6 +574,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     async close() {
       if (closed) return;
       closed = true;
+      stopWatchingSlots();
       for (const off of offMirror) off();
       for (const sub of offLog) sub.unsubscribe();
       offFailed.unsubscribe();

@@ -2,9 +2,13 @@
  * `bluez-cm connect` as a child process against the BlueZ simulator on a private bus, reached
  * only through DBUS_SYSTEM_BUS_ADDRESS (as on a real gateway with the system bus).
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulatedBluez, type DeviceSpec, type SimulatedBluez } from '../../src/testing/index.js';
 import { buildCliPackage, eventually, type CliPackage } from './harness.js';
+import { startPythonHolder } from '../lock/python-holder.js';
 
 const BMS = 'C8:47:8C:00:00:01';
 const GONE = 'C8:47:8C:00:00:02';
@@ -95,6 +99,32 @@ describe('bluez-cm connect', () => {
     expect(
       sim.sim.calls.filter((c) => c.member === 'Disconnect' && c.path.endsWith('dev_C8_47_8C_00_00_01')),
     ).not.toEqual([]);
+  }, 60_000);
+
+  it('--lock: waits while another service (Python, fcntl.flock) holds both slots of hci0, connects once one frees', async () => {
+    const sim = await simulator();
+    const dir = mkdtempSync(join(tmpdir(), 'bcm-cli-connect-lock-'));
+    const holders = [0, 1].map((slot) =>
+      startPythonHolder([join(dir, `bleak-cm-hci0-slot-${slot}.lock`)], -1),
+    );
+    try {
+      await Promise.all(holders.map((h) => h.held));
+      const run = pkg.cli(['connect', BMS, '--adapter', 'hci0', '--lock', '--lock-dir', dir], {
+        DBUS_SYSTEM_BUS_ADDRESS: sim.address,
+      });
+      await eventually('locking', () => /\] locking\s/.test(run.out()));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(run.out()).not.toContain('connected to');
+      expect(sim.sim.calls.filter((c) => c.member === 'Connect')).toEqual([]);
+      holders[0]?.child.kill('SIGKILL');
+      await eventually('connected line', () => run.out().includes(`connected to ${BMS} on hci0`));
+      run.child.kill('SIGINT');
+      expect(await run.exit).toBe(0);
+    } finally {
+      for (const h of holders) h.child.kill('SIGKILL');
+      await Promise.all(holders.map((h) => h.exited));
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 60_000);
 
   it('a link loss while connected is reported and the device connected again', async () => {

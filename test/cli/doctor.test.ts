@@ -3,7 +3,11 @@
  * reports about a phantom, an unpowered adapter, a connected device, a missing or hung bluetoothd
  * and a missing bus — always within its deadline.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startPythonHolder } from '../lock/python-holder.js';
 import { openBluez } from '../../src/index.js';
 import { startSimulatedBluez, type DeviceSpec, type SimulatedBluez } from '../../src/testing/index.js';
 import { buildCliPackage, type CliPackage } from './harness.js';
@@ -29,17 +33,31 @@ interface Report {
   adapters: Array<{ name: string; powered: boolean }>;
   connected: Array<{ address: string; adapter: string }>;
   phantoms: Array<{ address: string; adapter: string; name: string | null }>;
-  locks: { configured: boolean };
+  locks: {
+    dir: string;
+    files: Array<{
+      path: string;
+      kind: string;
+      adapter: string;
+      slot: number | null;
+      holders: Array<{ pid: number; name: string | null }>;
+    }>;
+  };
   findings: Array<{ level: string; subject: string; message: string; advice?: string }>;
 }
 
 describe('bluez-cm doctor', () => {
   let pkg: CliPackage;
   let env: SimulatedBluez | undefined;
+  let lockDir: string;
   beforeAll(() => {
     pkg = buildCliPackage();
+    lockDir = mkdtempSync(join(tmpdir(), 'bcm-doctor-locks-'));
   });
-  afterAll(() => pkg.cleanup());
+  afterAll(() => {
+    pkg.cleanup();
+    rmSync(lockDir, { recursive: true, force: true });
+  });
   afterEach(async () => {
     await env?.stop();
     env = undefined;
@@ -66,7 +84,7 @@ describe('bluez-cm doctor', () => {
 
   it('reports the phantom, the unpowered adapter and the connected device, each with advice (exit 1)', async () => {
     const sim = await gateway();
-    const run = pkg.cli(['doctor'], { DBUS_SYSTEM_BUS_ADDRESS: sim.address });
+    const run = pkg.cli(['doctor', '--lock-dir', lockDir], { DBUS_SYSTEM_BUS_ADDRESS: sim.address });
     expect(await run.exit).toBe(1);
     const out = run.out();
     expect(out).toMatch(/^ok\s+bluetoothd\s+running \(org\.bluez owned by :1\.\d+\)$/m);
@@ -82,13 +100,19 @@ describe('bluez-cm doctor', () => {
     expect(out).toMatch(
       new RegExp(`^ok\\s+${LIVE}\\s+connected on hci0 \\(ATC_THERMO\\), services resolved$`, 'm'),
     );
-    expect(out).toMatch(/^info\s+locks\s+not configured/m);
+    expect(out).toMatch(/^info\s+locks\s+no slot or scan lock files in \/tmp\/bcm-doctor-locks-/m);
     expect(out).toContain('2 problems found');
   }, 60_000);
 
-  it('--json: the phantom, the connected device, the adapters, locks not configured', async () => {
+  it('--json: the phantom, the connected device, the adapters, and the slot a Python service holds', async () => {
     const sim = await gateway();
-    const run = pkg.cli(['doctor', '--json'], { DBUS_SYSTEM_BUS_ADDRESS: sim.address });
+    const holder = startPythonHolder([join(lockDir, 'bleak-cm-hci0-slot-1.lock')], -1);
+    const held = await holder.held;
+    const run = pkg.cli(['doctor', '--json', '--lock-dir', lockDir], {
+      DBUS_SYSTEM_BUS_ADDRESS: sim.address,
+    });
+    await run.exit.finally(() => holder.child.kill('SIGKILL'));
+    await holder.exited;
     expect(await run.exit).toBe(1);
     const report = JSON.parse(run.out()) as Report;
     expect(report.healthy).toBe(false);
@@ -99,7 +123,15 @@ describe('bluez-cm doctor', () => {
       ['hci0', true],
       ['hci1', false],
     ]);
-    expect(report.locks).toEqual({ configured: false });
+    expect(report.locks.files).toEqual([
+      {
+        path: held,
+        kind: 'slot',
+        adapter: 'hci0',
+        slot: 1,
+        holders: [{ pid: holder.child.pid, name: expect.stringMatching(/^python3/) as unknown }],
+      },
+    ]);
     for (const f of report.findings.filter((x) => x.level === 'warn' || x.level === 'error')) {
       expect(f.advice, f.message).toBeTruthy();
     }

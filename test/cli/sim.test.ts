@@ -99,7 +99,7 @@ describe('bluez-cm sim and the dispatcher', () => {
   it('--help lists every command', async () => {
     const run = cli('--help');
     expect(await run.exit).toBe(0);
-    for (const command of ['demo', 'connect', 'doctor', 'diagram', 'sim']) {
+    for (const command of ['demo', 'connect', 'doctor', 'locks', 'diagram', 'sim']) {
       expect(run.out()).toMatch(new RegExp(`^  ${command}\\s+\\S`, 'm'));
     }
   });

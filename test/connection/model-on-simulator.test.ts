@@ -401,7 +401,8 @@ describe('model paths on the simulator', () => {
       'connection.connected | xstate.error.actor.watchLink | #1 → connection.idle',
       'connection.connecting.searching | xstate.error.actor.findDevice | #0 → connection.escalating',
       'connection.locking | xstate.done.actor.acquireDeviceLock | #0 → connection.clearing-stale',
-      'connection.locking | xstate.error.actor.acquireDeviceLock | #0 → connection.escalating',
+      'connection.locking | xstate.error.actor.acquireDeviceLock | #0 → connection.failed',
+      'connection.locking | xstate.error.actor.acquireDeviceLock | #1 → connection.escalating',
     ]);
     expect(selected.length).toBeGreaterThan(5);
   });

@@ -18,6 +18,7 @@ import {
   type EventObject,
   type SnapshotFrom,
 } from 'xstate';
+import { LockTimeoutError } from '../../src/bluez/errors.js';
 import { createStateTrail } from '../../src/machines/state-trail.js';
 import {
   AbortedError,
@@ -162,9 +163,22 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
   if (m('idle')) events.push({ type: 'CONNECT' });
   if (m('locking')) {
     events.push(
-      { type: 'xstate.done.actor.acquireDeviceLock', output: { lease: 'lease-1', degraded: false } },
-      { type: 'xstate.done.actor.acquireDeviceLock', output: { lease: 'lease-1', degraded: true } },
+      {
+        type: 'xstate.done.actor.acquireDeviceLock',
+        output: { lease: 'lease-1', slotLease: null, degraded: false, waitedMs: 0 },
+      },
+      {
+        type: 'xstate.done.actor.acquireDeviceLock',
+        output: { lease: 'lease-1', slotLease: null, degraded: true, waitedMs: 15000 },
+      },
       { type: 'xstate.error.actor.acquireDeviceLock', error: new Error('lock registry failed') },
+      // A strict slot timeout (or a refused lock path) ends the actor with that error, not a retry.
+      {
+        type: 'xstate.error.actor.acquireDeviceLock',
+        error: new LockTimeoutError('a connection slot on hci0 was not free within 15000 ms', {
+          adapter: 'hci0',
+        }),
+      },
       cancel,
       queued,
     );

@@ -638,7 +638,7 @@ describe('connection machine (scripted actors)', () => {
 
   it('a degraded lock (timed out) is reported and the attempt goes on unlocked', async () => {
     const h = startScripted(baseInput(), {
-      acquireDeviceLock: [ok({ lease: 'unlocked-1', degraded: true })],
+      acquireDeviceLock: [ok({ lease: 'unlocked-1', slotLease: null, degraded: true, waitedMs: 15000 })],
     });
     h.actor.send({ type: 'CONNECT' });
     await h.runUntil(() => h.state() === 'connected');

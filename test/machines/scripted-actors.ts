@@ -31,7 +31,7 @@ export type PromiseActorName =
 
 /** Default outcome per actor: everything healthy. */
 export const HEALTHY: Record<PromiseActorName, Outcome> = {
-  acquireDeviceLock: ok({ lease: 'lease-1', degraded: false }),
+  acquireDeviceLock: ok({ lease: 'lease-1', slotLease: null, degraded: false, waitedMs: 0 }),
   inspectDevice: ok({ known: true, connected: false, servicesResolved: false }),
   cancelStalePendingConnect: ok(),
   clearDeviceCache: ok(),

@@ -5,6 +5,7 @@
  * NotReady, a missing bluetoothd turns every call into ServiceUnknown.
  */
 import type { AdapterSnapshot, DeviceSnapshot } from '../../index.js';
+import { describeHolders, lockName, type LockReport } from '../lock-report.js';
 
 /** How bad a finding is. */
 export type Level = 'ok' | 'info' | 'warn' | 'error';
@@ -30,6 +31,8 @@ export interface Observation {
   readonly syncError: string | null;
   readonly adapters: readonly AdapterSnapshot[];
   readonly devices: readonly DeviceSnapshot[];
+  /** The lock directory and who holds its slot and scan locks. */
+  readonly locks: LockReport;
 }
 
 const label = (d: DeviceSnapshot): string => (d.name ? ` (${d.name})` : '');
@@ -129,12 +132,36 @@ export function diagnose(o: Observation): Finding[] {
         `or let the library clear it: bluez-cm connect ${d.address} --close-inactive.`,
     });
   }
-  findings.push({
+  findings.push(...lockFindings(o.locks));
+  return findings;
+}
+
+/** One line per held lock file, or one saying that none is held / none exists. */
+function lockFindings(report: LockReport): Finding[] {
+  if (report.files.length === 0) {
+    return [
+      {
+        level: 'info',
+        subject: 'locks',
+        message: `no slot or scan lock files in ${report.dir} (no service here has used cross-process locks since boot)`,
+      },
+    ];
+  }
+  const held = report.files.filter((f) => f.holders.length > 0);
+  const out: Finding[] = held.map((f) => ({
     level: 'info',
     subject: 'locks',
-    message: 'not configured (this version has no cross-process slot lock)',
+    message: `${lockName(f)} held by ${describeHolders(f)} (${f.path})`,
+  }));
+  const slots = report.files.filter((f) => f.kind === 'slot');
+  out.push({
+    level: 'info',
+    subject: 'locks',
+    message:
+      `${report.files.length} lock file${report.files.length === 1 ? '' : 's'} in ${report.dir}, ` +
+      `${held.length} held (${slots.filter((f) => f.holders.length > 0).length}/${slots.length} connection slots)`,
   });
-  return findings;
+  return out;
 }
 
 /** Exit status of a report: 0 healthy, 1 when anything is a warning or an error. */

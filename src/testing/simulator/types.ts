@@ -185,4 +185,6 @@ export interface SimCall {
   member: string;
   /** D-Bus error name when the call failed. */
   error?: string;
+  /** ms since the simulator started when the reply (or error) was sent; absent while pending. */
+  repliedAt?: number;
 }

@@ -6,6 +6,7 @@ import type { LibraryScenario } from '../types.js';
 import { connectScenarios } from './connect.js';
 import { lateGattScenarios } from './late-gatt.js';
 import { linkLossScenarios } from './link-loss.js';
+import { lockScenarios } from './locks.js';
 import { restartScenarios } from './restart.js';
 import { zombieScenarios } from './zombie.js';
 
@@ -15,4 +16,5 @@ export const LIBRARY_SCENARIOS: readonly LibraryScenario[] = [
   ...linkLossScenarios,
   ...restartScenarios,
   ...zombieScenarios,
+  ...lockScenarios,
 ];

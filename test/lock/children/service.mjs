@@ -1,0 +1,54 @@
+// One BLE "service" process for the cross-process lock tests. argv: <transpiled src dir> <JSON config>.
+// Prints one JSON object per line: ready, connected/failed, owner-ready, warn, done. Waits for a
+// "go" line on stdin before it starts, and for stdin to close before it disconnects and exits.
+import { createInterface } from 'node:readline';
+
+const [srcDir, raw] = process.argv.slice(2);
+const config = JSON.parse(raw);
+const out = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
+const lines = createInterface({ input: process.stdin });
+const next = () => new Promise((resolve) => lines.once('line', resolve));
+const closed = new Promise((resolve) => lines.once('close', resolve));
+
+const lib = await import(`${srcDir}/index.js`);
+// Top-level states of the connection actor with CLOCK_MONOTONIC ms (comparable across processes).
+const trail = [];
+const inspect = (e) => {
+  if (e.type !== '@xstate.snapshot' || e.actorRef?.sessionId !== e.rootId) return;
+  const value = e.snapshot?.value;
+  const state = typeof value === 'string' ? value : value && Object.keys(value)[0];
+  if (state && trail[trail.length - 1]?.[0] !== state)
+    trail.push([state, Number(process.hrtime.bigint()) / 1e6]);
+};
+const bluez = await lib.openBluez({ busAddress: process.env.DBUS_SYSTEM_BUS_ADDRESS });
+out({ event: 'ready', pid: process.pid });
+await Promise.race([next(), closed]);
+try {
+  if (config.owner) {
+    const owner = await lib.startDiscoveryOwner(bluez, { adapters: ['hci0'], scanLock: config.scanLock });
+    out({ event: 'owner-ready' });
+    await closed;
+    await owner.stop();
+  } else {
+    const connection = await lib.establishConnection({
+      bluez,
+      address: config.address,
+      adapters: config.adapters ?? ['hci0'],
+      lock: config.lock,
+      inspect,
+      discovery: config.discovery,
+      lateGattDelaysMs: [],
+      attemptTimeoutMs: config.attemptTimeoutMs ?? 15_000,
+      rediscoveryTimeoutMs: 10_000,
+      logger: { warn: (_fields, message) => out({ event: 'warn', message }) },
+    });
+    out({ event: 'connected', adapter: connection.adapter, attempts: connection.attempts.length, trail });
+    await closed;
+    await connection.disconnect();
+  }
+} catch (err) {
+  out({ event: 'failed', name: err?.name, code: err?.code, message: String(err?.message ?? err), trail });
+}
+await bluez.close();
+out({ event: 'done' });
+process.exit(0);
