@@ -118,6 +118,7 @@ export class SimBus {
         const call = this.pending.get(key);
         if (call) {
           this.pending.delete(key);
+          call.answeredAt = this.now();
           if (m.type === ERROR && m.errorName) call.error = m.errorName;
         }
       }

@@ -174,4 +174,6 @@ export interface SimCall {
   member: string;
   /** D-Bus error name when the call failed. */
   error?: string;
+  /** When the reply or error went out (same clock as `at`); absent while unanswered. */
+  answeredAt?: number;
 }
