@@ -11,9 +11,10 @@
  *   after the reply (plus a late-GATT fault's delay, when the run has one);
  * - Adapter1.StartDiscovery: the device is first reported at the first scan tick, half an
  *   advertising interval after discovery starts.
- * A call the simulator never answered (the Disconnect of a phantom link) contributes nothing: the
- * time spent waiting for it is the client's choice, not BlueZ's answer. Overlapping intervals
- * count once.
+ * A call the simulator never answered contributes nothing, and neither does one answered only after
+ * the client had given up on it (it sent its next Device1/Adapter1 call on that adapter first: the
+ * Disconnect of a phantom link, answered when a later RemoveDevice drops the link): the time spent
+ * waiting for it is the client's choice, not BlueZ's answer. Overlapping intervals count once.
  */
 import type { SimCall, SimTiming } from '../../src/testing/index.js';
 
@@ -29,9 +30,25 @@ export function bluezTimeMs(
   extras: BluezTimeExtras = {},
 ): number {
   const intervals: [number, number][] = [];
+  const isControl = (c: SimCall) =>
+    c.interface === 'org.bluez.Device1' || c.interface === 'org.bluez.Adapter1';
+  const adapterOf = (c: SimCall) => /^\/org\/bluez\/hci[0-9]+/.exec(c.path)?.[0];
   for (const call of calls) {
-    if (call.answeredAt === undefined) continue;
-    let end = call.answeredAt;
+    const answeredAt = call.answeredAt;
+    if (answeredAt === undefined) continue;
+    const abandoned =
+      isControl(call) &&
+      calls.some(
+        (next) =>
+          next !== call &&
+          isControl(next) &&
+          next.sender === call.sender &&
+          adapterOf(next) === adapterOf(call) &&
+          next.at > call.at &&
+          next.at < answeredAt,
+      );
+    if (abandoned) continue;
+    let end = answeredAt;
     if (call.error === undefined && call.interface === 'org.bluez.Device1' && call.member === 'Connect') {
       end += timing.resolveServicesMs + (extras.lateGattMs ?? 0);
     }

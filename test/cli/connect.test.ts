@@ -77,7 +77,7 @@ describe('bluez-cm connect', () => {
       'clearing-stale.inspecting',
       'connecting',
       'escalating',
-      'backoff',
+      'backoff.choosing',
       'validating',
       'connected',
     ]) {
