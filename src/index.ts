@@ -150,3 +150,8 @@ export type {
 export type { ConnectionReport } from './machines/connection-contracts.js';
 export type { PoolChildState } from './machines/adapter-pool-logic.js';
 export type { AttemptFailureClass } from './bluez/errors.js';
+
+// D-Bus authentication (issue 11): a tcp: bus (VM, container, remote gateway) authenticates with
+// ANONYMOUS by default; `authMethods` on openBluez/establishConnection chooses explicitly.
+export { DBUS_AUTH_METHODS, defaultAuthMethods, validateAuthMethods } from './bluez/index.js';
+export type { DBusAuthMethod } from './bluez/index.js';

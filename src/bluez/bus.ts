@@ -19,6 +19,60 @@ export function defaultBusAddress(): string {
   return process.env.DBUS_SYSTEM_BUS_ADDRESS ?? 'unix:path=/var/run/dbus/system_bus_socket';
 }
 
+/**
+ * A D-Bus authentication mechanism (D-Bus specification, "Authentication Protocol").
+ * `EXTERNAL` proves the peer's uid through the unix socket's credentials; `ANONYMOUS` proves
+ * nothing and is what a bus on TCP offers when its config has `<allow_anonymous/>`;
+ * `DBUS_COOKIE_SHA1` reads a cookie from `~/.dbus-keyrings`.
+ */
+export type DBusAuthMethod = 'EXTERNAL' | 'DBUS_COOKIE_SHA1' | 'ANONYMOUS';
+
+/** Every mechanism dbus-next speaks, in its own default order. */
+export const DBUS_AUTH_METHODS: readonly DBusAuthMethod[] = Object.freeze([
+  'EXTERNAL',
+  'DBUS_COOKIE_SHA1',
+  'ANONYMOUS',
+]);
+
+/**
+ * The mechanisms tried when none are given, chosen by the address's transport:
+ * - `tcp:` and `nonce-tcp:`: `ANONYMOUS` only. A TCP peer has no unix credentials, so EXTERNAL is
+ *   always refused, and dbus-next's DBUS_COOKIE_SHA1 reads the server's REJECTED as a challenge and
+ *   fails on a missing keyring instead of moving on, so ANONYMOUS would never be reached;
+ * - anything else (`unix:`): dbus-next's order, EXTERNAL first (what the system bus accepts).
+ * Pass `authMethods` explicitly for a TCP bus that demands a cookie.
+ */
+export function defaultAuthMethods(address: string): readonly DBusAuthMethod[] {
+  const transport = address.slice(0, address.indexOf(':')).toLowerCase();
+  return transport === 'tcp' || transport === 'nonce-tcp' ? ['ANONYMOUS'] : DBUS_AUTH_METHODS;
+}
+
+/**
+ * Validates an `authMethods` option: a non-empty array of distinct {@link DBusAuthMethod}s.
+ * @throws TypeError when not an array of strings, RangeError for an unknown, repeated or missing mechanism
+ */
+export function validateAuthMethods(value: unknown, field = 'authMethods'): readonly DBusAuthMethod[] {
+  if (!Array.isArray(value)) {
+    throw new TypeError(`${field} must be an array like ["ANONYMOUS"], got ${typeof value}`);
+  }
+  if (value.length === 0) {
+    throw new RangeError(`${field} must name at least one of ${DBUS_AUTH_METHODS.join(', ')}`);
+  }
+  const seen = new Set<DBusAuthMethod>();
+  for (const m of value as unknown[]) {
+    if (typeof m !== 'string') throw new TypeError(`${field} entries must be strings, got ${typeof m}`);
+    const method = DBUS_AUTH_METHODS.find((known) => known === m);
+    if (method === undefined) {
+      throw new RangeError(
+        `${field}: unknown mechanism ${JSON.stringify(m)} (known: ${DBUS_AUTH_METHODS.join(', ')})`,
+      );
+    }
+    if (seen.has(method)) throw new RangeError(`${field} names ${method} twice`);
+    seen.add(method);
+  }
+  return [...seen];
+}
+
 /** A method call to send. */
 export interface MethodCall {
   destination: string;
@@ -98,6 +152,10 @@ const CLOSE_WAIT_MS = 1000;
 export class SharedBus extends TypedEmitter<SharedBusEvents> {
   /** The bus address. */
   readonly address: string;
+  /** The authentication mechanisms tried, in order. */
+  readonly authMethods: readonly DBusAuthMethod[];
+  /** @internal the registry key (address and mechanisms) */
+  readonly key: string;
   private bus: MessageBus | undefined;
   private generation = 0;
   private stateValue: BusState = 'connecting';
@@ -114,9 +172,11 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
   sentCalls = 0;
 
   /** @internal use {@link acquireBus} */
-  constructor(address: string) {
+  constructor(address: string, authMethods: readonly DBusAuthMethod[] = defaultAuthMethods(address)) {
     super();
     this.address = address;
+    this.authMethods = authMethods;
+    this.key = registryKey(address, authMethods);
     this.connect();
   }
 
@@ -162,7 +222,7 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
     if (this.refs <= 0) return;
     this.refs -= 1;
     if (this.refs > 0) return;
-    registry.delete(this.address);
+    registry.delete(this.key);
     await this.close();
   }
 
@@ -355,7 +415,7 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
     this.stateValue = 'connecting';
     let bus: MessageBus;
     try {
-      bus = dbus.sessionBus({ busAddress: this.address });
+      bus = dbus.sessionBus({ busAddress: this.address, authMethods: [...this.authMethods] });
     } catch (err) {
       // Malformed address or unsupported transport: the same path as a failed connect.
       this.bus = undefined;
@@ -505,11 +565,20 @@ function busDaemonCall(member: 'AddMatch' | 'RemoveMatch', rule: string): Method
 
 const registry = new Map<string, SharedBus>();
 
+function registryKey(address: string, authMethods: readonly DBusAuthMethod[]): string {
+  return `${address}\n${authMethods.join(',')}`;
+}
+
 /**
- * The shared connection for `address` (default: the system bus), created on first use.
- * Each acquire must be paired with one `release()`.
+ * The shared connection for `address` (default: the system bus) authenticated with `authMethods`
+ * (default: {@link defaultAuthMethods} of the address), created on first use. Connections are
+ * shared per address and mechanism list. Each acquire must be paired with one `release()`.
+ * @throws TypeError/RangeError for a malformed address or mechanism list (before any I/O)
  */
-export function acquireBus(address: string = defaultBusAddress()): SharedBus {
+export function acquireBus(
+  address: string = defaultBusAddress(),
+  authMethods?: readonly DBusAuthMethod[],
+): SharedBus {
   if (typeof address !== 'string' || address.length === 0) {
     throw new TypeError('busAddress must be a non-empty D-Bus address string');
   }
@@ -518,10 +587,12 @@ export function acquireBus(address: string = defaultBusAddress()): SharedBus {
       `busAddress must be a D-Bus address like "unix:path=/run/dbus/system_bus_socket", got ${JSON.stringify(address)}`,
     );
   }
-  let bus = registry.get(address);
+  const methods = authMethods === undefined ? defaultAuthMethods(address) : validateAuthMethods(authMethods);
+  const key = registryKey(address, methods);
+  let bus = registry.get(key);
   if (!bus) {
-    bus = new SharedBus(address);
-    registry.set(address, bus);
+    bus = new SharedBus(address, methods);
+    registry.set(key, bus);
   }
   bus.retain();
   return bus;

@@ -1,6 +1,7 @@
 /**
  * The public surface of src/bluez: what the actors (src/actors) call. Names here are stable.
  */
+import type { DBusAuthMethod } from './bus.js';
 import type { BluezMirror } from './mirror.js';
 import type { NodeBleBluetooth } from './node-ble.js';
 import type { AdapterSnapshot, CallOptions, DeviceSnapshot, GattServiceTree, WaitOptions } from './types.js';
@@ -12,6 +13,12 @@ export interface OpenBluezOptions {
    * or the system bus socket). Tests pass the private bus of the simulator.
    */
   busAddress?: string;
+  /**
+   * D-Bus authentication mechanisms to try, in order. Default: `['ANONYMOUS']` for a `tcp:` address
+   * (a VM's, container's or remote gateway's bus), EXTERNAL first for `unix:` (see
+   * `defaultAuthMethods`).
+   */
+  authMethods?: readonly DBusAuthMethod[];
   /** Deadline of every method call unless overridden per call. Default 25 000 (SPEC §6). */
   dbusCallTimeoutMs?: number;
   /** Deadline of every property read/write unless overridden per call. Default 5 000 (SPEC §6). */

@@ -2,7 +2,7 @@
  * `openBluez`: the one door to BlueZ. Wires the shared bus, the mirror and the operations.
  */
 import * as adapterOps from './adapter.js';
-import { acquireBus, defaultBusAddress, type SharedBus } from './bus.js';
+import { acquireBus, defaultBusAddress, validateAuthMethods, type SharedBus } from './bus.js';
 import type {
   BluezClient,
   ConnectOptions,
@@ -55,9 +55,11 @@ export async function openBluez(options: OpenBluezOptions = {}): Promise<BluezCl
   ) {
     throw new TypeError('busAddress must be a non-empty D-Bus address string');
   }
+  const authMethods =
+    options.authMethods === undefined ? undefined : validateAuthMethods(options.authMethods);
   signal?.throwIfAborted();
   // acquireBus validates the address format before anything is opened.
-  const bus = acquireBus(options.busAddress ?? defaultBusAddress());
+  const bus = acquireBus(options.busAddress ?? defaultBusAddress(), authMethods);
   let mirror: BluezMirror | undefined;
   try {
     await bus.ready({ timeoutMs: openTimeoutMs, signal });

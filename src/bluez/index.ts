@@ -15,8 +15,22 @@ export type {
 } from './client-types.js';
 export { BluezMirror, MIRROR_MATCH_RULES, WaitTimeoutError } from './mirror.js';
 export type { MirrorChange, MirrorEvents, MirrorWaitOptions, RebuildReason } from './mirror.js';
-export { SharedBus, acquireBus, defaultBusAddress } from './bus.js';
-export type { BusCallOptions, BusState, MethodCall, SharedBusEvents, SignalMessage } from './bus.js';
+export {
+  DBUS_AUTH_METHODS,
+  SharedBus,
+  acquireBus,
+  defaultAuthMethods,
+  defaultBusAddress,
+  validateAuthMethods,
+} from './bus.js';
+export type {
+  BusCallOptions,
+  BusState,
+  DBusAuthMethod,
+  MethodCall,
+  SharedBusEvents,
+  SignalMessage,
+} from './bus.js';
 export { DEFAULTS } from './context.js';
 export type { BluezDefaults } from './context.js';
 export {

@@ -4,6 +4,9 @@
  * before anything is started.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { validateAuthMethods, type DBusAuthMethod } from '../bluez/bus.js';
+
+export type { DBusAuthMethod };
 
 /** A mistake on the command line; the message names the flag or argument. */
 export class UsageError extends Error {
@@ -91,4 +94,33 @@ export function onStopSignal(): {
       process.off('SIGTERM', handler);
     },
   };
+}
+
+/** Help text of the `--dbus-auth` flag, shared by the commands that open the system bus. */
+export const DBUS_AUTH_HELP = `      --dbus-auth M,M  D-Bus auth mechanisms to try, in order: EXTERNAL, ANONYMOUS,
+                       DBUS_COOKIE_SHA1 (env BLUEZ_CM_DBUS_AUTH; default ANONYMOUS
+                       for a tcp: DBUS_SYSTEM_BUS_ADDRESS, EXTERNAL first for unix:)`;
+
+/**
+ * The D-Bus auth mechanisms chosen on the command line (`--dbus-auth`, comma-separated) or, when
+ * the flag is absent, in `BLUEZ_CM_DBUS_AUTH`; undefined leaves the library's default.
+ * @throws UsageError naming the flag or variable for an unknown, repeated or empty mechanism
+ */
+export function authMethodsFlag(
+  values: FlagValues,
+  env: NodeJS.ProcessEnv = process.env,
+): readonly DBusAuthMethod[] | undefined {
+  const fromFlag = stringFlag(values, 'dbus-auth');
+  const raw = fromFlag ?? env.BLUEZ_CM_DBUS_AUTH;
+  if (raw === undefined || (fromFlag === undefined && raw.trim() === '')) return undefined;
+  const field = fromFlag === undefined ? 'BLUEZ_CM_DBUS_AUTH' : '--dbus-auth';
+  const methods = raw
+    .split(',')
+    .map((m) => m.trim().toUpperCase())
+    .filter((m) => m.length > 0);
+  try {
+    return validateAuthMethods(methods, field);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
 }

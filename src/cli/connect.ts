@@ -18,10 +18,21 @@ import {
   type ConnectionContext,
   type EscalationProfileName,
 } from '../index.js';
-import { UsageError, numberFlag, onStopSignal, parseFlags, stringFlag, usageFailure } from './args.js';
+import {
+  DBUS_AUTH_HELP,
+  UsageError,
+  authMethodsFlag,
+  numberFlag,
+  onStopSignal,
+  parseFlags,
+  stringFlag,
+  usageFailure,
+  type DBusAuthMethod,
+} from './args.js';
 
 const HELP = `usage: bluez-cm connect <MAC> [--adapter hciN ...] [--timeout-ms N] [--attempts N]
-                        [--profile battery|sensor|onDemand] [--close-inactive] [--json]
+                        [--profile battery|sensor|onDemand] [--close-inactive]
+                        [--dbus-auth M,M] [--json]
 
 Connects one device through BlueZ on the system bus (DBUS_SYSTEM_BUS_ADDRESS is
 respected: point it at \`bluez-cm sim\` to try without hardware), prints the
@@ -37,6 +48,7 @@ interrupted while connecting.
       --profile P      escalation profile: battery, sensor, onDemand
       --close-inactive disconnect and remove a phantom connection of this device
                        (off by default: another process may own that link)
+${DBUS_AUTH_HELP}
       --json           JSON lines instead of text
   -h, --help           this text
 `;
@@ -48,6 +60,7 @@ interface ConnectArgs {
   maxAttempts: number | undefined;
   profile: EscalationProfileName | undefined;
   closeInactive: boolean;
+  authMethods: readonly DBusAuthMethod[] | undefined;
   json: boolean;
 }
 
@@ -62,6 +75,7 @@ function parse(args: string[]): ConnectArgs | 'help' {
       attempts: { type: 'string' },
       profile: { type: 'string' },
       'close-inactive': { type: 'boolean' },
+      'dbus-auth': { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -101,6 +115,7 @@ function parse(args: string[]): ConnectArgs | 'help' {
     maxAttempts: numberFlag(values, 'attempts', { min: 1, max: 100, integer: true }),
     profile: profile as EscalationProfileName | undefined,
     closeInactive: values['close-inactive'] === true,
+    authMethods: authMethodsFlag(values),
     json: values.json === true,
   };
 }
@@ -188,7 +203,11 @@ export async function run(args: string[]): Promise<number> {
   let actor: ConnectionActor | undefined;
   try {
     const bus = process.env.DBUS_SYSTEM_BUS_ADDRESS ?? 'the system bus';
-    bluez = await openBluez({ signal: stop.signal, openTimeoutMs: 10_000 });
+    bluez = await openBluez({
+      signal: stop.signal,
+      openTimeoutMs: 10_000,
+      authMethods: options.authMethods,
+    });
     if (!bluez.mirror.bluezReady) {
       emit({ type: 'waiting', bus }, `org.bluez is not on ${bus}; waiting up to 10 s for bluetoothd…`);
       try {

@@ -7,10 +7,17 @@
  */
 import { existsSync } from 'node:fs';
 import { openBluez, type BluezClient } from '../index.js';
-import { numberFlag, parseFlags, usageFailure } from './args.js';
+import {
+  DBUS_AUTH_HELP,
+  authMethodsFlag,
+  numberFlag,
+  parseFlags,
+  usageFailure,
+  type DBusAuthMethod,
+} from './args.js';
 import { diagnose, exitCode, type Finding, type Observation } from './doctor/checks.js';
 
-const HELP = `usage: bluez-cm doctor [--json] [--timeout-ms N]
+const HELP = `usage: bluez-cm doctor [--json] [--timeout-ms N] [--dbus-auth M,M]
 
 Looks at BlueZ on the system bus (DBUS_SYSTEM_BUS_ADDRESS is respected) and
 reports: bus reachable, bluetoothd running and answering (org.bluez owner),
@@ -19,6 +26,7 @@ adapters (powered, discovering), connected devices, phantom connections
 Exit 0 when healthy, 1 when something needs attention, 2 for bad arguments.
 
   -t, --timeout-ms N  deadline of the whole check (default 5000)
+${DBUS_AUTH_HELP}
       --json          one JSON object: findings and what was seen
   -h, --help          this text
 `;
@@ -29,7 +37,10 @@ const defaultBusAddress = (): string =>
   process.env.DBUS_SYSTEM_BUS_ADDRESS ?? 'unix:path=/var/run/dbus/system_bus_socket';
 
 /** Opens BlueZ and reads what doctor needs, all within `timeoutMs`. */
-async function observe(timeoutMs: number): Promise<Observation> {
+async function observe(
+  timeoutMs: number,
+  authMethods: readonly DBusAuthMethod[] | undefined,
+): Promise<Observation> {
   const busAddress = defaultBusAddress();
   const empty = { bluezOwner: null, syncError: null, adapters: [], devices: [] };
   // A missing socket is certain at once; the bus client would retry until its deadline.
@@ -42,6 +53,7 @@ async function observe(timeoutMs: number): Promise<Observation> {
   try {
     bluez = await openBluez({
       busAddress,
+      authMethods,
       signal,
       openTimeoutMs: timeoutMs,
       dbusCallTimeoutMs: timeoutMs,
@@ -73,10 +85,12 @@ async function observe(timeoutMs: number): Promise<Observation> {
 export async function run(args: string[]): Promise<number> {
   let json: boolean;
   let timeoutMs: number;
+  let authMethods: readonly DBusAuthMethod[] | undefined;
   try {
     const { values } = parseFlags(args, {
       json: { type: 'boolean' },
       'timeout-ms': { type: 'string', short: 't' },
+      'dbus-auth': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     });
     if (values.help === true) {
@@ -85,11 +99,12 @@ export async function run(args: string[]): Promise<number> {
     }
     json = values.json === true;
     timeoutMs = numberFlag(values, 'timeout-ms', { min: 100, max: 600_000, integer: true }) ?? 5000;
+    authMethods = authMethodsFlag(values);
   } catch (e) {
     return usageFailure('doctor', e, HELP);
   }
 
-  const observation = await observe(timeoutMs);
+  const observation = await observe(timeoutMs, authMethods);
   const findings = diagnose(observation);
   const code = exitCode(findings);
   if (json) {

@@ -274,7 +274,12 @@ export async function establishConnection(options: EstablishOptions): Promise<Ma
   if (resolved.signal?.aborted) throw abortError(resolved.signal);
   const ownBluez = options.bluez === undefined;
   const bluez =
-    options.bluez ?? (await openBluez({ busAddress: options.busAddress, signal: options.signal }));
+    options.bluez ??
+    (await openBluez({
+      busAddress: options.busAddress,
+      authMethods: options.authMethods,
+      signal: options.signal,
+    }));
   let actor: ConnectionActor | undefined;
   try {
     const adapters = await firstAttemptOrder(bluez, resolved);

@@ -3,6 +3,7 @@
  * validation: bad input is a TypeError/RangeError naming the field, before any D-Bus traffic.
  */
 import type { InspectionEvent } from 'xstate';
+import type { DBusAuthMethod } from '../bluez/bus.js';
 import type { BluezClient } from '../bluez/client-types.js';
 import { validateAdapterName, validateMac, validateSignal, validateTimeoutMs } from '../bluez/validate.js';
 import { DEFAULT_BACKOFF_MS, type FailureClass } from '../machines/connection-contracts.js';
@@ -81,6 +82,8 @@ export interface EstablishOptions extends ConnectionOptions {
   bluez?: BluezClient;
   /** D-Bus address when `bluez` is absent (default: the system bus). */
   busAddress?: string;
+  /** D-Bus authentication mechanisms when `bluez` is absent (see `OpenBluezOptions.authMethods`). */
+  authMethods?: readonly DBusAuthMethod[];
 }
 
 /** Options after validation and defaults. */

@@ -33,6 +33,11 @@ export interface PrivateBusOptions {
   dbusDaemon?: string;
   /** How long to wait for the daemon to announce its address. Default 10 000 ms. */
   startTimeoutMs?: number;
+  /**
+   * Also listen on TCP (127.0.0.1, a free port) with ANONYMOUS auth, like a remote gateway's or a
+   * VM's bus; its address is {@link PrivateBus.tcpAddress}. Default false.
+   */
+  tcp?: boolean;
 }
 
 /** A running private dbus-daemon. */
@@ -41,6 +46,11 @@ export interface PrivateBus {
   readonly address: string;
   /** The listening socket's file path. */
   readonly socketPath: string;
+  /**
+   * `tcp:host=127.0.0.1,port=…` (ANONYMOUS auth) when started with `tcp: true`, else undefined.
+   * The port is chosen by the daemon, so it changes on {@link PrivateBus.restart}.
+   */
+  readonly tcpAddress: string | undefined;
   /** Process id of the current dbus-daemon (changes on restart). */
   readonly pid: number;
   /** Stops the daemon and removes its directory. Idempotent. */
@@ -90,7 +100,14 @@ const WATCHDOG = [
 // Unix socket paths are limited to 108 bytes (sun_path).
 const MAX_SOCKET_PATH = 107;
 
-function busConfig(socketPath: string): string {
+// A TCP listener has no peer credentials, so EXTERNAL cannot work there; ANONYMOUS is what a test
+// VM's or container's bus offers (dbus-daemon's <allow_anonymous/>, see dbus-daemon(1)).
+const TCP_LISTENER = `  <listen>tcp:host=127.0.0.1,port=0</listen>
+  <auth>ANONYMOUS</auth>
+  <allow_anonymous/>
+`;
+
+function busConfig(socketPath: string, tcp: boolean): string {
   // <type>system</type> so clients see the same limits/semantics as the system bus.
   // The policy is wide open because the bus is private to one test: anyone may own
   // org.bluez and talk to anyone. Debug.Stats is listed explicitly because leak tests
@@ -102,7 +119,7 @@ function busConfig(socketPath: string): string {
   <type>system</type>
   <listen>unix:path=${socketPath}</listen>
   <auth>EXTERNAL</auth>
-  <policy context="default">
+${tcp ? TCP_LISTENER : ''}  <policy context="default">
     <allow user="*"/>
     <allow own="*"/>
     <allow send_type="method_call"/>
@@ -145,6 +162,8 @@ export function findDbusDaemon(binary = 'dbus-daemon', path = process.env.PATH ?
 interface Running {
   child: ChildProcess;
   daemonPid: number;
+  /** The daemon's TCP address without its guid, when it listens on TCP. */
+  tcpAddress: string | undefined;
   exited: Promise<void>;
 }
 
@@ -172,10 +191,11 @@ async function launch(
   dir: string,
   socketPath: string,
   startTimeoutMs: number,
+  tcp: boolean,
 ): Promise<Running> {
   mkdirSync(dir, { recursive: true });
   const configPath = join(dir, 'bus.conf');
-  writeFileSync(configPath, busConfig(socketPath));
+  writeFileSync(configPath, busConfig(socketPath, tcp));
   try {
     unlinkSync(socketPath); // a SIGKILLed daemon leaves its socket file behind
   } catch {
@@ -240,7 +260,13 @@ async function launch(
   for (const s of [child.stdin, child.stdout, child.stderr]) {
     (s as unknown as { unref?: () => void } | null)?.unref?.();
   }
-  return { child, daemonPid, exited };
+  // --print-address prints every listener's address, `;`-separated, each with its guid.
+  const tcpEntry = lines[0]?.split(';').find((a) => a.startsWith('tcp:'));
+  const tcpAddress = tcpEntry
+    ?.split(',')
+    .filter((kv) => !kv.startsWith('guid=') && !kv.startsWith('family='))
+    .join(',');
+  return { child, daemonPid, exited, tcpAddress };
 }
 
 async function shutdown(run: Running, signal: NodeJS.Signals): Promise<void> {
@@ -275,6 +301,10 @@ export async function startPrivateBus(opts: PrivateBusOptions = {}): Promise<Pri
     throw new TypeError('startPrivateBus: socketDir must be a string path');
   }
   const startTimeoutMs = opts.startTimeoutMs ?? 10_000;
+  if (opts.tcp !== undefined && typeof opts.tcp !== 'boolean') {
+    throw new TypeError('startPrivateBus: tcp must be a boolean');
+  }
+  const tcp = opts.tcp === true;
   if (!Number.isFinite(startTimeoutMs) || startTimeoutMs <= 0) {
     throw new RangeError('startPrivateBus: startTimeoutMs must be a positive number of milliseconds');
   }
@@ -289,7 +319,7 @@ export async function startPrivateBus(opts: PrivateBusOptions = {}): Promise<Pri
   }
   let run: Running | undefined;
   try {
-    run = await launch(daemon, dir, socketPath, startTimeoutMs);
+    run = await launch(daemon, dir, socketPath, startTimeoutMs, tcp);
   } catch (e) {
     rmSync(dir, { recursive: true, force: true });
     throw e;
@@ -298,6 +328,9 @@ export async function startPrivateBus(opts: PrivateBusOptions = {}): Promise<Pri
   const bus: PrivateBus = {
     address: `unix:path=${socketPath}`,
     socketPath,
+    get tcpAddress() {
+      return run?.tcpAddress;
+    },
     get pid() {
       return run?.daemonPid ?? -1;
     },
@@ -320,7 +353,7 @@ export async function startPrivateBus(opts: PrivateBusOptions = {}): Promise<Pri
       const r = run;
       run = undefined;
       if (r) await shutdown(r, 'SIGTERM');
-      run = await launch(daemon, dir, socketPath, startTimeoutMs);
+      run = await launch(daemon, dir, socketPath, startTimeoutMs, tcp);
     },
   };
   return bus;
