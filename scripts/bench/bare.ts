@@ -60,6 +60,7 @@ export async function openBare(busAddress: string): Promise<BareClient> {
   });
   const waitProp = (path: string, name: string, value: boolean, timeoutMs: number) => {
     let off: () => void = () => {};
+    let seenAt: number | undefined;
     const promise = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         off();
@@ -67,6 +68,7 @@ export async function openBare(busAddress: string): Promise<BareClient> {
       }, timeoutMs);
       const w = (p: string, changed: Record<string, { value: unknown }>) => {
         if (p === path && changed[name]?.value === value) {
+          seenAt = performance.now();
           clearTimeout(timer);
           off();
           resolve();
@@ -75,7 +77,7 @@ export async function openBare(busAddress: string): Promise<BareClient> {
       watchers.add(w);
       off = () => watchers.delete(w);
     });
-    return { promise, cancel: () => off() };
+    return { promise, cancel: () => off(), seenAt: () => seenAt };
   };
   return {
     async connect(adapter, address, timeoutMs) {
@@ -83,12 +85,34 @@ export async function openBare(busAddress: string): Promise<BareClient> {
       const resolved = waitProp(path, 'ServicesResolved', true, timeoutMs);
       const t0 = performance.now();
       try {
-        await Promise.all([call(bus, path, 'org.bluez.Device1', 'Connect', timeoutMs), resolved.promise]);
+        await call(bus, path, 'org.bluez.Device1', 'Connect', timeoutMs);
+        const replyAt = performance.now();
+        // Already resolved when the reply came (a signal this client could have missed)?
+        const reply = await bus.call(
+          new Message({
+            destination: 'org.bluez',
+            path,
+            interface: 'org.freedesktop.DBus.Properties',
+            member: 'Get',
+            signature: 'ss',
+            body: ['org.bluez.Device1', 'ServicesResolved'],
+          }),
+        );
+        const getAt = performance.now();
+        if (
+          resolved.seenAt() === undefined &&
+          (reply?.body[0] as { value?: unknown } | undefined)?.value === true
+        ) {
+          resolved.cancel();
+          return getAt - t0;
+        }
+        await resolved.promise;
+        // Both the reply and ServicesResolved=true are needed, whichever came last.
+        return Math.max(replyAt, resolved.seenAt() ?? performance.now()) - t0;
       } catch (err) {
         resolved.cancel();
         throw err;
       }
-      return performance.now() - t0;
     },
     async disconnect(adapter, address, timeoutMs) {
       const path = devicePath(adapter, address);

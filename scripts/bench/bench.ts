@@ -88,6 +88,8 @@ const fmt = (ms: number): string => ms.toFixed(0).padStart(6);
 interface RatioResult {
   bare: number[];
   managed: number[];
+  /** Samples that failed (reported, not counted). */
+  failures: string[];
 }
 
 /**
@@ -101,22 +103,39 @@ async function measureRatio(
   address: string,
   pairs: number,
   prepare: () => Promise<void> = async () => {},
+  settleMs = 0,
 ): Promise<RatioResult> {
   const bare = await openBare(busAddress);
-  const result: RatioResult = { bare: [], managed: [] };
+  const result: RatioResult = { bare: [], managed: [], failures: [] };
   try {
-    const runBare = async () => {
+    const sample = async (list: number[], what: string, run: () => Promise<number>) => {
       await prepare();
-      result.bare.push(await bare.connect(adapter, address, 30_000));
-      await bare.disconnect(adapter, address, 30_000);
+      try {
+        list.push(await run());
+      } catch (err) {
+        result.failures.push(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      // Not timed: BlueZ (and our mirror) back to "not connected" before the next sample, so no
+      // sample adopts or races the previous sample's teardown.
+      await bluez.mirror
+        .waitFor((m) => !(m.device(adapter, address)?.connected ?? false), { timeoutMs: 30_000 })
+        .catch(() => undefined);
+      await new Promise((r) => setTimeout(r, settleMs));
     };
-    const runManaged = async () => {
-      await prepare();
-      const t0 = performance.now();
-      const connection = await establishConnection({ bluez, address, adapters: [adapter] });
-      result.managed.push(performance.now() - t0);
-      await connection.disconnect();
-    };
+    const runBare = () =>
+      sample(result.bare, 'bare', async () => {
+        const ms = await bare.connect(adapter, address, 30_000);
+        await bare.disconnect(adapter, address, 30_000);
+        return ms;
+      });
+    const runManaged = () =>
+      sample(result.managed, 'managed', async () => {
+        const t0 = performance.now();
+        const connection = await establishConnection({ bluez, address, adapters: [adapter] });
+        const ms = performance.now() - t0;
+        await connection.disconnect();
+        return ms;
+      });
     for (let i = 0; i < pairs; i++) {
       if (i % 2 === 0) {
         await runBare();
@@ -138,8 +157,11 @@ function printRatio(where: string, r: RatioResult): void {
   const ratio = managed / bare;
   console.log(
     `${where.padEnd(34)} bare ${fmt(bare)} ms   managed ${fmt(managed)} ms   ratio ${ratio.toFixed(3)}` +
-      `   (goal ≤ ${GOAL_RATIO}: ${ratio <= GOAL_RATIO ? 'met' : 'NOT met'}; ${r.bare.length} pairs)`,
+      `   (goal ≤ ${GOAL_RATIO}: ${ratio <= GOAL_RATIO ? 'met' : 'NOT met'}; ${r.bare.length}+${r.managed.length} samples)`,
   );
+  console.log(`${''.padEnd(34)} bare    ${r.bare.map((v) => v.toFixed(0)).join(' ')}`);
+  console.log(`${''.padEnd(34)} managed ${r.managed.map((v) => v.toFixed(0)).join(' ')}`);
+  for (const f of r.failures) console.log(`${''.padEnd(34)} failed sample: ${f}`);
 }
 
 async function simRatio(pairs: number): Promise<void> {
@@ -312,11 +334,14 @@ async function realRatio(pairs: number): Promise<void> {
           });
         } finally {
           await bluez.stopDiscovery('hci0', { timeoutMs: 10_000 }).catch(() => {});
+          await bluez.mirror
+            .waitFor((m) => m.adapter('hci0')?.discovering === false, { timeoutMs: 10_000 })
+            .catch(() => {});
         }
       };
       printRatio(
         'real bluetoothd 5.66 (qemu guest)',
-        await measureRatio(bluez, target.busAddress, 'hci0', PERIPHERAL_ADDRESS, pairs, known),
+        await measureRatio(bluez, target.busAddress, 'hci0', PERIPHERAL_ADDRESS, pairs, known, 500),
       );
     } finally {
       await bluez.close();
