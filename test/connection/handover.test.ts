@@ -94,8 +94,11 @@ describe('establishConnection hands the connection over without round trips', ()
       characteristics: [{ uuid: LATE_CHAR, flags: ['read'], value: [7] }],
     });
     const gatt = conn.gatt;
-    await eventually('the new service in the mirror', () =>
-      world!.bluez.gattServices('hci0', DEVICE).some((s) => s.uuid === LATE_SERVICE),
+    // bluetoothd exports the new service and its characteristic one object at a time.
+    await eventually('the new service and its characteristic in the mirror', () =>
+      world!.bluez
+        .gattServices('hci0', DEVICE)
+        .some((s) => s.uuid === LATE_SERVICE && s.characteristics.some((c) => c.uuid === LATE_CHAR)),
     );
     expect(await gatt.services()).toContain(LATE_SERVICE);
     const late = await (await gatt.getPrimaryService(LATE_SERVICE)).getCharacteristic(LATE_CHAR);
