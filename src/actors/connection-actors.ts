@@ -132,20 +132,26 @@ async function waitDeviceGone(
   });
 }
 
-/** Waits (bounded) for Connected=false: after an RF abort the link is briefly up (user-pain §1). */
+/**
+ * Waits (bounded) for Connected=false: after an RF abort the link is briefly up (user-pain §1).
+ * Resolves true when BlueZ showed the link down, false when it was still up at `timeoutMs`.
+ */
 async function waitLinkDown(
   bluez: BluezClient,
   { adapter, address }: DeviceOnAdapter,
   timeoutMs: number,
   signal: AbortSignal,
-) {
-  await bluez.mirror
+): Promise<boolean> {
+  return bluez.mirror
     .waitFor((m) => !(m.device(adapter, address)?.connected ?? false), {
       timeoutMs,
       signal,
       description: `Connected=false for ${address} on ${adapter}`,
     })
-    .catch(ignoreUnlessAbort);
+    .catch((err: unknown) => {
+      ignoreUnlessAbort(err);
+      return false;
+    });
 }
 
 /** The built-in check plus the caller's validator, once. Returns a reason when it fails. */
@@ -260,15 +266,25 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
   };
 
   const clearPhantom = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<ClearPhantomOutput> => {
-    // Disconnect on a phantom never completes (original f04435e); verifiedDisconnect bounds it
-    // and falls back to RemoveDevice on the same adapter.
-    const outcome = await bluez.verifiedDisconnect(input.adapter, input.address, {
-      timeoutMs: deps.disconnectTimeoutMs,
-      signal,
-    });
-    if (outcome !== 'removed' && bluez.device(input.adapter, input.address) !== undefined)
-      return { reappeared: true };
-    if (outcome === 'removed') await waitDeviceGone(bluez, input, deps.disconnectTimeoutMs, signal);
+    const device = bluez.device(input.adapter, input.address);
+    if (device?.paired === true) {
+      // RemoveDevice would also delete the bond: try a bounded Disconnect first (phantom links
+      // never complete it, original f04435e), then verifiedDisconnect falls back to RemoveDevice.
+      const outcome = await bluez.verifiedDisconnect(input.adapter, input.address, {
+        timeoutMs: deps.disconnectTimeoutMs,
+        signal,
+      });
+      if (outcome !== 'removed' && bluez.device(input.adapter, input.address) !== undefined)
+        return { reappeared: true };
+      if (outcome === 'removed') await waitDeviceGone(bluez, input, deps.disconnectTimeoutMs, signal);
+    } else if (device !== undefined) {
+      // Straight to RemoveDevice: on a connected device bluetoothd runs the same disconnect as
+      // Device1.Disconnect (src/adapter.c remove_device → device_request_disconnect) and removes
+      // the object once the link is down, so a Disconnect first only adds its own wait, the whole
+      // disconnectTimeoutMs on a phantom link that never completes it.
+      await bluez.removeDevice(input.adapter, input.address, { timeoutMs: deps.disconnectTimeoutMs, signal });
+      await waitDeviceGone(bluez, input, deps.disconnectTimeoutMs, signal);
+    }
     return {
       reappeared: await rediscover(
         bluez,
@@ -359,7 +375,9 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
         throw new StalledError(input.adapter, input.address, stall);
       }
       if (err instanceof BluezError && err.errorClass === 'aborted') {
-        await waitLinkDown(bluez, input, deps.disconnectTimeoutMs, signal);
+        // BlueZ's Connected=false is the earliest moment a retry cannot meet the old link; the
+        // machine's backoff is skipped when this was seen (linkDownSeen on the failure).
+        const down = await waitLinkDown(bluez, input, deps.disconnectTimeoutMs, signal);
         const limit = deps.slotLimit?.(input.adapter);
         if (classifyError(err, { slotsPerAdapter: limit }).class === 'outOfSlots') {
           throw new OutOfSlotsError(
@@ -373,6 +391,7 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
             },
           );
         }
+        err.linkDownSeen = down;
       }
       throw err;
     }

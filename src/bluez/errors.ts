@@ -180,6 +180,11 @@ export class BluezError extends Error {
    * count tells the two apart (see {@link classifyError}'s `slotsPerAdapter`).
    */
   linksOnAdapter: number | undefined;
+  /**
+   * For a failed connect: whether BlueZ showed the link down (Connected=false) before the error
+   * was handed on, so a retry cannot meet the old link. Undefined when nobody looked.
+   */
+  linkDownSeen: boolean | undefined = undefined;
 
   /**
    * @param code - stable code

@@ -8,6 +8,7 @@ import { openBluez } from '../bluez/client.js';
 import type { BluezClient } from '../bluez/client-types.js';
 import { AdapterError } from '../bluez/errors.js';
 import type { NodeBleDevice, NodeBleGattServer } from '../bluez/node-ble.js';
+import { nodeBleDevice, nodeBleGattServer } from '../bluez/node-ble-view.js';
 import { connectionActorImplementations } from '../actors/connection-actors.js';
 import { adaptersByKnowledge, locateDevice } from '../actors/locate-device.js';
 import { LeaseBook } from '../actors/lease-book.js';
@@ -288,9 +289,17 @@ export interface ManagedConnection {
   eventLoopDelay(): EventLoopDelay | null;
   /** Every attempt it took, with cause, adapter and duration. */
   readonly attempts: readonly AttemptReport[];
-  /** node-ble's Device on our shared bus (don't call its connect/disconnect; use `disconnect()`). */
+  /**
+   * node-ble's Device on our shared bus (don't call its connect/disconnect; use `disconnect()`).
+   * Built without a D-Bus round trip; node-ble makes its proxy on the first call.
+   */
   readonly device: NodeBleDevice;
-  /** node-ble's GattServer (services resolved). */
+  /**
+   * node-ble's GattServer interface, answered from the library's mirror of BlueZ's object tree:
+   * `services()` and `getPrimaryService()` cost no round trip and show the services exported at the
+   * time of the call (a service added later by a Service Changed included); characteristics are
+   * node-ble's own objects, made on first request.
+   */
   readonly gatt: NodeBleGattServer;
   /** The connection actor (snapshots, LINK_LOST → idle, inspection). */
   readonly actor: ConnectionActor;
@@ -331,23 +340,6 @@ function waitForActor(
   });
 }
 
-async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new DOMException(`${what} did not finish within ${ms} ms`, 'TimeoutError')),
-          ms,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /**
  * Connects `options.address` with every workaround of SPEC §2 and resolves with a
  * {@link ManagedConnection}; rejects with a `ConnectionFailedError` listing each attempt's cause and
@@ -373,15 +365,11 @@ export async function establishConnection(options: EstablishOptions): Promise<Ma
     if (snapshot.status === 'done') throw snapshot.output.error;
     if (snapshot.status !== 'active') throw snapshot.error ?? new Error('connection actor stopped');
     const adapter = snapshot.context.adapter;
-    const nodeBle = bluez.nodeBle();
-    // node-ble introspects the device and its GATT tree: part of the attempt, so its deadline.
-    const deadline = resolved.attemptTimeoutMs;
-    const device = await withDeadline(
-      nodeBle.getAdapter(adapter).then((a) => a.getDevice(snapshot.context.address)),
-      deadline,
-      'node-ble getDevice',
-    );
-    const gatt = await withDeadline(device.gatt(), deadline, 'node-ble gatt()');
+    // No round trip between `connected` and resolve: node-ble's objects are built from what the
+    // mirror already holds (src/bluez/node-ble-view.ts) instead of node-ble's introspection.
+    const bus = bluez.nodeBle().dbus;
+    const device = nodeBleDevice(bus, adapter, snapshot.context.address);
+    const gatt = nodeBleGattServer(bus, bluez.mirror, adapter, snapshot.context.address);
     const running = actor;
     let disconnecting: Promise<void> | undefined;
     let requested = false;
@@ -444,7 +432,7 @@ export async function establishConnection(options: EstablishOptions): Promise<Ma
     };
   } catch (err) {
     if (actor !== undefined) {
-      // Connected, but node-ble could not be set up: do not leave the link behind.
+      // Connected, but the connection could not be handed over: do not leave the link behind.
       if (actor.getSnapshot().value === 'connected') {
         actor.send({ type: 'DISCONNECT' });
         await waitForActor(actor, (s) => s.status !== 'active' || s.value === 'idle');

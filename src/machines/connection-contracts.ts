@@ -29,6 +29,8 @@ export interface FailureCause {
    * count a refused link is judged by (the pool's own reservations are no evidence).
    */
   readonly linksOnAdapter?: number;
+  /** A failed connect after which BlueZ showed Connected=false: a retry cannot meet the old link. */
+  readonly linkDownSeen?: boolean;
 }
 
 /** One attempt: where, how long, and how it ended. */

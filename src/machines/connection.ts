@@ -23,6 +23,7 @@ import {
   enqueueActions,
   fromPromise,
   not,
+  or,
   sendParent,
   sendTo,
   setup,
@@ -65,6 +66,7 @@ import {
 } from './escalation.js';
 import type { LedgerChange } from './escalation-policy.js';
 import { watchdogMachine, type ZombieReport } from './watchdog.js';
+import { linkConfirmedDown, nextAdapterHasFreeSlot, staleConnectCancelledFirst } from './backoff.js';
 
 /** Events the machine emits for observers (`actor.on(type, …)`); the runtime turns them into logs. */
 export type ConnectionEmitted =
@@ -93,6 +95,7 @@ export function describeFailure(error: unknown, fallbackClass: FailureClass = 'o
       message?: unknown;
       dbusName?: unknown;
       linksOnAdapter?: unknown;
+      linkDownSeen?: unknown;
     };
     const cls =
       typeof e.errorClass === 'string' && FAILURE_CLASSES.has(e.errorClass) ? e.errorClass : fallbackClass;
@@ -106,6 +109,7 @@ export function describeFailure(error: unknown, fallbackClass: FailureClass = 'o
       ...cause,
       ...(typeof e.dbusName === 'string' ? { dbusName: e.dbusName } : {}),
       ...(typeof e.linksOnAdapter === 'number' ? { linksOnAdapter: e.linksOnAdapter } : {}),
+      ...(e.linkDownSeen === true ? { linkDownSeen: true } : {}),
     };
   }
   return { class: fallbackClass, code: 'UNKNOWN', name: 'Error', message: String(error) };
@@ -232,7 +236,10 @@ export const connectionSetup = setup({
     ),
     /** Escalation "clear": RemoveDevice, then wait (bounded) for discovery to bring the device back. */
     clearDeviceCache: fromPromise<void, DeviceOnAdapter>(async () => notProvided('clearDeviceCache')),
-    /** Bounded Disconnect, then RemoveDevice, then wait for the device to reappear. */
+    /**
+     * RemoveDevice (bounded; for a paired device a bounded Disconnect first, to keep the bond),
+     * then wait for the device to reappear.
+     */
     clearPhantom: fromPromise<ClearPhantomOutput, DeviceOnAdapter>(async () => notProvided('clearPhantom')),
     /**
      * BlueZ must know the device on the adapter before Device1.Connect: discovery until it is seen
@@ -298,6 +305,14 @@ export const connectionSetup = setup({
     cancellationArrived: ({ context }) => context.cancellation !== null,
     queuedForSlot: ({ context }) => context.queuedForSlot,
     disconnectWasRequested: ({ context }) => context.teardown === 'requested',
+    // No backoff where BlueZ already gave the answer the wait is for (src/machines/backoff.ts).
+    linkConfirmedDown: ({ context }) => linkConfirmedDown(context),
+    staleConnectCancelledFirst: ({ context }) => staleConnectCancelledFirst(context),
+    /** Out of slots, and rotation already chose another configured adapter with a free slot. */
+    rotatedToAdapterWithFreeSlot: ({ context }) => nextAdapterHasFreeSlot(context, context.assignedAdapter),
+    /** Out of slots, and the pool assigns another adapter (a pool assigns only one with a free slot). */
+    assignedAdapterHasFreeSlot: ({ context, event }) =>
+      nextAdapterHasFreeSlot(context, (event as { adapter?: string }).adapter ?? null),
     teardownEndsFailedAttempt: ({ context }) =>
       context.teardown === 'validation-failed' || context.teardown === 'attempt-deadline',
   },
@@ -1070,10 +1085,37 @@ export const connectionMachine = connectionSetup.createMachine({
       // The failed attempt has been handled (teardown, escalation, reset): the wait itself needs no
       // slot, and holding one through it would only keep other services from connecting.
       entry: [...releaseSlot],
-      after: {
-        backoffForErrorClass: { target: 'locking', actions: 'beginAttempt' },
+      initial: 'choosing',
+      states: {
+        // No wait where it cannot help: the RF-aborted link is confirmed down, the stale pending
+        // connect is cancelled first anyway, or the next attempt goes to an adapter with a free
+        // slot (src/machines/backoff.ts). Decided before any timer starts.
+        choosing: {
+          always: [
+            {
+              guard: or(['linkConfirmedDown', 'staleConnectCancelledFirst', 'rotatedToAdapterWithFreeSlot']),
+              target: '#connection.locking',
+              actions: 'beginAttempt',
+            },
+            { target: 'waiting' },
+          ],
+        },
+        waiting: {
+          after: {
+            backoffForErrorClass: { target: '#connection.locking', actions: 'beginAttempt' },
+          },
+        },
       },
-      on: { CANCEL: [...cancelDuringAttempt], QUEUED_FOR_SLOT: [...queueDuringAttempt] },
+      on: {
+        CANCEL: [...cancelDuringAttempt],
+        QUEUED_FOR_SLOT: [...queueDuringAttempt],
+        // Otherwise the machine-wide handler only records the assignment for the next attempt.
+        ADAPTER_ASSIGNED: {
+          guard: 'assignedAdapterHasFreeSlot',
+          target: 'locking',
+          actions: ['adoptAssignedAdapter', 'beginAttempt'],
+        },
+      },
     },
     'waiting-for-slot': {
       // Nothing held: no lock (another actor of this device may connect meanwhile), no link, no

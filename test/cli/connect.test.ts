@@ -82,7 +82,7 @@ describe('bluez-cm connect', () => {
       'connecting.searching',
       'connecting.requesting',
       'escalating',
-      'backoff',
+      'backoff.choosing',
       'validating',
       'connected',
     ]) {

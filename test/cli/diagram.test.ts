@@ -59,7 +59,7 @@ describe('bluez-cm diagram', () => {
     );
     expect(connection).toContain('clearing_stale_inspecting --> phantom : done(inspectDevice) [isPhantom]');
     expect(connection).toContain('connecting --> disconnecting : after attemptDeadline');
-    expect(connection).toContain('backoff --> locking : after backoffForErrorClass');
+    expect(connection).toContain('backoff_waiting --> locking : after backoffForErrorClass');
     expect(connection).toContain('phantom --> escalating : always [!mayCloseInactiveConnections]');
     expect(connection).toContain('connecting_requesting : invoke connectWithDeadline');
     expect(connection).toContain('connecting --> escalating : after attemptDeadline [stillSearching]');

@@ -250,6 +250,9 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
               sim.inject({ kind: 'phantom', target: { device: address, adapter } }).clear();
               await eventually('phantom in the mirror', () => bluez.isPhantom(adapter, address));
             } else if (finding.connected && !bluez.device(adapter, address)?.servicesResolved) {
+              // A stale pending connect armed by an earlier step (a path can reach here straight
+              // from InProgress, e.g. through a reset) would refuse the link the path wants up.
+              for (const f of faults) if (f.spec.kind === 'stale-in-progress') f.clear();
               await known();
               await bluez.connect(adapter, address, { waitServicesResolved: true, timeoutMs: 5000 });
             }
@@ -283,6 +286,12 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
             };
             break;
           case 'error:clearDeviceCache':
+            // Nothing to remove (and so nothing to fail) after a power cycle removed the device:
+            // bring it back first, as for a hung cancel.
+            if (bluez.device(adapter, address) === undefined) {
+              const ok = await rediscover(bluez, adapter, address, 5000, AbortSignal.timeout(6000));
+              if (!ok) throw new Error(`${address} not rediscovered on ${adapter}`);
+            }
             sim.setInRange(address, false);
             restore = async () => sim.setInRange(address, true);
             break;

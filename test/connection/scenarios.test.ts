@@ -87,7 +87,9 @@ describe('connection actor against the simulator', () => {
     });
     // Every cleanup call went to the adapter in use; hci0 saw nothing.
     expect(deviceCalls(world, 'hci0')).toEqual([]);
-    expect(deviceCalls(world, 'hci1')).toContain('Disconnect');
+    // Straight to RemoveDevice: no Disconnect that a phantom never completes.
+    expect(deviceCalls(world, 'hci1')).toContain('RemoveDevice');
+    expect(deviceCalls(world, 'hci1')).not.toContain('Disconnect');
   });
 
   it('without closeInactiveConnections the phantom is reported and left alone', async () => {
