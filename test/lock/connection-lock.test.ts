@@ -134,7 +134,9 @@ describe('connection slots in the locking state', () => {
       lock: { dir, maxSlots: 1 },
     });
     actor.send({ type: 'CONNECT' });
-    await eventually('connecting with a slot', () => actor.getSnapshot().matches({ connecting: 'requesting' }));
+    await eventually('connecting with a slot', () =>
+      actor.getSnapshot().matches({ connecting: 'requesting' }),
+    );
     expect(heldLocks().map((l) => l.slot)).toEqual([0]);
     actor.stop();
     expect(heldLocks()).toEqual([]);
