@@ -154,7 +154,6 @@ export type {
 // child, and the failure class of one attempt (validation and phantom included).
 export type { ConnectionReport } from './machines/connection-contracts.js';
 export type { PoolChildState } from './machines/adapter-pool-logic.js';
-export type { AttemptFailureClass } from './bluez/errors.js';
 
 // Prometheus metrics (prom-client is an optional peer dependency, loaded only by this function).
 export {

@@ -57,7 +57,7 @@ export interface Classification {
  * watchdog's timeout) and `stalled` (this process's event loop was blocked while a Connect was pending
  * and the stall guard cancelled it out of band).
  */
-export type AttemptFailureClass = ErrorClass | 'validation' | 'phantom' | 'zombie' | 'stalled';
+export type FailureClass = ErrorClass | 'validation' | 'phantom' | 'zombie' | 'stalled';
 
 /** One failed attempt, kept on the final error so that a person can see every cause. */
 export interface AttemptRecord {
@@ -66,7 +66,7 @@ export interface AttemptRecord {
   /** Adapter used for the attempt (hciN). */
   readonly adapter?: string;
   /** Why the attempt failed, `validation` and `phantom` included. */
-  readonly errorClass: AttemptFailureClass;
+  readonly errorClass: FailureClass;
   /** `code` of the attempt's error (or 'UNKNOWN'). */
   readonly code: string;
   /** Message of the attempt's error. */
@@ -163,7 +163,12 @@ export class BluezError extends Error {
   /** Stable machine-readable code, e.g. `OUT_OF_SLOTS`. */
   readonly code: string;
   /** The SPEC §5 class this error belongs to. */
-  readonly errorClass: ErrorClass;
+  /**
+   * Why it failed: for a BlueZ error one of the {@link ErrorClass} classes that decide the default
+   * action and backoff; a final error may carry a class that is no BlueZ error (validation, phantom,
+   * zombie, stalled).
+   */
+  readonly errorClass: FailureClass;
   /** The D-Bus error name, when the error came from D-Bus. */
   readonly dbusName: string | undefined;
   /** The adapter involved (hciN), when known. */
@@ -192,7 +197,7 @@ export class BluezError extends Error {
    * @param message - human-readable message
    * @param options - D-Bus name, adapter, device, advice, attempts, cause
    */
-  constructor(code: string, errorClass: ErrorClass, message: string, options: BluezErrorOptions = {}) {
+  constructor(code: string, errorClass: FailureClass, message: string, options: BluezErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
@@ -200,14 +205,16 @@ export class BluezError extends Error {
     this.dbusName = options.dbusName;
     this.adapter = options.adapter;
     this.device = options.device;
-    this.advice = options.advice ?? CLASS_TABLE[errorClass].advice;
+    this.advice =
+      options.advice ??
+      (isErrorClass(errorClass) ? CLASS_TABLE[errorClass].advice : NON_BLUEZ_FAILURE_ADVICE[errorClass]);
     this.attempts = options.attempts ?? [];
     this.linksOnAdapter = options.linksOnAdapter;
   }
 }
 
 /** Advice for a final failure whose last attempt failed without a BlueZ error. */
-const NON_BLUEZ_FAILURE_ADVICE: Readonly<Record<Exclude<AttemptFailureClass, ErrorClass>, string>> = {
+const NON_BLUEZ_FAILURE_ADVICE: Readonly<Record<Exclude<FailureClass, ErrorClass>, string>> = {
   validation:
     'The device connected but did not pass validation on any attempt. If services appear late (Telink ' +
     'chips), raise lateGattDelaysMs; otherwise check the validator and the device.',
@@ -224,28 +231,19 @@ const NON_BLUEZ_FAILURE_ADVICE: Readonly<Record<Exclude<AttemptFailureClass, Err
     'on a hung mount, native addon) that blocks the loop.',
 };
 
-function isErrorClass(cls: AttemptFailureClass): cls is ErrorClass {
+function isErrorClass(cls: FailureClass): cls is ErrorClass {
   return cls in CLASS_TABLE;
 }
 
 /** Final failure of a managed connection; `attempts` lists every attempt's cause. */
 export class ConnectionFailedError extends BluezError {
-  /** Why the last attempt failed, `validation` and `phantom` included (`errorClass` is its SPEC §5 class). */
-  readonly failureClass: AttemptFailureClass;
-
   /**
    * @param message - summary
    * @param options - attempts, adapter, device, cause; `errorClass` is the last attempt's failure
-   *   class (validation and phantom, which are not BlueZ errors, have the SPEC §5 class `other`)
+   *   class (validation, phantom, zombie and stalled included)
    */
-  constructor(message: string, options: BluezErrorOptions & { errorClass?: AttemptFailureClass } = {}) {
-    const failureClass = options.errorClass ?? 'other';
-    const errorClass = isErrorClass(failureClass) ? failureClass : 'other';
-    super('CONNECTION_FAILED', errorClass, message, {
-      ...(isErrorClass(failureClass) ? {} : { advice: NON_BLUEZ_FAILURE_ADVICE[failureClass] }),
-      ...options,
-    });
-    this.failureClass = failureClass;
+  constructor(message: string, options: BluezErrorOptions & { errorClass?: FailureClass } = {}) {
+    super('CONNECTION_FAILED', options.errorClass ?? 'other', message, options);
   }
 }
 
@@ -268,7 +266,7 @@ export class StalledError extends Error {
   /** Stable code. */
   readonly code = 'EVENT_LOOP_STALLED';
   /** Failure class of the attempt. */
-  readonly errorClass: AttemptFailureClass = 'stalled';
+  readonly errorClass: FailureClass = 'stalled';
   /** Never a D-Bus error. */
   readonly dbusName: string | undefined = undefined;
   /** Adapter of the cancelled connect. */
@@ -485,7 +483,8 @@ const BY_TEXT: ReadonlyArray<readonly [RegExp, ErrorClass]> = [
 ];
 
 function classOf(err: unknown): ErrorClass {
-  if (err instanceof BluezError) return err.errorClass;
+  // A final error's class may be no BlueZ error (validation, phantom, …): as a BlueZ error it is other.
+  if (err instanceof BluezError) return isErrorClass(err.errorClass) ? err.errorClass : 'other';
   if (isDBusErrorLike(err)) {
     const byName = BY_NAME[err.type];
     if (byName !== undefined) return byName;

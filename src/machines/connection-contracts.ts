@@ -3,7 +3,7 @@
  * of every named actor. src/actors implements the actors against these shapes; tests inject fakes
  * with the same shapes. Everything here is plain data so the Stately inspector can show it.
  */
-import type { AttemptFailureClass } from '../bluez/errors.js';
+import type { FailureClass } from '../bluez/errors.js';
 import type { EscalationAction, EscalationConfig, EscalationLedger } from './escalation.js';
 import type { WatchdogProbe, ZombieEvent } from './watchdog.js';
 
@@ -12,7 +12,7 @@ import type { WatchdogProbe, ZombieEvent } from './watchdog.js';
  * counted by escalation, unlike the original, defect B16) and `phantom` (Connected without
  * ServicesResolved, left alone because `closeInactiveConnections` is off).
  */
-export type FailureClass = AttemptFailureClass;
+export type { FailureClass };
 
 /** The cause of one failed attempt (plain data, taken from the typed error). */
 export interface FailureCause {

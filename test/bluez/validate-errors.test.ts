@@ -110,22 +110,21 @@ describe('classification of hand-made errors (the simulator-driven rows live in 
     );
   });
 
-  it('a final failure after validation or phantom attempts keeps that class; its SPEC §5 class is other', () => {
+  it('a final failure after validation or phantom attempts keeps that class as its errorClass; as a BlueZ error class it is other', () => {
     const failed = new ConnectionFailedError('x', {
       errorClass: 'validation',
       attempts: [
         { attempt: 1, adapter: 'hci0', errorClass: 'validation', code: 'VALIDATION_FAILED', message: 'm' },
       ],
     });
-    expect(failed.failureClass).toBe('validation');
-    expect(failed.errorClass).toBe('other');
+    expect(failed.errorClass).toBe('validation');
     expect(failed.attempts[0]?.errorClass).toBe('validation');
     expect(failed.advice).toMatch(/validation/);
     expect(classifyError(failed).class).toBe('other');
     expect(new ConnectionFailedError('x', { errorClass: 'phantom' }).advice).toMatch(
       /closeInactiveConnections/,
     );
-    expect(new ConnectionFailedError('x', { errorClass: 'aborted' }).failureClass).toBe('aborted');
+    expect(new ConnectionFailedError('x', { errorClass: 'aborted' }).errorClass).toBe('aborted');
   });
 
   it('backoffs follow the SPEC §5 table', () => {

@@ -132,8 +132,7 @@ describe('connection machine (scripted actors)', () => {
     // The final error keeps the real cause of each attempt.
     const failed = finalError(h) as ConnectionFailedError;
     expect(failed.attempts.map((a) => a.errorClass)).toEqual(['phantom', 'phantom']);
-    expect(failed.failureClass).toBe('phantom');
-    expect(failed.errorClass).toBe('other');
+    expect(failed.errorClass).toBe('phantom');
     expect(failed.advice).toMatch(/closeInactiveConnections/);
   });
 
@@ -148,7 +147,7 @@ describe('connection machine (scripted actors)', () => {
       [1, 'validation', 'VALIDATION_FAILED'],
       [2, 'validation', 'VALIDATION_FAILED'],
     ]);
-    expect(failed.failureClass).toBe('validation');
+    expect(failed.errorClass).toBe('validation');
     expect(failed.advice).toMatch(/lateGattDelaysMs/);
   });
 
