@@ -6,18 +6,20 @@
  */
 import type { InspectionEvent } from 'xstate';
 import {
-  connectionMachine,
   createConnectionActor,
   isAbortError,
   openBluez,
-  validateAdapterName,
-  validateMac,
   type BluezClient,
   type ConnectionActor,
   type ConnectionAttempt,
-  type ConnectionContext,
   type EscalationProfileName,
 } from '../index.js';
+import {
+  connectionMachine,
+  validateAdapterName,
+  validateMac,
+  type ConnectionContext,
+} from '../machines/index.js';
 import {
   DBUS_AUTH_HELP,
   UsageError,

@@ -2,7 +2,7 @@
  * `bluez-cm diagram [connection|pool|all] [--format mermaid|dot] [--actions]`: draws the library's
  * machines from their definitions (SPEC §1: the machines are the documentation).
  */
-import { adapterPoolMachine, connectionMachine, watchdogMachine } from '../index.js';
+import { adapterPoolMachine, connectionMachine, watchdogMachine } from '../machines/index.js';
 import { UsageError, parseFlags, stringFlag, usageFailure } from './args.js';
 import { machineGraph } from './diagram/graph.js';
 import { toDot, toMermaid } from './diagram/render.js';

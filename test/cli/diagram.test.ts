@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AnyStateMachine } from 'xstate';
-import { adapterPoolMachine, connectionMachine, watchdogMachine } from '../../src/index.js';
+import { adapterPoolMachine, connectionMachine, watchdogMachine } from '../../src/machines/index.js';
 import { buildCliPackage, type CliPackage } from './harness.js';
 
 interface Node {

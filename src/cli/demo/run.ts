@@ -6,13 +6,13 @@
  */
 import type { PrometheusMetrics } from '../../metrics/prometheus.js';
 import {
-  connectionMachine,
   createAdapterPool,
   openBluez,
   type AdapterPool,
   type BluezClient,
   type PoolEmitted,
 } from '../../index.js';
+import { connectionMachine } from '../../machines/index.js';
 import { startSimulatedBluez, type SimulatedBluez } from '../../testing/index.js';
 import {
   changeLine,

@@ -5,7 +5,8 @@
  * internals, so it works whether the pool keeps one actor per device or replaces it.
  */
 import type { InspectionEvent } from 'xstate';
-import type { ConnectionAttempt, ConnectionContext, PoolEmitted, PoolSnapshot } from '../../index.js';
+import type { ConnectionAttempt, PoolEmitted, PoolSnapshot } from '../../index.js';
+import type { ConnectionContext } from '../../machines/index.js';
 
 /** One state change of a device's connection actor. */
 export interface StateChange {

@@ -4,7 +4,8 @@
  * zombie, tears the link down on the central adapter, and keep-alive connects again.
  */
 import { expect } from 'vitest';
-import { establishConnection, type ZombieReport } from '../../../../src/index.js';
+import { establishConnection } from '../../../../src/index.js';
+import type { ZombieReport } from '../../../../src/machines/index.js';
 import { NOTIFY_CHAR_UUID, NOTIFY_INTERVAL_MS } from '../../../conformance/peripheral-spec.js';
 import { eventually } from '../helpers.js';
 import type { LibraryScenario } from '../types.js';
