@@ -34,10 +34,11 @@ import type {
 import { gattNotEmpty, type Validator } from '../connection/validators.js';
 import { lockDevice } from './device-lock.js';
 import { takeSlot } from './slot-lock.js';
-import { findDevice } from '../discovery/find-device.js';
+import { findDevice as managedSearch } from '../discovery/find-device.js';
 import type { ResolvedDiscovery } from '../discovery/options.js';
 import type { ResolvedSlotLock } from '../lock/config.js';
 import { waitGattSettled } from './gatt-settle.js';
+import { locateDevice } from './locate-device.js';
 import type { LeaseBook } from './lease-book.js';
 
 /** What the actors need. */
@@ -70,6 +71,13 @@ export interface ConnectionActorDeps {
   readonly slotLock?: ResolvedSlotLock;
   /** Managed discovery settings (scan lock, listen-only); undefined: on-demand scans, no lock. */
   readonly discovery?: ResolvedDiscovery;
+  /**
+   * Other adapters to search at the same time when `address` is unknown on the attempt's adapter
+   * (an adapter pool: its usable adapters with a free slot for the device). Unset: the attempt's
+   * adapter only. When the device turns up on one of them only, the search ends at once with a
+   * notFound error for this adapter (the pool then assigns the adapter that hears it).
+   */
+  readonly searchAdapters?: (address: string) => readonly string[];
 }
 
 function ignoreUnlessAbort(err: unknown): void {
@@ -90,7 +98,7 @@ export async function rediscover(
   signal: AbortSignal,
   discovery?: ResolvedDiscovery,
 ): Promise<boolean> {
-  return (await findDevice(bluez, [adapter], address, { timeoutMs, signal, discovery })) !== undefined;
+  return (await managedSearch(bluez, [adapter], address, { timeoutMs, signal, discovery })) !== undefined;
 }
 
 /**
@@ -263,6 +271,46 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     };
   };
 
+  const findDevice = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<void> => {
+    if (bluez.device(input.adapter, input.address) !== undefined) return;
+    const others = (deps.searchAdapters?.(input.address) ?? []).filter((a) => a !== input.adapter);
+    if (others.length > 0) {
+      // Discovery on every adapter at once: one round finds the device wherever it is heard.
+      const all = [input.adapter, ...others];
+      const seenOn = await locateDevice(
+        bluez,
+        all,
+        input.address,
+        deps.rediscoveryTimeoutMs,
+        signal,
+        deps.discovery,
+      );
+      if (bluez.device(input.adapter, input.address) !== undefined) return;
+      throw new DeviceNotFoundError(
+        seenOn === undefined
+          ? `${input.address} was not discovered on ${all.join(', ')} within rediscoveryTimeoutMs (${deps.rediscoveryTimeoutMs} ms)`
+          : `${input.address} is heard on ${seenOn}, not on ${input.adapter}`,
+        { adapter: input.adapter, device: input.address },
+      );
+    }
+    if (
+      !(await rediscover(
+        bluez,
+        input.adapter,
+        input.address,
+        deps.rediscoveryTimeoutMs,
+        signal,
+        deps.discovery,
+      ))
+    ) {
+      throw new DeviceNotFoundError(
+        `${input.address} is not known on ${input.adapter} and was not discovered within ` +
+          `rediscoveryTimeoutMs (${deps.rediscoveryTimeoutMs} ms)`,
+        { adapter: input.adapter, device: input.address },
+      );
+    }
+  };
+
   const connectWithDeadline = async (input: ConnectInput, signal: AbortSignal): Promise<void> => {
     const startedAt = performance.now();
     // Bounded by rediscoveryTimeoutMs: an adapter that cannot hear the device should hand over to
@@ -387,6 +435,7 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     cancelStalePendingConnect,
     clearDeviceCache,
     clearPhantom,
+    findDevice,
     connectWithDeadline,
     validateWithLateGattRetry,
     verifiedDisconnect,
@@ -423,6 +472,7 @@ export function connectionActorImplementations(
       clearPhantom: fromPromise<ClearPhantomOutput, DeviceOnAdapter>(({ input, signal }) =>
         fns.clearPhantom(input, signal),
       ),
+      findDevice: fromPromise<void, DeviceOnAdapter>(({ input, signal }) => fns.findDevice(input, signal)),
       connectWithDeadline: fromPromise<void, ConnectInput>(({ input, signal }) =>
         fns.connectWithDeadline(input, signal),
       ),

@@ -534,6 +534,26 @@ export function childAttemptFailed(
     event.linksOnAdapter,
   );
   learn(draft, a.name, lesson, 'refused link');
+  // Not found on its adapter while another one hears it (its search ran on every adapter, e.g.
+  // after a bluetoothd restart forgot the device): the next attempt goes there.
+  const d = draft.device(event.address);
+  if (event.failureClass === 'notFound' && d?.status === 'connecting' && d.adapter === a.name) {
+    const heardOn = Object.keys(draft.sightings[d.address] ?? {});
+    const elsewhere = heardOn.length > 0 && !heardOn.includes(a.name);
+    const to = elsewhere ? chooseAdapter(draft.view, d.address, [a.name]) : null;
+    if (to !== null && d.childId !== null) {
+      draft.lastChosen = to;
+      draft.patch(d.address, { adapter: to });
+      draft.send(d.childId, { type: 'ADAPTER_ASSIGNED', adapter: to });
+      draft.emitted.push({
+        type: 'device-rotated',
+        address: d.address,
+        from: a.name,
+        to,
+        failureClass: 'notFound',
+      });
+    }
+  }
   return draft.result();
 }
 

@@ -16,7 +16,7 @@
  * ends the same way (through `disconnecting` when a link may be open), and the actor waits in
  * `waiting-for-slot` until the pool assigns an adapter, so a device keeps one actor in the pool.
  */
-import { and, assign, emit, enqueueActions, fromPromise, not, sendParent, setup } from 'xstate';
+import { and, assign, emit, enqueueActions, fromPromise, not, sendParent, setup, stateIn } from 'xstate';
 import { ConnectionFailedError, type AttemptRecord } from '../bluez/errors.js';
 import {
   DEFAULT_BACKOFF_MS,
@@ -195,6 +195,11 @@ export const connectionSetup = setup({
     clearDeviceCache: fromPromise<void, DeviceOnAdapter>(async () => notProvided('clearDeviceCache')),
     /** Bounded Disconnect, then RemoveDevice, then wait for the device to reappear. */
     clearPhantom: fromPromise<ClearPhantomOutput, DeviceOnAdapter>(async () => notProvided('clearPhantom')),
+    /**
+     * BlueZ must know the device on the adapter before Device1.Connect: discovery until it is seen
+     * (bounded by rediscoveryTimeoutMs); rejects with a notFound error when it is not.
+     */
+    findDevice: fromPromise<void, DeviceOnAdapter>(async () => notProvided('findDevice')),
     /** Device1.Connect, then ServicesResolved; the machine's `after` is the per-attempt deadline. */
     connectWithDeadline: fromPromise<void, ConnectInput>(async () => notProvided('connectWithDeadline')),
     /** GATT not empty + the user validator, retried at growing delays for services that appear late. */
@@ -236,6 +241,8 @@ export const connectionSetup = setup({
     escalationSaysDiagnose: ({ context }) => decide(context) === 'diagnose',
     hasParentPool: ({ context }) => context.pooled,
     linkMayBeOpen: ({ context }) => context.linkMayBeOpen,
+    /** The attempt is still looking for the device (no Connect sent yet). */
+    stillSearching: stateIn('#connection.connecting.searching'),
     cancellationArrived: ({ context }) => context.cancellation !== null,
     queuedForSlot: ({ context }) => context.queuedForSlot,
     disconnectWasRequested: ({ context }) => context.teardown === 'requested',
@@ -320,6 +327,16 @@ export const connectionSetup = setup({
         code: 'ATTEMPT_DEADLINE',
         name: 'TimeoutError',
         message: `no connection within attemptTimeoutMs (${context.attemptTimeoutMs} ms) on ${context.adapter}`,
+      }),
+    ),
+    // The attempt deadline ended the device search: the device was not found (SPEC §5 notFound,
+    // with its own backoff), whoever's deadline ended the search.
+    recordSearchDeadline: assign(({ context }) =>
+      failureWith(context, {
+        class: 'notFound',
+        code: 'DEVICE_NOT_FOUND',
+        name: 'DeviceNotFoundError',
+        message: `${context.address} was not found on ${context.adapter} within attemptTimeoutMs (${context.attemptTimeoutMs} ms)`,
       }),
     ),
     recordPhantomLeftAlone: assign(({ context }) =>
@@ -675,27 +692,50 @@ export const connectionMachine = connectionSetup.createMachine({
     },
     connecting: {
       entry: 'markLinkMayBeOpen',
-      invoke: {
-        id: 'connectWithDeadline',
-        src: 'connectWithDeadline',
-        input: ({ context }) => ({
-          address: context.address,
-          adapter: context.adapter,
-          timeoutMs: context.attemptTimeoutMs,
-        }),
-        onDone: { target: 'validating' },
-        // The connect actor itself waits for Connected=false after an RF abort before rejecting.
-        onError: { target: 'escalating', actions: ['recordAttemptFailure', ...countFailure] },
+      initial: 'searching',
+      states: {
+        /** Until BlueZ knows the device on this adapter (at once when it already does). */
+        searching: {
+          invoke: {
+            id: 'findDevice',
+            src: 'findDevice',
+            input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
+            onDone: { target: 'requesting' },
+            onError: { target: '#connection.escalating', actions: ['recordAttemptFailure', ...countFailure] },
+          },
+        },
+        requesting: {
+          invoke: {
+            id: 'connectWithDeadline',
+            src: 'connectWithDeadline',
+            input: ({ context }) => ({
+              address: context.address,
+              adapter: context.adapter,
+              timeoutMs: context.attemptTimeoutMs,
+            }),
+            onDone: { target: '#connection.validating' },
+            // The connect actor itself waits for Connected=false after an RF abort before rejecting.
+            onError: { target: '#connection.escalating', actions: ['recordAttemptFailure', ...countFailure] },
+          },
+        },
       },
       after: {
-        attemptDeadline: {
-          target: 'disconnecting',
-          actions: [
-            'recordAttemptDeadline',
-            ...countFailure,
-            { type: 'setTeardown', params: { reason: 'attempt-deadline' } },
-          ],
-        },
+        attemptDeadline: [
+          {
+            // No Connect was sent: nothing to tear down, and the device was simply not found.
+            guard: 'stillSearching',
+            target: 'escalating',
+            actions: ['recordSearchDeadline', ...countFailure],
+          },
+          {
+            target: 'disconnecting',
+            actions: [
+              'recordAttemptDeadline',
+              ...countFailure,
+              { type: 'setTeardown', params: { reason: 'attempt-deadline' } },
+            ],
+          },
+        ],
       },
       on: { CANCEL: cancelAfterConnectSent, QUEUED_FOR_SLOT: queueAfterConnectSent },
     },

@@ -7,7 +7,7 @@
 import { createActor, type Actor, type AnyActorRef, type InspectionEvent } from 'xstate';
 import type { BluezClient } from '../bluez/client-types.js';
 import { BluezError, isAbortError } from '../bluez/errors.js';
-import { validateMac, validateSignal, validateTimeoutMs } from '../bluez/validate.js';
+import { validateAdapterName, validateMac, validateSignal, validateTimeoutMs } from '../bluez/validate.js';
 import { connectionActorImplementations } from '../actors/connection-actors.js';
 import { LeaseBook } from '../actors/lease-book.js';
 import { ResetLadder, resetLadderActor, type ResetLadderOptions } from '../actors/reset-ladder.js';
@@ -19,6 +19,8 @@ import { connectionMachine } from '../machines/connection.js';
 import { adapterPoolMachine } from '../machines/adapter-pool.js';
 import {
   effectiveLimit,
+  freeSlots,
+  usableAdapters,
   type AdapterStrategy,
   type PoolDeviceStatus,
   type Sightings,
@@ -81,6 +83,13 @@ export interface AdapterPoolOptions {
   lock?: ConnectionOptions['lock'];
   /** Managed discovery for every child (scan lock, listen-only; see the connection option). */
   discovery?: ConnectionOptions['discovery'];
+  /**
+   * Adapters the pool may use (allow-list, e.g. `['hci1', 'hci2']`); default: every adapter BlueZ
+   * has, present and future. Use it when an adapter belongs to another service.
+   */
+  adapters?: readonly string[];
+  /** Adapters the pool must never use (applied after `adapters`). */
+  excludeAdapters?: readonly string[];
 }
 
 /** Per-adapter view in a {@link PoolSnapshot}. */
@@ -146,10 +155,20 @@ export interface AdapterPool {
   readonly heldLocks: number;
 }
 
+/** An adapter list option: an array of distinct adapter names, or undefined. */
+function adapterList(value: unknown, field: string): readonly string[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) throw new TypeError(`${field} must be an array of adapter names like ["hci0"]`);
+  const names = value.map((a: unknown, i) => validateAdapterName(a, `${field}[${i}]`));
+  if (new Set(names).size !== names.length) throw new RangeError(`${field} must not repeat an adapter`);
+  return names;
+}
+
 function validatePoolOptions(options: AdapterPoolOptions): {
   slots: number;
   strategy: AdapterStrategy;
   limitReprobeMs: number | undefined;
+  allowed: (adapter: string) => boolean;
 } {
   if (typeof options !== 'object' || options === null)
     throw new TypeError('createAdapterPool options must be an object');
@@ -171,7 +190,15 @@ function validatePoolOptions(options: AdapterPoolOptions): {
       : validateTimeoutMs(options.limitReprobeMs, 'limitReprobeMs');
   if (reprobe !== undefined && reprobe < 1)
     throw new RangeError(`limitReprobeMs must be a finite number >= 1, got ${String(reprobe)}`);
-  return { slots, strategy, limitReprobeMs: reprobe };
+  const include = adapterList(options.adapters, 'adapters');
+  const exclude = adapterList(options.excludeAdapters, 'excludeAdapters');
+  if (include !== undefined && include.length === 0)
+    throw new RangeError('adapters must name at least one adapter (omit it to use every adapter)');
+  if (include !== undefined && exclude !== undefined && include.every((a) => exclude.includes(a)))
+    throw new RangeError('excludeAdapters removes every adapter of adapters');
+  const allowed = (adapter: string): boolean =>
+    (include === undefined || include.includes(adapter)) && !(exclude ?? []).includes(adapter);
+  return { slots, strategy, limitReprobeMs: reprobe, allowed };
 }
 
 /**
@@ -215,9 +242,11 @@ function watchForeignAttempts(
   return () => clearInterval(timer);
 }
 
-function sightingsOf(bluez: BluezClient, address: string): Sightings {
+function sightingsOf(bluez: BluezClient, address: string, allowed: (adapter: string) => boolean): Sightings {
   const out: Record<string, number | null> = {};
-  for (const d of bluez.mirror.adaptersSeeing(address)) out[d.adapter] = d.rssi ?? null;
+  for (const d of bluez.mirror.adaptersSeeing(address)) {
+    if (allowed(d.adapter)) out[d.adapter] = d.rssi ?? null;
+  }
   return out;
 }
 
@@ -226,8 +255,10 @@ function sightingsOf(bluez: BluezClient, address: string): Sightings {
  * Throws TypeError/RangeError naming the field for bad options, before any I/O.
  */
 export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
-  const { slots, strategy, limitReprobeMs } = validatePoolOptions(options);
+  const { slots, strategy, limitReprobeMs, allowed } = validatePoolOptions(options);
   const { bluez } = options;
+  // The adapters the pool may use, as BlueZ shows them now.
+  const poolAdapters = () => bluez.adapters().filter((a) => allowed(a.name));
   const logger = guardLogger(options.logger);
   const poolDefaults = resolveOptions({
     address: '00:00:00:00:00:00',
@@ -270,6 +301,13 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
       ref.pool === undefined ? slots : effectiveLimit(ref.pool.getSnapshot().context, adapter),
     slotLock: poolDefaults.lock,
     discovery: poolDefaults.discovery,
+    // A device unknown on its adapter (e.g. after a bluetoothd restart) is looked for at the same
+    // time on every adapter that could take it now (usable, a free slot for it).
+    searchAdapters: (address) => {
+      if (ref.pool === undefined) return [];
+      const view = ref.pool.getSnapshot().context;
+      return usableAdapters(view).filter((a) => freeSlots(view, a, address) > 0);
+    },
   });
   const childLogic = connectionMachine.provide({
     ...implementations,
@@ -283,7 +321,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     input: {
       slotsPerAdapter: slots,
       strategy,
-      adapters: bluez.adapters().map((a) => ({ name: a.name, powered: a.powered })),
+      adapters: poolAdapters().map((a) => ({ name: a.name, powered: a.powered })),
       bluezUp: bluez.mirror.bluezReady,
       limitReprobeMs,
     },
@@ -296,7 +334,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
   const offFailed = actor.on('device-failed', (e) => endErrors.set(e.address, e.cause));
 
   // ---- mirror → pool ---------------------------------------------------------------------------
-  let known = new Map<string, boolean>(bluez.adapters().map((a) => [a.name, a.powered]));
+  let known = new Map<string, boolean>(poolAdapters().map((a) => [a.name, a.powered]));
   let up = bluez.mirror.bluezReady;
   const lastSightings = new Map<string, string>();
   const lastLinks = new Map<string, string>();
@@ -308,7 +346,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
       actor.send({ type: 'BLUEZ_DOWN' });
       known = new Map();
     }
-    const now = new Map<string, boolean>(ready ? bluez.adapters().map((a) => [a.name, a.powered]) : []);
+    const now = new Map<string, boolean>(ready ? poolAdapters().map((a) => [a.name, a.powered]) : []);
     for (const [name] of known) if (!now.has(name)) actor.send({ type: 'ADAPTER_GONE', name });
     for (const [name, powered] of now) {
       if (known.get(name) !== powered) actor.send({ type: 'ADAPTER_PRESENT', name, powered });
@@ -329,7 +367,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
       }
     }
     for (const address of Object.keys(actor.getSnapshot().context.devices)) {
-      const sightings = sightingsOf(bluez, address);
+      const sightings = sightingsOf(bluez, address, allowed);
       const key = JSON.stringify(sightings);
       if (lastSightings.get(address) !== key) {
         lastSightings.set(address, key);
@@ -393,7 +431,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     if (typeof keepAlive !== 'boolean') throw new TypeError('keepAlive must be a boolean');
     validators.set(mac, resolved.validate);
     endErrors.delete(mac);
-    const sightings = sightingsOf(bluez, mac);
+    const sightings = sightingsOf(bluez, mac, allowed);
     lastSightings.set(mac, JSON.stringify(sightings));
     actor.send({ type: 'SIGHTINGS', address: mac, sightings });
     actor.send({

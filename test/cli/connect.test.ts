@@ -79,7 +79,8 @@ describe('bluez-cm connect', () => {
     for (const state of [
       'locking',
       'clearing-stale.inspecting',
-      'connecting',
+      'connecting.searching',
+      'connecting.requesting',
       'escalating',
       'backoff',
       'validating',
@@ -153,7 +154,14 @@ describe('bluez-cm connect', () => {
       .split('\n')
       .map((l) => JSON.parse(l) as { type: string; to?: string; adapter?: string });
     expect(records.filter((r) => r.type === 'state').map((r) => r.to)).toEqual(
-      expect.arrayContaining(['locking', 'connecting', 'validating', 'connected', 'disconnecting', 'idle']),
+      expect.arrayContaining([
+        'locking',
+        'connecting.requesting',
+        'validating',
+        'connected',
+        'disconnecting',
+        'idle',
+      ]),
     );
     expect(records.find((r) => r.type === 'connected')?.adapter).toBe('hci0');
     expect(records[records.length - 1]?.type).toBe('disconnected');

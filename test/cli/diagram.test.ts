@@ -61,7 +61,8 @@ describe('bluez-cm diagram', () => {
     expect(connection).toContain('connecting --> disconnecting : after attemptDeadline');
     expect(connection).toContain('backoff --> locking : after backoffForErrorClass');
     expect(connection).toContain('phantom --> escalating : always [!mayCloseInactiveConnections]');
-    expect(connection).toContain('connecting : invoke connectWithDeadline');
+    expect(connection).toContain('connecting_requesting : invoke connectWithDeadline');
+    expect(connection).toContain('connecting --> escalating : after attemptDeadline [stillSearching]');
     expect(connection).toContain('failed --> [*]');
 
     const pool = await diagram('pool');
@@ -80,7 +81,9 @@ describe('bluez-cm diagram', () => {
     for (const name of stateNames(adapterPoolMachine)) expect(pool).toContain(`label="${name}`);
     expect(undeclaredDotNodes(connection)).toEqual([]);
     expect(undeclaredDotNodes(pool)).toEqual([]);
-    expect(connection).toContain('"connecting" -> "disconnecting" [label="after attemptDeadline"]');
+    expect(connection).toContain(
+      '"connecting.searching" -> "disconnecting" [label="after attemptDeadline", ltail="cluster_connecting"]',
+    );
     expect(connection).toContain('label="done(inspectDevice) [isPhantom]"');
     expect(connection).toContain('"failed" [label="failed\\nentry');
     expect(connection).toContain('peripheries=2');
@@ -89,7 +92,9 @@ describe('bluez-cm diagram', () => {
 
   it('--actions writes the actions on the transitions', async () => {
     const out = await diagram('connection', '--actions');
-    expect(out).toContain('connecting --> escalating : error(connectWithDeadline) / recordAttemptFailure');
+    expect(out).toContain(
+      'connecting_requesting --> escalating : error(connectWithDeadline) / recordAttemptFailure',
+    );
   });
 
   it('bad arguments exit 2 naming the flag or the argument', async () => {

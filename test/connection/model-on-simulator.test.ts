@@ -141,6 +141,7 @@ function gated(fns: ConnectionActorFunctions, gate: Gate): ConnectionActorFuncti
     cancelStalePendingConnect: wrap('cancelStalePendingConnect', fns.cancelStalePendingConnect),
     clearDeviceCache: wrap('clearDeviceCache', fns.clearDeviceCache),
     clearPhantom: wrap('clearPhantom', fns.clearPhantom),
+    findDevice: wrap('findDevice', fns.findDevice),
     connectWithDeadline: wrap('connectWithDeadline', fns.connectWithDeadline),
     validateWithLateGattRetry: wrap('validateWithLateGattRetry', fns.validateWithLateGattRetry),
     verifiedDisconnect: wrap('verifiedDisconnect', fns.verifiedDisconnect),
@@ -282,6 +283,13 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
               count: 1,
             });
             break;
+          case 'error:findDevice':
+            // BlueZ forgets the device and it is no longer heard: the search finds nothing.
+            sim.setInRange(address, false);
+            await bluez.removeDevice(adapter, address, { timeoutMs: 2000 }).catch(() => {});
+            await eventually('device gone', () => bluez.device(adapter, address) === undefined);
+            restore = async () => sim.setInRange(address, true);
+            break;
           case 'done:connectWithDeadline':
             for (const f of faults) if (f.spec.kind === 'stale-in-progress') f.clear();
             if (next?.type === 'xstate.error.actor.validateWithLateGattRetry') {
@@ -342,6 +350,12 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
             break; // the real actor's natural outcome is the one the path wants
         }
         gate.release(name);
+      } else if (
+        event.type.startsWith('xstate.after.attemptDeadline') &&
+        path.steps[i - 1]?.state.matches({ connecting: 'searching' } as never)
+      ) {
+        // The search outlasts the attempt: findDevice stays held until the deadline aborts it.
+        await gate.pending('findDevice');
       } else if (event.type.startsWith('xstate.after.attemptDeadline')) {
         await gate.pending('connectWithDeadline');
         inject({

@@ -134,7 +134,7 @@ describe('connection slots in the locking state', () => {
       lock: { dir, maxSlots: 1 },
     });
     actor.send({ type: 'CONNECT' });
-    await eventually('connecting with a slot', () => actor.getSnapshot().value === 'connecting');
+    await eventually('connecting with a slot', () => actor.getSnapshot().matches('connecting'));
     expect(heldLocks().map((l) => l.slot)).toEqual([0]);
     actor.stop();
     expect(heldLocks()).toEqual([]);

@@ -117,7 +117,7 @@ export const POOL_SENDS_AS_NO_OPS = {
 
 /** The events (actor outcomes and external events) the model offers in each state. */
 export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
-  const m = (s: string) => snapshot.matches(s as never);
+  const m = (s: string | Record<string, string>) => snapshot.matches(s as never);
   const events: AnyEventObject[] = [];
   const cancel = { type: 'CANCEL', reason: 'aborted' };
   // The pool's answer when no adapter has a free slot (the machine accepts it pooled or not).
@@ -192,7 +192,15 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
       queued,
     );
   }
-  if (m('connecting')) {
+  if (m({ connecting: 'searching' })) {
+    events.push(
+      { type: 'xstate.done.actor.findDevice' },
+      { type: 'xstate.error.actor.findDevice', error: new DeviceNotFoundError('not discovered') },
+      // CANCEL and QUEUED_FOR_SLOT are handled by `connecting` itself, the same transitions as
+      // in `requesting` (covered there); leaving them out here keeps the state space small.
+    );
+  }
+  if (m({ connecting: 'requesting' })) {
     events.push(
       { type: 'xstate.done.actor.connectWithDeadline' },
       { type: 'xstate.error.actor.connectWithDeadline', error: rf() },
@@ -445,6 +453,7 @@ export async function replayWithScriptedActors(
     'cancelStalePendingConnect',
     'clearDeviceCache',
     'clearPhantom',
+    'findDevice',
     'connectWithDeadline',
     'validateWithLateGattRetry',
     'verifiedDisconnect',

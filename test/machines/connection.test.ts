@@ -211,6 +211,32 @@ describe('connection machine (scripted actors)', () => {
     h.actor.stop();
   });
 
+  it('a device search the attempt deadline ends is notFound (no Connect was sent, nothing to tear down), not noReply', async () => {
+    const h = startScripted(baseInput({ attemptTimeoutMs: 5000 }), { findDevice: ['hang', ok()] });
+    h.actor.send({ type: 'CONNECT' });
+    await h.runUntil(() => h.state() === 'connected');
+    expect(h.states).toEqual([
+      'idle',
+      'locking',
+      'clearing-stale',
+      'connecting',
+      'escalating',
+      'backoff',
+      'locking',
+      'clearing-stale',
+      'connecting',
+      'validating',
+      'connected',
+    ]);
+    const [hung] = h.callsTo('findDevice');
+    expect(hung?.aborted).toBe(true);
+    expect(h.callsTo('connectWithDeadline')).toHaveLength(1);
+    expect(h.callsTo('verifiedDisconnect')).toHaveLength(0);
+    const first = h.actor.getSnapshot().context.attempts[0];
+    expect(first?.cause).toMatchObject({ class: 'notFound', code: 'DEVICE_NOT_FOUND' });
+    h.actor.stop();
+  });
+
   it('a Connect that never replies ends at the per-attempt deadline, the pending connect is torn down, the next attempt proceeds', async () => {
     const h = startScripted(baseInput({ attemptTimeoutMs: 5000 }), { connectWithDeadline: ['hang', ok()] });
     h.actor.send({ type: 'CONNECT' });

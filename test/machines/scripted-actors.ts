@@ -23,6 +23,7 @@ export type PromiseActorName =
   | 'cancelStalePendingConnect'
   | 'clearDeviceCache'
   | 'clearPhantom'
+  | 'findDevice'
   | 'connectWithDeadline'
   | 'validateWithLateGattRetry'
   | 'verifiedDisconnect'
@@ -35,6 +36,7 @@ export const HEALTHY: Record<PromiseActorName, Outcome> = {
   cancelStalePendingConnect: ok(),
   clearDeviceCache: ok(),
   clearPhantom: ok({ reappeared: true }),
+  findDevice: ok(),
   connectWithDeadline: ok(),
   validateWithLateGattRetry: ok(),
   verifiedDisconnect: ok({ outcome: 'disconnected' }),

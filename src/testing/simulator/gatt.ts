@@ -131,8 +131,16 @@ export class GattCharacteristic {
             return spec.flags;
           case 'MTU':
             return owner.linkUp() ? MTU : undefined;
+          // As bluetoothd 5.66 (src/gatt-client.c characteristic_*_acquired_exists): NotifyAcquired
+          // exists when the characteristic can notify (not for indicate-only), WriteAcquired when it
+          // can be written without response; both stay false, since AcquireNotify/AcquireWrite are
+          // not modelled (below).
+          case 'NotifyAcquired':
+            return spec.flags.includes('notify') ? false : undefined;
+          case 'WriteAcquired':
+            return spec.flags.includes('write-without-response') ? false : undefined;
           default:
-            return undefined; // WriteAcquired / NotifyAcquired: no fd passing over dbus-next without usocket
+            return undefined;
         }
       },
       call: (member, args) => this.call(member, args),
@@ -204,7 +212,12 @@ export class GattCharacteristic {
         return undefined;
       case 'AcquireWrite':
       case 'AcquireNotify':
-        throw dbusError(BluezErrors.NotSupported, BluezTexts.notSupported);
+        // bluetoothd answers with one end of a socketpair (a unix fd). dbus-next passes fds only
+        // with the native `usocket` package, which this project does not depend on: not modelled.
+        throw dbusError(
+          BluezErrors.NotSupported,
+          `${member} is not modelled by the simulator (no unix fd passing); use ${member === 'AcquireNotify' ? 'StartNotify' : 'WriteValue'}`,
+        );
       default:
         throw dbusError(BluezErrors.NotSupported, BluezTexts.notSupported);
     }

@@ -21,9 +21,9 @@ export const restartScenarios: LibraryScenario[] = [
       const pool = createAdapterPool({ bluez, defaults: { attemptTimeoutMs: 30_000 } });
       ctx.defer(() => pool.close());
       const connectedAt: number[] = [];
-      const sub = pool.actor.on('device-connected', (e) => {
-        connectedAt.push(ctx.elapsed());
-        ctx.log(`device-connected on ${e.adapter}`);
+      const sub = pool.actor.on('*', (e) => {
+        if (e.type === 'device-connected') connectedAt.push(ctx.elapsed());
+        ctx.log(`pool: ${JSON.stringify(e, (k, v: unknown) => (k === 'cause' ? String(v) : v))}`);
       });
       ctx.defer(() => sub.unsubscribe());
       await pool.connected(ctx.peripheral, { signal: AbortSignal.timeout(90_000) });
@@ -35,6 +35,23 @@ export const restartScenarios: LibraryScenario[] = [
       const end = performance.now() + 60_000;
       while (connectedAt.length < 2 && performance.now() < end) await new Promise((r) => setTimeout(r, 50));
       const again = connectedAt[1];
+      const child = pool.child(ctx.peripheral)?.getSnapshot() as
+        | {
+            context?: {
+              attempts?: Array<{
+                adapter: string;
+                outcome: string;
+                durationMs: number | null;
+                cause: { class: string; message: string } | null;
+              }>;
+            };
+          }
+        | undefined;
+      for (const a of child?.context?.attempts ?? []) {
+        ctx.log(
+          `attempt on ${a.adapter}: ${a.outcome} ${a.durationMs ?? '?'} ms ${a.cause ? `${a.cause.class}: ${a.cause.message}` : ''}`,
+        );
+      }
       if (again === undefined)
         throw new Error(`not connected again within 60 s: ${JSON.stringify(pool.snapshot())}`);
       ctx.log(`connected again ${again - advertisingAt} ms after the peripheral advertised again`);
