@@ -119,7 +119,9 @@ type Resolved = Required<Omit<ResetLadderOptions, 'restartCommand' | 'steps' | '
 function nonNegative(value: unknown, field: string, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new RangeError(`resetLadder.${field} must be a finite number >= 0, got ${String(value)}`);
+    throw new RangeError(
+      `resetLadder.${field} must be a finite number >= 0, got ${typeof value === 'number' ? value : JSON.stringify(value)}`,
+    );
   }
   return value;
 }

@@ -123,7 +123,10 @@ export type BusState = 'connecting' | 'connected' | 'lost' | 'closed';
 
 /** The parts of dbus-next internals we rely on, checked at runtime before use. */
 interface MessageBusInternals {
-  _connection?: { stream?: NodeJS.EventEmitter; on?: (ev: string, fn: () => void) => void };
+  _connection?: {
+    stream?: NodeJS.EventEmitter & StreamState & { destroy?: () => void };
+    on?: (ev: string, fn: () => void) => void;
+  };
   _methodReturnHandlers?: Record<number, unknown>;
   name: string | null;
 }
@@ -424,7 +427,7 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
     }
     this.bus = bus;
     const internals = bus as unknown as MessageBusInternals;
-    const stream = internals._connection?.stream as (NodeJS.EventEmitter & StreamState) | undefined;
+    const stream = internals._connection?.stream;
     // Always handled: dbus-next emits 'error' for socket, auth and write-after-close failures, and
     // also for harmless ones: a proxy's failed AddMatch (node-ble on this connection, e.g. the
     // daemon's per-connection rule limit) is re-emitted as 'error'. Only a dead or never-established
@@ -486,7 +489,8 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
     this.stateValue = 'lost';
     this.lastCause = cause;
     this.uniqueNameValue = undefined;
-    this.disposeBus();
+    // Disposal is best effort: the connection is already gone, nothing can act on its failure.
+    this.disposeBus().catch(() => {});
     this.rejectAll(new BusLostError(`D-Bus connection to ${this.address} lost: ${String(cause)}`, { cause }));
     if (wasConnected) this.emit('lost', cause);
     this.scheduleReconnect();
@@ -511,8 +515,7 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
     const bus = this.bus;
     this.bus = undefined;
     if (!bus) return Promise.resolve();
-    const stream = (bus as unknown as MessageBusInternals)._connection?.stream as
-      (NodeJS.EventEmitter & { destroyed?: boolean; destroy?: () => void }) | undefined;
+    const stream = (bus as unknown as MessageBusInternals)._connection?.stream;
     // Keep a no-op error listener: late socket errors of a dead connection must not crash the process.
     bus.removeAllListeners('message');
     bus.removeAllListeners('connect');

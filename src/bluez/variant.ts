@@ -89,7 +89,7 @@ function strings(p: PropertyMap, k: string): readonly string[] {
 }
 function bytes(v: unknown): Buffer | undefined {
   if (Buffer.isBuffer(v)) return v;
-  if (Array.isArray(v) && v.every((x) => typeof x === 'number')) return Buffer.from(v as number[]);
+  if (Array.isArray(v) && v.every((x) => typeof x === 'number')) return Buffer.from(v);
   return undefined;
 }
 function objectPath(p: PropertyMap, k: string, fallback: string): string {

@@ -31,7 +31,7 @@ export function parseFlags(
       strict: true,
       allowPositionals,
     });
-    return { values: values as FlagValues, positionals };
+    return { values: values, positionals };
   } catch (e) {
     throw new UsageError((e as Error).message);
   }

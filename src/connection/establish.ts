@@ -130,7 +130,7 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
     slotLock: resolved.lock,
     discovery: resolved.discovery,
   });
-  const machine = connectionMachine.provide(implementations as never);
+  const machine = connectionMachine.provide(implementations);
   const actor: ConnectionActor = createActor(machine, {
     input: {
       address: resolved.address,
@@ -363,7 +363,11 @@ export async function establishConnection(options: EstablishOptions): Promise<Ma
     actor.send({ type: 'CONNECT' });
     const snapshot = await waitForActor(actor, (s) => s.status !== 'active' || s.value === 'connected');
     if (snapshot.status === 'done') throw snapshot.output.error;
-    if (snapshot.status !== 'active') throw snapshot.error ?? new Error('connection actor stopped');
+    if (snapshot.status !== 'active') {
+      throw snapshot.error instanceof Error
+        ? snapshot.error
+        : new Error('connection actor stopped', { cause: snapshot.error });
+    }
     const adapter = snapshot.context.adapter;
     // No round trip between `connected` and resolve: node-ble's objects are built from what the
     // mirror already holds (src/bluez/node-ble-view.ts) instead of node-ble's introspection.

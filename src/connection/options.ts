@@ -137,7 +137,7 @@ export function validateInspect(value: unknown, field = 'inspect'): Inspect | un
     value !== null &&
     typeof (value as { next?: unknown }).next === 'function'
   ) {
-    return value as Inspect;
+    return value;
   }
   throw new TypeError(`${field} must be a function or an observer with next() (e.g. inspector.inspect)`);
 }
@@ -183,12 +183,15 @@ export interface ResolvedOptions {
   readonly stallGuardMs: number | null;
 }
 
+/** Telink-based sensors export their services 2–10 s after ServicesResolved (docs/defaults.md). */
+const LATE_GATT_DEFAULT_DELAYS_MS: readonly number[] = Object.freeze([2000, 4000, 8000]);
+
 /** SPEC §6 defaults. */
 export const CONNECTION_DEFAULTS = Object.freeze({
   maxAttempts: 4,
   attemptTimeoutMs: 20_000,
   disconnectTimeoutMs: 5_000,
-  lateGattDelaysMs: Object.freeze([2000, 4000, 8000]) as readonly number[],
+  lateGattDelaysMs: LATE_GATT_DEFAULT_DELAYS_MS,
   rediscoveryTimeoutMs: 10_000,
   slotsPerAdapter: 5,
 });
@@ -238,7 +241,9 @@ export function resolveOptions(options: ConnectionOptions): ResolvedOptions {
   const lateGattDelaysMs = options.lateGattDelaysMs ?? CONNECTION_DEFAULTS.lateGattDelaysMs;
   if (!Array.isArray(lateGattDelaysMs))
     throw new TypeError('lateGattDelaysMs must be an array of milliseconds');
-  lateGattDelaysMs.forEach((d, i) => validateTimeoutMs(d, `lateGattDelaysMs[${i}]`));
+  const lateGattDelays = (lateGattDelaysMs as readonly unknown[]).map((d, i) =>
+    validateTimeoutMs(d, `lateGattDelaysMs[${i}]`),
+  );
   const backoffMs: Partial<Record<FailureClass, number>> = {};
   if (options.backoffMs !== undefined) {
     if (typeof options.backoffMs !== 'object' || options.backoffMs === null) {
@@ -285,7 +290,7 @@ export function resolveOptions(options: ConnectionOptions): ResolvedOptions {
       options.disconnectTimeoutMs ?? CONNECTION_DEFAULTS.disconnectTimeoutMs,
       'disconnectTimeoutMs',
     ),
-    lateGattDelaysMs: [...lateGattDelaysMs],
+    lateGattDelaysMs: lateGattDelays,
     rediscoveryTimeoutMs: positiveTimeout(
       options.rediscoveryTimeoutMs ?? CONNECTION_DEFAULTS.rediscoveryTimeoutMs,
       'rediscoveryTimeoutMs',

@@ -92,7 +92,7 @@ export async function findDevice(
   const allFailed = new Promise<never>((_, reject) => (failAll = reject));
   allFailed.catch(() => {});
   const errors: unknown[] = [];
-  const joins =
+  const joins: Array<Promise<(() => Promise<void>) | undefined>> =
     config.mode === 'listen'
       ? []
       : adapters.map((adapter) =>
@@ -137,7 +137,7 @@ export async function findDevice(
     signal.removeEventListener('abort', stopSessions);
     sessions.abort(new DOMException('search over', 'AbortError'));
     const leaves = await Promise.all(joins);
-    await Promise.all(leaves.map((leave) => leave?.()));
+    await Promise.all(leaves.map((leave) => (leave === undefined ? Promise.resolve() : leave())));
   }
 }
 

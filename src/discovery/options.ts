@@ -59,16 +59,17 @@ export function resolveDiscoveryOptions(value: unknown, field = 'discovery'): Re
     throw new RangeError(`${field}.mode must be "scan" or "listen", got ${JSON.stringify(mode)}`);
   const uuids = o.uuids ?? [];
   if (!Array.isArray(uuids)) throw new TypeError(`${field}.uuids must be an array of UUID strings`);
-  uuids.forEach((u, i) => {
+  const wanted = (uuids as readonly unknown[]).map((u, i) => {
     if (typeof u !== 'string' || !UUID.test(u))
       throw new RangeError(`${field}.uuids[${i}] must be a 128-bit UUID string, got ${JSON.stringify(u)}`);
+    return u.toLowerCase();
   });
   if (o.onEvent !== undefined && typeof o.onEvent !== 'function')
     throw new TypeError(`${field}.onEvent must be a function`);
   return {
     scanLock: resolveScanLockOptions(o.scanLock, `${field}.scanLock`),
     mode,
-    uuids: uuids.map((u) => u.toLowerCase()),
+    uuids: wanted,
     onEvent: o.onEvent,
   };
 }

@@ -85,6 +85,15 @@ function notProvided(name: string): never {
 
 const FAILURE_CLASSES = new Set<string>(Object.keys(DEFAULT_BACKOFF_MS));
 
+/** A readable text for a rejection that is not an Error (JSON where it can be, never "[object Object]"). */
+function describeValue(value: object): string {
+  try {
+    return JSON.stringify(value) ?? Object.prototype.toString.call(value);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
 /** Turns whatever an actor rejected with into plain data (duck-typed on BluezError's fields). */
 export function describeFailure(error: unknown, fallbackClass: FailureClass = 'other'): FailureCause {
   if (typeof error === 'object' && error !== null) {
@@ -103,7 +112,7 @@ export function describeFailure(error: unknown, fallbackClass: FailureClass = 'o
       class: cls as FailureClass,
       code: typeof e.code === 'string' ? e.code : 'UNKNOWN',
       name: typeof e.name === 'string' ? e.name : 'Error',
-      message: typeof e.message === 'string' ? e.message : String(error),
+      message: typeof e.message === 'string' ? e.message : describeValue(error),
     };
     return {
       ...cause,

@@ -223,7 +223,10 @@ export async function createPrometheusMetrics(
       const emitted = params.event;
       if (emitted?.type === 'link-lost') linkLosses.inc({ adapter: context.adapter });
       else if (emitted?.type === 'escalation')
-        escalations.inc({ adapter: context.adapter, action: String(emitted.action ?? 'unknown') });
+        escalations.inc({
+          adapter: context.adapter,
+          action: typeof emitted.action === 'string' ? emitted.action : 'unknown',
+        });
     } else if (action.type === 'shareLedgerChange' && params.kind === 'reset') {
       resets.inc({ adapter: context.adapter });
     }

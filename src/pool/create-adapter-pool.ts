@@ -343,7 +343,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
       ...implementations.actors,
       ...(ladder === undefined ? {} : { resetAdapter: resetLadderActor(ladder) }),
     },
-  } as never);
+  });
 
   const actor = createActor(adapterPoolMachine.provide({ actors: { connection: childLogic } }), {
     input: {
@@ -497,7 +497,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
         const outcome = decide(e);
         if (outcome !== undefined) done(outcome);
       };
-      subs.push(actor.on('*', (e) => check(e as PoolEmitted)));
+      subs.push(actor.on('*', (e) => check(e)));
       signal?.addEventListener('abort', onAbort, { once: true });
       check(null);
     });

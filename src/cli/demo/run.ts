@@ -246,7 +246,7 @@ export async function runDemo(options: DemoRunOptions): Promise<DemoResult> {
     });
     const running = pool;
     options.metrics?.observePool(running);
-    running.actor.on('*', (event) => tracker.poolEvent(event as PoolEmitted, running.snapshot()));
+    running.actor.on('*', (event) => tracker.poolEvent(event, running.snapshot()));
     for (const d of world.devices) running.connect(d.address, d.options);
     draw();
     // The elapsed time and slot bars move even while no state changes (a 2 s attempt deadline).

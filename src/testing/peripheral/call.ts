@@ -45,7 +45,8 @@ export async function callWithDeadline(
   });
   try {
     const reply = await Promise.race([bus.call(message), deadline]);
-    return reply?.body ?? [];
+    const body: unknown[] = reply?.body ?? [];
+    return body;
   } finally {
     clearTimeout(timer);
   }

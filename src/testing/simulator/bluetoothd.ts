@@ -24,8 +24,8 @@ export interface DaemonDeps {
   timing: FullTiming;
   behaviour: BluezBehaviour;
   calls: SimCall[];
-  now(): number;
-  recordWrite(w: GattWrite): void;
+  now: () => number;
+  recordWrite: (w: GattWrite) => void;
 }
 
 export class Bluetoothd {

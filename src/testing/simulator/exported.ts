@@ -107,8 +107,8 @@ export function interfaceClass(spec: InterfaceSpec): ExportedClass {
     signals[key] = { name: s.name, signature: s.signature };
   }
   Exported.configureMembers({ properties, methods, signals });
-  classes.set(spec.name, Exported as unknown as ExportedClass);
-  return Exported as unknown as ExportedClass;
+  classes.set(spec.name, Exported);
+  return Exported;
 }
 
 /** Creates an exported instance of `spec` delegating to `backend`. */

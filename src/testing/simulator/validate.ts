@@ -303,7 +303,7 @@ export function validateBehaviour(v: unknown, field = 'behaviour'): BluezBehavio
     }
     if (!allowed.includes(value)) throw new TypeError(`${field}.${key} must be one of ${choices(allowed)}`);
   }
-  return b as BluezBehaviourOption;
+  return b;
 }
 
 /** Validates a whole scenario (e.g. parsed JSON); errors name the offending field path. */
