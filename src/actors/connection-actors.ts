@@ -1,8 +1,8 @@
 /**
  * The I/O behind the connection machine's named actors (src/machines/connection.ts), over
  * src/bluez. Every call has a deadline and stops when the machine leaves the state (the actor's
- * AbortSignal). Every cleanup targets the adapter of the attempt, never a fixed hci0 (original
- * defect B8).
+ * AbortSignal). Every cleanup targets the adapter of the attempt, never a fixed hci0
+ * (docs/architecture.md, Rules every layer keeps).
  */
 import { fromPromise } from 'xstate';
 import type { BluezClient } from '../bluez/client-types.js';
@@ -54,7 +54,7 @@ export interface ConnectionActorDeps {
    * validation that fails right after connect; re-checks also follow each settled GATT change.
    */
   readonly lateGattDelaysMs: readonly number[];
-  /** Bound of each disconnect step (SPEC §6: 5 000). */
+  /** Bound of each disconnect step (default 5 000, docs/defaults.md). */
   readonly disconnectTimeoutMs: number;
   /** How long to run discovery for a device that BlueZ does not know (or was just removed). */
   readonly rediscoveryTimeoutMs: number;
@@ -63,8 +63,8 @@ export interface ConnectionActorDeps {
   /** A shared escalation policy that should see this actor's ledger changes. */
   readonly policy?: EscalationPolicy;
   /**
-   * The connection slot limit in force on `adapter` (SPEC §6 slotsPerAdapter, or the lower limit a
-   * pool learned). bluetoothd reports a controller that refuses a link for lack of resources
+   * The connection slot limit in force on `adapter` (`slotsPerAdapter`, docs/defaults.md, or the
+   * lower limit a pool learned). bluetoothd reports a controller that refuses a link for lack of resources
    * (HCI 0x0d) as le-connection-abort-by-local, the text of an RF abort; with the adapter's links at
    * this limit the connect error is an out-of-slots error, so escalation rotates at once instead of
    * retrying on a saturated controller. Undefined (or no function): aborts stay aborts.
@@ -96,7 +96,7 @@ function ignoreUnlessAbort(err: unknown): void {
 
 /**
  * Makes sure BlueZ knows `address` on `adapter`: when it does not (removed, expired, or an adapter
- * that never saw it; original defect B17) or has not heard it recently, runs managed discovery
+ * that never saw it) or has not heard it recently, runs managed discovery
  * (src/discovery: cache first, scan lock, shared session, or only listening) until it appears or
  * `timeoutMs` passes.
  */
@@ -133,7 +133,7 @@ async function waitDeviceGone(
 }
 
 /**
- * Waits (bounded) for Connected=false: after an RF abort the link is briefly up (user-pain §1).
+ * Waits (bounded) for Connected=false: after an RF abort the link is briefly up (docs/errors.md, `aborted`).
  * Resolves true when BlueZ showed the link down, false when it was still up at `timeoutMs`.
  */
 async function waitLinkDown(
@@ -243,8 +243,8 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     if (device === undefined || device.connected) return;
     await bluez.removeDevice(input.adapter, input.address, { timeoutMs: deps.disconnectTimeoutMs, signal });
     await waitDeviceGone(bluez, input, deps.disconnectTimeoutMs, signal);
-    // Removing a device invalidates it until it is seen again (original commits 43b9ca7, 9a1206a):
-    // bring it back before the next Connect.
+    // Removing a device deletes its object until discovery sees it again, and until then a Connect
+    // has no object to go to (notFound): bring it back before the next Connect.
     if (
       !(await rediscover(
         bluez,
@@ -269,7 +269,7 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     const device = bluez.device(input.adapter, input.address);
     if (device?.paired === true) {
       // RemoveDevice would also delete the bond: try a bounded Disconnect first (phantom links
-      // never complete it, original f04435e), then verifiedDisconnect falls back to RemoveDevice.
+      // never complete it, docs/bluez-facts.md), then verifiedDisconnect falls back to RemoveDevice.
       const outcome = await bluez.verifiedDisconnect(input.adapter, input.address, {
         timeoutMs: deps.disconnectTimeoutMs,
         signal,
@@ -453,7 +453,8 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
 
   /**
    * Placeholder adapter recovery: a D-Bus power cycle of the adapter in use, verified through the
-   * mirror. The reset-ladder issue (SPEC §4) replaces this actor with the full ladder and cooldowns.
+   * mirror. A pool with a `resetLadder` replaces this actor with the full ladder
+   * (src/actors/reset-ladder.ts).
    */
   const resetAdapter = async (input: ResetInput, signal: AbortSignal): Promise<void> => {
     await bluez.setPowered(input.adapter, false, { timeoutMs: deps.disconnectTimeoutMs, signal });

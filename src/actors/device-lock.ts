@@ -1,11 +1,11 @@
 /**
  * Per-device in-process mutex (async-mutex), keyed by the upper-case address. Two callers in one
  * process that connect the same device would otherwise race each other into
- * org.bluez.Error.InProgress (original-spec §2.11); with the mutex the second waits, then finds
- * the first one's link up and adopts it.
+ * org.bluez.Error.InProgress (e.g. a watchdog reconnect racing a scheduled one); with the mutex
+ * the second waits, then finds the first one's link up and adopts it.
  *
- * This is the in-process half of SPEC §2 `locking`; the cross-process adapter slot (flock) is a
- * later issue's and will be taken in the same `acquireDeviceLock` actor.
+ * This is the in-process half of the `locking` state (docs/architecture.md); the cross-process
+ * adapter slot (flock) is a later issue's and will be taken in the same `acquireDeviceLock` actor.
  */
 import { Mutex } from 'async-mutex';
 

@@ -1,7 +1,7 @@
 /**
  * Which adapter should make the first attempt for a device. Trying an adapter that cannot hear the
  * device costs a whole attempt (its rediscovery runs until the attempt deadline, 20 s by default)
- * before the rotation reaches the adapter that can (original defect B17, user-pain §2).
+ * before the rotation reaches the adapter that can.
  */
 import type { BluezClient } from '../bluez/client-types.js';
 import { BluezError, isAbortError } from '../bluez/errors.js';

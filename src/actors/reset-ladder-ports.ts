@@ -1,7 +1,7 @@
 /**
- * The system access of the adapter recovery ladder (SPEC §4), behind small ports so that tests run
- * the real ladder against a fake sysfs tree in a temp dir and a fake restart command, and so that
- * nothing in the ladder hard-codes /sys, /dev/rfkill or a shell.
+ * The system access of the adapter recovery ladder (docs/architecture.md), behind small ports so
+ * that tests run the real ladder against a fake sysfs tree in a temp dir and a fake restart command,
+ * and so that nothing in the ladder hard-codes /sys, /dev/rfkill or a shell.
  */
 import { execFile } from 'node:child_process';
 import type { BluezClient } from '../bluez/client-types.js';

@@ -1,5 +1,5 @@
 /**
- * The adapter recovery ladder of SPEC §4, the implementation of the connection machine's
+ * The adapter recovery ladder (docs/architecture.md), the implementation of the connection machine's
  * `resetAdapter` actor (its `resetting` state).
  *
  *   1. StopDiscovery of our own session   (a running scan keeps a wedged controller busy)
@@ -12,9 +12,9 @@
  * Each step is opt-in, bounded by its own deadline and logged. Recovery stops at the first step
  * after which the adapter is present and powered. A step that drops other connections (2, 4, 5)
  * names them before it acts. A step's cooldown starts when it is tried, also when it fails: the
- * original started the cooldown only on success, so a failing reset ran on every failure (B21a).
+ * Python original started the cooldown only on success, so a failing reset ran on every failure.
  * Cooldowns live in the ladder object, shared by every connection on the pool (the original's
- * were per call path, B9), and "never" is an absent key, not a 0 timestamp.
+ * were per call path), and "never" is an absent key, not a 0 timestamp.
  */
 import { readdir, readFile, realpath, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -96,9 +96,9 @@ export interface ResetLadderOptions {
   readonly log?: (entry: LadderLogEntry) => void;
   /** Deadline of each step (default 15 000). */
   readonly stepTimeoutMs?: number;
-  /** Between two power cycles of one adapter (default 30 000, SPEC §4). */
+  /** Between two power cycles of one adapter (default 30 000, docs/defaults.md). */
   readonly powerCycleCooldownMs?: number;
-  /** Between two USB re-authorizations of one adapter (default 300 000, SPEC §4 reset cooldown). */
+  /** Between two USB re-authorizations of one adapter (default 300 000, docs/defaults.md). */
   readonly usbCooldownMs?: number;
   /** Between two bluetoothd restarts (default 300 000). */
   readonly restartCooldownMs?: number;
@@ -310,7 +310,7 @@ export class ResetLadder {
     }
   }
 
-  /** Logs the connections a step is about to drop (SPEC §4) before it acts. */
+  /** Logs the connections a step is about to drop (docs/architecture.md) before it acts. */
   #announceDrops(step: LadderStep, adapter: string, scope: string | undefined): void {
     const drops = this.#o.bluez.connectedDevices(scope).map((d) => `${d.address}@${d.adapter}`);
     if (drops.length === 0) return;
@@ -416,7 +416,7 @@ export class ResetLadder {
       const dir = join(o.rfkillDir, entry);
       if ((await readTrimmed(join(dir, 'name'))) !== adapter) continue;
       if ((await readTrimmed(join(dir, 'hard'))) === '1') {
-        // Nothing software can do; the original logged this and went on (bluetooth-auto-recovery C.4).
+        // Nothing software can do; the Python original only logged this and went on.
         throw new Error(
           `${adapter} is hard-blocked by rfkill (${entry}); a hardware switch or reboot is required`,
         );

@@ -2,7 +2,7 @@
  * One shared D-Bus connection per address, with the guarantees dbus-next lacks:
  * - every call has a deadline and takes an AbortSignal (dbus-next has no call timeout);
  * - when the stream dies every pending call is rejected with {@link BusLostError}
- *   (dbus-next leaves them pending forever, ts-stack.md §2 gotcha 2);
+ *   (dbus-next leaves them pending forever, docs/bluez-facts.md);
  * - the `error` event is always handled (an unhandled one kills the process: matter-js#800);
  * - match rules are refcounted here and really removed with RemoveMatch (dbus-next's refcount
  *   has swapped hasOwnProperty arguments and never sends RemoveMatch, dbus-next#125);
@@ -86,7 +86,7 @@ export interface MethodCall {
 
 /** Deadline, cancellation and context of one call. */
 export interface BusCallOptions {
-  /** Deadline in ms (required here; the operation layer supplies SPEC §6 defaults). */
+  /** Deadline in ms (required here; the operation layer supplies the defaults of docs/defaults.md). */
   timeoutMs: number;
   signal?: AbortSignal;
   /** For error messages and error fields. */

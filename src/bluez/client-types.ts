@@ -20,11 +20,11 @@ export interface OpenBluezOptions {
    * `defaultAuthMethods`).
    */
   authMethods?: readonly DBusAuthMethod[];
-  /** Deadline of every method call unless overridden per call. Default 25 000 (SPEC §6). */
+  /** Deadline of every method call unless overridden per call. Default 25 000 (docs/defaults.md). */
   dbusCallTimeoutMs?: number;
-  /** Deadline of every property read/write unless overridden per call. Default 5 000 (SPEC §6). */
+  /** Deadline of every property read/write unless overridden per call. Default 5 000 (docs/defaults.md). */
   propertyTimeoutMs?: number;
-  /** Deadline of each step of a verified disconnect. Default 5 000 (SPEC §6 disconnectTimeoutMs). */
+  /** Deadline of each step of a verified disconnect. Default 5 000 (docs/defaults.md). */
   disconnectTimeoutMs?: number;
   /**
    * Cancels opening. `openBluez` resolves once the bus is connected and the first mirror sync is done;

@@ -1,5 +1,5 @@
 /**
- * What every operation module needs: the shared bus, the mirror and the SPEC §6 defaults.
+ * What every operation module needs: the shared bus, the mirror and the defaults (docs/defaults.md).
  */
 import type { BusCallOptions, MethodCall, SharedBus } from './bus.js';
 import type { BluezMirror } from './mirror.js';
@@ -7,7 +7,7 @@ import type { CallOptions } from './types.js';
 import { validateSignal, validateTimeoutMs } from './validate.js';
 import { IFACE, unwrapGetReply, variant } from './variant.js';
 
-/** SPEC §6 defaults used by the operations. */
+/** Defaults used by the operations (docs/defaults.md). */
 export interface BluezDefaults {
   /** Method calls. Default 25 000. */
   callTimeoutMs: number;
@@ -17,7 +17,7 @@ export interface BluezDefaults {
   disconnectTimeoutMs: number;
 }
 
-/** The SPEC §6 numbers. */
+/** The numbers of docs/defaults.md. */
 export const DEFAULTS: Readonly<BluezDefaults> = Object.freeze({
   callTimeoutMs: 25_000,
   propertyTimeoutMs: 5_000,

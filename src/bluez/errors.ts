@@ -1,5 +1,5 @@
 /**
- * Typed errors and the error classification of SPEC §5.
+ * Typed errors and the error classification of docs/errors.md.
  *
  * BlueZ reports failures as D-Bus errors whose *name* is stable and whose *text* is not
  * (it changes between BlueZ versions and carries kernel strings such as
@@ -7,7 +7,7 @@
  * text only for the generic `org.bluez.Error.Failed` and for node-ble's plain Errors.
  */
 
-/** The classes of SPEC §5; each decides the default action and backoff. */
+/** The failure classes of BlueZ errors (docs/errors.md); each decides the default action and backoff. */
 export type ErrorClass =
   | 'inProgress'
   | 'aborted'
@@ -19,7 +19,7 @@ export type ErrorClass =
   | 'notConnected'
   | 'other';
 
-/** What the connection machine should do by default for an error class (SPEC §5 "default action"). */
+/** What the connection machine should do by default for an error class (docs/errors.md, Failure classes). */
 export type DefaultAction =
   | 'clearStalePendingConnectAndRetry'
   | 'waitDisconnectedAndRetry'
@@ -33,7 +33,7 @@ export type DefaultAction =
 
 /** Result of {@link classifyError}. */
 export interface Classification {
-  /** The SPEC §5 class. */
+  /** The failure class (docs/errors.md). */
   readonly class: ErrorClass;
   /**
    * Delay before the next attempt. For `bluezGone` it is 0: the wait is event-driven
@@ -44,12 +44,6 @@ export interface Classification {
   readonly action: DefaultAction;
 }
 
-/**
- * Why one attempt failed: a SPEC §5 class, or one of the two outcomes that are not BlueZ errors and
- * so have no SPEC §5 class: `validation` (connected, but the GATT check or the caller's validator
- * said no) and `phantom` (Connected without ServicesResolved, left alone because
- * closeInactiveConnections is off).
- */
 /**
  * The class of one failed attempt: a BlueZ error class, or a failure that is not a BlueZ error:
  * `validation` (connected, failed validation), `phantom` (Connected without ServicesResolved, left
@@ -162,7 +156,6 @@ const CLASS_TABLE: Record<ErrorClass, { backoffMs: number; action: DefaultAction
 export class BluezError extends Error {
   /** Stable machine-readable code, e.g. `OUT_OF_SLOTS`. */
   readonly code: string;
-  /** The SPEC §5 class this error belongs to. */
   /**
    * Why it failed: for a BlueZ error one of the {@link ErrorClass} classes that decide the default
    * action and backoff; a final error may carry a class that is no BlueZ error (validation, phantom,
@@ -193,7 +186,7 @@ export class BluezError extends Error {
 
   /**
    * @param code - stable code
-   * @param errorClass - SPEC §5 class
+   * @param errorClass - failure class (docs/errors.md)
    * @param message - human-readable message
    * @param options - D-Bus name, adapter, device, advice, attempts, cause
    */
@@ -455,7 +448,7 @@ function isDBusErrorLike(err: unknown): err is DBusErrorLike {
   );
 }
 
-/** D-Bus names that decide the class on their own (SPEC §5, "by name first"). */
+/** D-Bus names that decide the class on their own (docs/errors.md: by name first). */
 const BY_NAME: Readonly<Record<string, ErrorClass>> = {
   'org.bluez.Error.InProgress': 'inProgress',
   'org.bluez.Error.NotReady': 'notReady',
@@ -523,7 +516,7 @@ export interface ClassifyContext {
 }
 
 /**
- * Classifies any error by the SPEC §5 table: D-Bus error name first, text second, then the
+ * Classifies any error by the table of docs/errors.md: D-Bus error name first, text second, then the
  * context (slot count, adapter power) for what name and text leave open.
  * Accepts dbus-next `DBusError`s, our {@link BluezError}s, node-ble's plain Errors and anything else.
  */

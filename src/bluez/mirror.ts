@@ -5,7 +5,7 @@
  * sends no D-Bus message at all.
  *
  * Why raw match rules instead of dbus-next proxies: proxies only deliver signals that the remote
- * introspection declares and their match rules are never removed (ts-stack.md §2 gotchas 1 and 3).
+ * introspection declares and their match rules are never removed (docs/bluez-facts.md, D-Bus).
  *
  * When the org.bluez owner changes (bluetoothd restart) or the bus reconnects, the tree is
  * rebuilt from a fresh GetManagedObjects and the differences are emitted, so no stale object
@@ -80,7 +80,7 @@ type Tree = Map<string, Map<string, Map<string, unknown>>>;
 export class WaitTimeoutError extends BluezError {
   /** The condition that was waited for. */
   readonly condition: string;
-  /** @param condition - what was awaited; @param timeoutMs - the deadline; @param errorClass - SPEC §5 class */
+  /** @param condition - what was awaited; @param timeoutMs - the deadline; @param errorClass - docs/errors.md class */
   constructor(condition: string, timeoutMs: number, errorClass: ErrorClass = 'other', adapter?: string) {
     super('WAIT_TIMEOUT', errorClass, `timed out after ${timeoutMs} ms waiting for: ${condition}`, {
       adapter,

@@ -84,7 +84,7 @@ export interface GattServiceTree extends GattServiceSnapshot {
 
 /** Per-call options: every call is bounded and cancellable. */
 export interface CallOptions {
-  /** Deadline for this call in ms; defaults per SPEC §6 (25 000 for methods, 5 000 for properties). */
+  /** Deadline for this call in ms; defaults 25 000 for methods, 5 000 for properties (docs/defaults.md). */
   timeoutMs?: number;
   /** Cancels the call: the promise rejects with `signal.reason` at once. */
   signal?: AbortSignal;

@@ -1,5 +1,5 @@
 /**
- * Input validation before any D-Bus traffic (SPEC §5 last paragraph).
+ * Input validation before any D-Bus traffic (docs/architecture.md, Rules every layer keeps).
  *
  * Object paths are only ever built from parts that passed these checks, so a malformed MAC
  * can never turn into a call on an unexpected object (or a dbus-next marshalling throw deep

@@ -1,6 +1,6 @@
 /**
  * `bluez-cm diagram [connection|pool|all] [--format mermaid|dot] [--actions]`: draws the library's
- * machines from their definitions (SPEC §1: the machines are the documentation).
+ * machines from their definitions (the machines are the documentation, docs/architecture.md).
  */
 import { adapterPoolMachine, connectionMachine, watchdogMachine } from '../machines/index.js';
 import { UsageError, parseFlags, stringFlag, usageFailure } from './args.js';
@@ -13,8 +13,8 @@ Prints a machine of the library as a diagram on stdout, read from the machine
 definition itself: every state, every transition with its event, guard and
 delay, the actors each state invokes and its entry actions.
 
-  connection   the per-device connection actor (SPEC §2); the default
-  pool         the adapter pool that spawns them (SPEC §3)
+  connection   the per-device connection actor; the default
+  pool         the adapter pool that spawns them
   watchdog     the notification watchdog that \`connected\` invokes
   all          all three, one after the other
 

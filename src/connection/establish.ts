@@ -83,7 +83,7 @@ async function firstAttemptOrder(bluez: BluezClient, resolved: ResolvedOptions):
 }
 
 /**
- * Creates and starts the connection actor of SPEC §2 for one device, in `idle`. Send
+ * Creates and starts the connection actor (docs/architecture.md) for one device, in `idle`. Send
  * `{ type: 'CONNECT' }` to connect. The caller's `signal` and `overallTimeoutMs` end establishing
  * with an AbortError/TimeoutError through the machine's cancellation path; stopping the actor
  * releases the device lock in any state. Throws TypeError/RangeError for bad options, before any I/O.
@@ -341,9 +341,10 @@ function waitForActor(
 }
 
 /**
- * Connects `options.address` with every workaround of SPEC §2 and resolves with a
- * {@link ManagedConnection}; rejects with a `ConnectionFailedError` listing each attempt's cause and
- * adapter, or with an AbortError/TimeoutError DOMException for `signal`/`overallTimeoutMs`.
+ * Connects `options.address` with every workaround of the connection machine (docs/architecture.md)
+ * and resolves with a {@link ManagedConnection}; rejects with a `ConnectionFailedError` listing each
+ * attempt's cause and adapter, or with an AbortError/TimeoutError DOMException for
+ * `signal`/`overallTimeoutMs`.
  */
 export async function establishConnection(options: EstablishOptions): Promise<ManagedConnection> {
   const resolved = resolveOptions(options); // validates before any I/O

@@ -1,5 +1,5 @@
 /**
- * Options of `createConnectionActor` / `establishConnection`, their SPEC §6 defaults, and their
+ * Options of `createConnectionActor` / `establishConnection`, their defaults (docs/defaults.md), and their
  * validation: bad input is a TypeError/RangeError naming the field, before any D-Bus traffic.
  */
 import type { InspectionEvent, Observer } from 'xstate';
@@ -44,7 +44,7 @@ export interface ConnectionOptions {
   address: string;
   /**
    * Adapters to use, in rotation order. Default: every adapter BlueZ knows, those that already
-   * know the device first (rotating to an adapter that never saw the device is original defect B17).
+   * know the device first (rotating to an adapter that never saw the device burns a whole attempt).
    */
   adapters?: readonly string[];
   /** Attempts before giving up. Default 4. */
@@ -70,13 +70,13 @@ export interface ConnectionOptions {
   validate?: Validator;
   /**
    * A profile name (`battery`, `sensor`, `onDemand`), a configuration, or an {@link EscalationPolicy}
-   * shared across calls (its failure counts persist). Default: SPEC §6 escalation.
+   * shared across calls (its failure counts persist). Default: the escalation of docs/defaults.md.
    */
   escalation?: EscalationProfileName | Partial<EscalationConfig> | EscalationPolicy;
-  /** Backoff per failure class (SPEC §5 defaults otherwise). */
+  /** Backoff per failure class (the defaults of docs/errors.md otherwise). */
   backoffMs?: Partial<Record<FailureClass, number>>;
   /**
-   * Connection slots of each adapter (SPEC §6 default 5; CSR 5, Broadcom/Raspberry Pi 7, some
+   * Connection slots of each adapter (default 5, docs/defaults.md; CSR 5, Broadcom/Raspberry Pi 7, some
    * Realtek 2–3). A connect aborted with le-connection-abort-by-local while the adapter already holds
    * this many links is an out-of-slots error (the controller refused it, HCI 0x0d), which rotates to
    * the next adapter at once. An adapter pool sets this per adapter itself.
@@ -186,7 +186,7 @@ export interface ResolvedOptions {
 /** Telink-based sensors export their services 2–10 s after ServicesResolved (docs/defaults.md). */
 const LATE_GATT_DEFAULT_DELAYS_MS: readonly number[] = Object.freeze([2000, 4000, 8000]);
 
-/** SPEC §6 defaults. */
+/** The defaults of docs/defaults.md. */
 export const CONNECTION_DEFAULTS = Object.freeze({
   maxAttempts: 4,
   attemptTimeoutMs: 20_000,

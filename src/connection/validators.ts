@@ -1,9 +1,10 @@
 /**
- * Post-connect validators (SPEC §2 `validating`). A BlueZ "connected" device can still be useless:
- * GATT discovery silently found nothing (original Stuck State 9), the chip publishes its vendor
- * services seconds later (Telink, Stuck State 17), or the link is a phantom that fails every read
- * (Stuck States 1, 2, 5). A validator says whether this connection is worth keeping; a `false` or a
- * thrown error is a failed attempt that escalation counts (the original ignored it, defect B16).
+ * Post-connect validators (the `validating` state, docs/architecture.md). A BlueZ "connected"
+ * device can still be useless: GATT discovery silently found nothing, the chip publishes its vendor
+ * services seconds later (Telink, docs/defaults.md `lateGattDelaysMs`), or the link is dead (a
+ * phantom, or a zombie whose data stopped) and fails every read. A validator says whether this
+ * connection is worth keeping; a `false` or a thrown error is a failed attempt that escalation
+ * counts (the Python original ignored it).
  */
 import type { BluezClient } from '../bluez/client-types.js';
 import type { GattServiceTree } from '../bluez/types.js';

@@ -1,5 +1,5 @@
 /**
- * Managed discovery (SPEC §7), the one place where the library looks for a device: connect's
+ * Managed discovery, the one place where the library looks for a device: connect's
  * rediscovery, the first-adapter search, the pool's children and `bluez-cm connect` all come here.
  *
  * - Cache first: a device BlueZ heard recently on an adapter is used without a scan (the phantom
@@ -25,7 +25,7 @@ import { joinDiscovery } from './sessions.js';
  * BlueZ heard `device` recently: it is connected, or carries an RSSI (bluetoothd drops RSSI when
  * discovery ends), or it is a temporary device (neither paired nor trusted), which bluetoothd
  * removes TemporaryTimeout (30 s by default, main.conf) after it was last seen. A paired device
- * stays in the tree for ever and says nothing about being in range (original defect B10).
+ * stays in the tree for ever and says nothing about being in range (docs/defaults.md, cache-first freshness).
  */
 export function seenRecently(device: DeviceSnapshot | undefined): boolean {
   if (device === undefined) return false;

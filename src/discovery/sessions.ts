@@ -11,7 +11,7 @@ import { BluezError, isAbortError } from '../bluez/errors.js';
 import { acquireScanLock, type HeldLock } from '../lock/acquire.js';
 import type { ResolvedDiscovery } from './options.js';
 
-/** Bound of StopDiscovery / SetDiscoveryFilter on the way out (SPEC §6 disconnect bound). */
+/** Bound of StopDiscovery / SetDiscoveryFilter on the way out (the disconnect bound, docs/defaults.md). */
 const STOP_TIMEOUT_MS = 5000;
 
 interface Session {
@@ -90,7 +90,7 @@ async function start(
       session.own = true;
       throw err;
     }
-    // Another client of this bluetoothd runs discovery: shared discovery (SPEC §7), its results
+    // Another client of this bluetoothd runs discovery: shared discovery (docs/bluez-facts.md), its results
     // reach every client through the object tree.
     if (!(err instanceof BluezError && err.errorClass === 'inProgress')) throw err;
     config.onEvent?.({ type: 'discovery-shared', adapter });

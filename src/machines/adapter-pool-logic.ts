@@ -1,6 +1,6 @@
 /**
  * The adapter pool's bookkeeping as pure functions over plain data: slot accounting, the learned
- * slot limit, and adapter choice. BlueZ does not expose a controller's link limit (user-pain §3),
+ * slot limit, and adapter choice. BlueZ does not expose a controller's link limit (docs/bluez-facts.md),
  * so the pool counts the links on each adapter (the ones BlueZ shows connected, another service's
  * included, plus its own devices still connecting) and learns a lower limit when a controller
  * refuses links while it really holds fewer than configured.
@@ -132,7 +132,7 @@ export function holdsSlot(device: PoolDevice): boolean {
  * the pool hand out slots that another service's links occupied: the controller refused the device,
  * the pool could not explain the refusal, and re-queued it onto the same adapter at once, a refusal
  * loop (about 100 Connect calls a second against the simulator) instead of the ~4 s out-of-slots
- * back-off users settled on (user-pain §3).
+ * back-off that lets links drain (docs/defaults.md).
  */
 export function slotsInUse(view: PoolView, adapter: string, except?: string): number {
   const occupied = new Set<string>(view.links[adapter] ?? []);
@@ -166,7 +166,7 @@ export function usableAdapters(view: PoolView): string[] {
 /**
  * Adapters that may carry `address`: those on which BlueZ sees it; when no adapter sees it at all,
  * every usable adapter (the connection actor runs discovery there). Rotating to an adapter that
- * never saw the device was original defect B17.
+ * never saw the device would burn a whole attempt.
  */
 export function adaptersForDevice(view: PoolView, address: string): string[] {
   const usable = usableAdapters(view);
@@ -237,8 +237,8 @@ export type RefusalLesson = Partial<Pick<PoolAdapter, 'learnedLimit' | 'suspecte
  * What a failed connect on `adapter` at `links` real links (besides the device) says about the
  * controller's limit. bluetoothd reports a controller refusing for lack of resources (HCI 0x0d) as
  * le-connection-abort-by-local, the very text of an ordinary RF abort, and RF aborts are common and
- * usually gone on the next attempt (user-pain §1 #1); a limit learned from one of them would hold
- * good slots back until re-probed (user-pain §1 #3: the limit is hard and undocumented, so a wrong
+ * usually gone on the next attempt; a limit learned from one of them would hold
+ * good slots back until re-probed (the limit is hard and undocumented, so a wrong
  * one is only found by trying). So an abort is a suspicion, and the limit is learned only when a
  * second abort on that adapter comes at the same real link count (a saturated controller refuses
  * every try at that count; radio trouble does not line up with it), unless a connect succeeded at

@@ -599,7 +599,7 @@ export function childResetting(
   return finish(draft);
 }
 
-/** A child's escalation asked for another adapter (SPEC §3 rotation). */
+/** A child's escalation asked for another adapter (rotation, docs/architecture.md). */
 export function rotationRequested(context: PoolContext, event: RotationRequest): StepResult {
   const draft = new Draft(context);
   const d = draft.device(event.address);
@@ -621,7 +621,7 @@ export function rotationRequested(context: PoolContext, event: RotationRequest):
     });
   } else if (full || event.failureClass === 'outOfSlots') {
     // No other adapter sees it with a free slot: wait in the queue for a slot instead of burning
-    // attempts on a saturated controller (or rotating to an adapter that never saw it, B17).
+    // attempts on a saturated controller (or on an adapter that never saw it).
     draft.requeue(d.address, `${from} has no free slot and no other adapter can take it`);
   }
   return finish(draft);

@@ -1,10 +1,11 @@
 /**
- * The adapter pool (SPEC §3): one per process or bus, the parent of one connection actor per device.
+ * The adapter pool (docs/architecture.md): one per process or bus, the parent of one connection
+ * actor per device.
  *
  * It owns what a single connection cannot know: which adapter to use (round-robin, or a score of
  * free slots, recent failures and the device's RSSI on that adapter, only among adapters on which
  * BlueZ sees the device), how many links each adapter holds (BlueZ exposes neither the limit nor the
- * usage, user-pain §3), a queue when every adapter that sees a device is full, rotation when a
+ * usage, docs/bluez-facts.md), a queue when every adapter that sees a device is full, rotation when a
  * child's escalation asks for it, adapters appearing and disappearing, and bluetoothd restarts.
  *
  * No I/O: the runtime (src/pool) feeds it the mirror (ADAPTER_PRESENT/GONE, BLUEZ_UP/DOWN,
@@ -15,7 +16,7 @@
  * one named step of adapter-pool-steps.ts.
  * A child that ends or crashes is caught by the wildcard `xstate.done.actor.*` /
  * `xstate.error.actor.*` handlers: an unhandled child error would take the whole pool down
- * (research/ts-stack.md §4).
+ * (in XState v5 a spawned child's error puts its parent in status `error` too).
  */
 import { enqueueActions, setup, type AnyEventObject } from 'xstate';
 import { connectionMachine } from './connection.js';
@@ -47,7 +48,7 @@ import {
 
 /** Input of the pool machine. */
 export interface PoolInput {
-  /** Links per adapter the pool allows (SPEC §6 default 5; CSR 5, Broadcom/RPi 7). */
+  /** Links per adapter the pool allows (default 5, docs/defaults.md; CSR 5, Broadcom/RPi 7). */
   readonly slotsPerAdapter: number;
   readonly strategy: AdapterStrategy;
   /** Adapters known at start (the runtime sends the rest as ADAPTER_PRESENT). */
@@ -177,7 +178,7 @@ export const adapterPoolSetup = setup({
   },
 });
 
-/** The adapter pool machine of SPEC §3. */
+/** The adapter pool machine (docs/architecture.md). */
 export const adapterPoolMachine = adapterPoolSetup.createMachine({
   id: 'adapterPool',
   context: ({ input }) => {

@@ -2,7 +2,7 @@
  * When `backoff` does not wait before the next attempt: pure functions of the machine's context,
  * used by the connection machine's named guards.
  *
- * The wait per failure class (SPEC §5, {@link ConnectionContext.backoffMs}) is for failures whose
+ * The wait per failure class (docs/errors.md, {@link ConnectionContext.backoffMs}) is for failures whose
  * end BlueZ does not announce: the adapter or the device needs a moment. Where BlueZ itself has
  * already given the answer the wait would be for, or the next attempt does not go where the wait
  * was meant to help, it only makes the connection later, so `backoff` goes on to the next attempt at once (an eventless

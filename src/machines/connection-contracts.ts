@@ -8,8 +8,8 @@ import type { EscalationAction, EscalationConfig, EscalationLedger } from './esc
 import type { WatchdogProbe, ZombieEvent } from './watchdog.js';
 
 /**
- * Why an attempt failed: the SPEC §5 classes, plus `validation` (connected but failed validation;
- * counted by escalation, unlike the original, defect B16) and `phantom` (Connected without
+ * Why an attempt failed: the BlueZ classes of docs/errors.md, plus `validation` (connected but failed
+ * validation; counted by escalation, unlike the Python original) and `phantom` (Connected without
  * ServicesResolved, left alone because `closeInactiveConnections` is off).
  */
 export type { FailureClass };
@@ -235,7 +235,7 @@ export interface LockOutput {
   readonly lease: string;
   /** Lease of the cross-process slot on the attempt's adapter; null when slot locks are off or degraded. */
   readonly slotLease: string | null;
-  /** True when the slot could not be taken in time and the attempt goes on unlocked (SPEC §2 locking). */
+  /** True when the slot could not be taken in time and the attempt goes on unlocked (docs/errors.md). */
   readonly degraded: boolean;
   /** How long the slot was waited for (ms); 0 when slot locks are off. */
   readonly waitedMs: number;
@@ -293,7 +293,7 @@ export interface ResetInput {
   readonly adapter: string;
 }
 
-/** Default backoff per failure class in ms (SPEC §5 table; bluezGone uses a timer here until the pool waits for org.bluez). */
+/** Default backoff per failure class in ms (docs/errors.md; bluezGone uses a timer here until the pool waits for org.bluez). */
 export const DEFAULT_BACKOFF_MS: Readonly<Record<FailureClass, number>> = Object.freeze({
   inProgress: 250,
   aborted: 250,

@@ -1,5 +1,5 @@
 /**
- * The connection machine (SPEC §2): one per device, every BlueZ workaround a named state, guard,
+ * The connection machine (docs/architecture.md): one per device, every BlueZ workaround a named state, guard,
  * delay or actor. No I/O here: the actors are contracts (connection-contracts.ts) implemented in
  * src/actors and swapped in with `.provide()`; the defaults below only say they were not provided.
  *
@@ -10,7 +10,8 @@
  * Cancellation (CANCEL, sent for an AbortSignal or overallTimeoutMs) is not a failed attempt: it
  * leaves through `disconnecting` when our Connect may have left a link or a pending connect (so
  * BlueZ is not left Connected on the adapter actually used), releases the device lock, and ends in
- * `failed` with an AbortError/TimeoutError DOMException. The original swallowed it (defect B5).
+ * `failed` with an AbortError/TimeoutError DOMException. The Python original counted it as an
+ * ordinary failed attempt.
  *
  * A parent pool that has no free slot for the device answers with QUEUED_FOR_SLOT: the attempt
  * ends the same way (through `disconnecting` when a link may be open), and the actor waits in
@@ -326,9 +327,9 @@ export const connectionSetup = setup({
       context.teardown === 'validation-failed' || context.teardown === 'attempt-deadline',
   },
   delays: {
-    /** SPEC §6 attemptTimeoutMs: a Connect that never replies must not hold the attempt. */
+    /** attemptTimeoutMs (docs/defaults.md): a Connect that never replies must not hold the attempt. */
     attemptDeadline: ({ context }) => context.attemptTimeoutMs,
-    /** SPEC §5: the wait before the next attempt depends on why the last one failed. */
+    /** docs/errors.md: the wait before the next attempt depends on why the last one failed. */
     backoffForErrorClass: ({ context }) => context.backoffMs[lastCause(context)?.class ?? 'other'],
   },
   actions: {
@@ -390,8 +391,8 @@ export const connectionSetup = setup({
     ),
     recordValidationFailure: assign(({ context, event }) => {
       const cause = describeFailure((event as unknown as { error: unknown }).error, 'validation');
-      // ValidationError carries class `other` in the SPEC §5 table; here it is its own class so
-      // escalation and reports can tell "connected but useless" from a connect error.
+      // ValidationError carries class `other` among the BlueZ classes (docs/errors.md); here it is
+      // its own class so escalation and reports can tell "connected but useless" from a connect error.
       return failureWith(
         context,
         cause.code === 'VALIDATION_FAILED' ? { ...cause, class: 'validation' } : cause,
@@ -405,7 +406,7 @@ export const connectionSetup = setup({
         message: `no connection within attemptTimeoutMs (${context.attemptTimeoutMs} ms) on ${context.adapter}`,
       }),
     ),
-    // The attempt deadline ended the device search: the device was not found (SPEC §5 notFound,
+    // The attempt deadline ended the device search: the device was not found (`notFound` of docs/errors.md,
     // with its own backoff), whoever's deadline ended the search.
     recordSearchDeadline: assign(({ context }) =>
       failureWith(context, {
@@ -669,7 +670,7 @@ const queueDuringAttempt = [
   { target: '#connection.waiting-for-slot', actions: 'recordQueuedForSlot' },
 ] as const;
 
-/** The connection machine of SPEC §2. */
+/** The connection machine (docs/architecture.md). */
 export const connectionMachine = connectionSetup.createMachine({
   id: 'connection',
   initial: 'idle',
@@ -1057,8 +1058,8 @@ export const connectionMachine = connectionSetup.createMachine({
         id: 'resetAdapter',
         src: 'resetAdapter',
         input: ({ context }) => ({ adapter: context.adapter }),
-        // Success or failure, the cooldown starts (original defect B21a: a failing reset was
-        // retried on every following failure).
+        // Success or failure, the cooldown starts (docs/errors.md, Escalation): a failing reset
+        // must not be retried on every following failure.
         onDone: {
           target: 'backoff',
           actions: [

@@ -31,7 +31,7 @@ export class EscalationPolicy {
   readonly config: EscalationConfig;
   #ledger: EscalationLedger = emptyLedger();
 
-  /** @param config - a profile name, a full configuration, or overrides of the SPEC §6 default */
+  /** @param config - a profile name, a full configuration, or overrides of the default (docs/defaults.md) */
   constructor(config: EscalationProfileName | Partial<EscalationConfig> = {}) {
     this.config = resolveEscalationConfig(config);
   }
@@ -69,7 +69,7 @@ export class EscalationPolicy {
 
 /**
  * A validated, frozen configuration from a profile name or a partial configuration (missing fields
- * come from the SPEC §6 default). Throws TypeError/RangeError naming the field.
+ * come from the default, docs/defaults.md). Throws TypeError/RangeError naming the field.
  */
 export function resolveEscalationConfig(
   value: EscalationProfileName | Partial<EscalationConfig> | undefined,

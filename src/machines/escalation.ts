@@ -1,10 +1,10 @@
 /**
  * Escalation: what to do after a failed attempt, as a pure decision.
  *
- * The Python original (research/original-spec.md §4) kept this in a mutable policy object whose
- * "rotate" step did nothing (§10 A2), which never saw validation failures (B16) and whose failed
- * resets never started the cooldown (B21a), with 0.0 as "never reset" so the first 300 s of uptime
- * blocked resets (B9). Here the decision is a function of plain data: the per-adapter ledger, the
+ * The Python original (bleak-connection-manager) kept this in a mutable policy object whose
+ * "rotate" step did nothing, which never saw validation failures and whose failed
+ * resets never started the cooldown, with 0.0 as "never reset" so the first 300 s of uptime
+ * blocked resets. Here the decision is a function of plain data: the per-adapter ledger, the
  * configuration, the failure class and the clock; the connection machine calls it from its guards
  * and a test can call it directly.
  */
@@ -59,7 +59,7 @@ export interface EscalationLedger {
 export interface EscalationQuestion {
   /** Adapter of the failed attempt. */
   readonly adapter: string;
-  /** Class of the failure (SPEC §5 classes plus validation/phantom). */
+  /** Class of the failure (docs/errors.md, Failure classes). */
   readonly failureClass: FailureClass;
   /** Epoch ms now. */
   readonly now: number;
@@ -74,11 +74,12 @@ export function emptyLedger(): EscalationLedger {
 
 /**
  * Whether a failure of this class counts toward the escalation thresholds of its adapter. Every
- * class does (validation failures too, unlike the original, B16) except `outOfSlots`: a refusal for
+ * class does (validation failures too, unlike the original) except `outOfSlots`: a refusal for
  * lack of slots says the controller is full, not that it is unwell. Counting it let a device that
  * was refused again and again while it waited for a slot (its ledger outlives the park) push a
- * full adapter to a reset, which drops every other link on it (user-pain §3: saturation is fixed by
- * rotation and queueing, never by a reset), or push a later genuine failure over the threshold.
+ * full adapter to a reset, which drops every other link on it (saturation is fixed by
+ * rotation and queueing, never by a reset: docs/errors.md, `outOfSlots`), or push a later genuine
+ * failure over the threshold.
  */
 export function countsTowardEscalation(failureClass: FailureClass): boolean {
   return failureClass !== 'outOfSlots';
@@ -108,7 +109,7 @@ export function recordSuccess(ledger: EscalationLedger, adapter: string): Escala
 
 /**
  * The ledger after a reset attempt of `adapter` at `at`, whether the reset worked or not: a failing
- * reset must not be retried on every following failure (original defect B21a).
+ * reset must not be retried on every following failure (docs/errors.md, Escalation).
  */
 export function recordReset(ledger: EscalationLedger, adapter: string, at: number): EscalationLedger {
   return {
@@ -150,9 +151,9 @@ export function resetCooldownElapsed(
  * `outOfSlots` is decided first and on its own: rotate (a pool moves the device to an adapter with a
  * free slot or queues it until one frees), or retry after the class's backoff when there is nothing
  * to rotate to. It never resets or clears, whatever the count: a reset of a full adapter drops every
- * link on it and frees no slot for anyone but the next refusal (user-pain §3).
+ * link on it and frees no slot for anyone but the next refusal (docs/errors.md, `outOfSlots`).
  *
- * Every other class follows the original's order (research/original-spec.md §4.3): reset (count,
+ * Every other class follows the original's order (docs/errors.md, Escalation): reset (count,
  * enabled, cooldown) → clear → rotate → diagnose → retry. Clear before rotate keeps the original's
  * observable sequence (1 diagnose, 2–3 rotate, ≥4 clear); unlike the original, rotate is only chosen
  * when it can change the adapter.

@@ -1,11 +1,14 @@
 /**
- * Escalation profiles with the original's numbers (research/original-spec.md §4.2, §4.5), frozen:
- * the original's profiles were shared mutable module objects (defect B21), so one caller's tweak
+ * Escalation profiles with the Python original's numbers (docs/defaults.md, Profiles), frozen:
+ * the original's profiles were shared mutable module objects, so one caller's tweak
  * changed every other caller's policy.
  */
 import type { EscalationConfig } from './escalation.js';
 
-/** SPEC §6 default: diagnose at 1 failure, rotate at 2, clear at 4, reset at 6 (off), cooldown 300 s. */
+/**
+ * The default (docs/defaults.md): diagnose at 1 failure, rotate at 2, clear at 4, reset at 6 (off),
+ * cooldown 300 s.
+ */
 export const DEFAULT_ESCALATION: EscalationConfig = Object.freeze({
   diagnose: true,
   clear: true,

@@ -61,7 +61,7 @@ export type PoolConnectOptions = Omit<
 export interface AdapterPoolOptions {
   /** The BlueZ client (the caller owns it and closes it after the pool). */
   bluez: BluezClient;
-  /** Links per adapter (SPEC §6 default 5; CSR 5, Broadcom/RPi 7, some Realtek 2–3). */
+  /** Links per adapter (default 5, docs/defaults.md; CSR 5, Broadcom/RPi 7, some Realtek 2–3). */
   slotsPerAdapter?: number;
   /** `round-robin` (default) or `score` (free slots, recent failures, RSSI on that adapter). */
   strategy?: AdapterStrategy;
@@ -73,8 +73,8 @@ export interface AdapterPoolOptions {
       'lateGattDelaysMs' | 'disconnectTimeoutMs' | 'rediscoveryTimeoutMs' | 'stallGuardMs'
     >;
   /**
-   * The recovery ladder run by a child's `resetting` state (SPEC §4). Without it, `reset` escalation
-   * power-cycles the adapter through D-Bus only.
+   * The recovery ladder run by a child's `resetting` state (docs/architecture.md). Without it, `reset`
+   * escalation power-cycles the adapter through D-Bus only.
    */
   resetLadder?: Omit<ResetLadderOptions, 'bluez'>;
   logger?: ConnectionLogger;
@@ -263,7 +263,7 @@ function sightingsOf(bluez: BluezClient, address: string, allowed: (adapter: str
 }
 
 /**
- * Creates and starts the adapter pool of SPEC §3 over `options.bluez`.
+ * Creates and starts the adapter pool (docs/architecture.md) over `options.bluez`.
  * Throws TypeError/RangeError naming the field for bad options, before any I/O.
  */
 export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
@@ -380,7 +380,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
       if (known.get(name) !== powered) actor.send({ type: 'ADAPTER_PRESENT', name, powered });
     }
     known = now;
-    // Every link BlueZ shows takes a controller slot, another service's too (user-pain §3, §9).
+    // Every link BlueZ shows takes a controller slot, another service's too (docs/architecture.md).
     for (const name of lastLinks.keys()) if (!now.has(name)) lastLinks.delete(name);
     for (const name of now.keys()) {
       const connected = bluez.mirror

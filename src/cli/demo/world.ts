@@ -1,6 +1,6 @@
 /**
  * The demo's simulated gateway: two adapters and a dozen BLE devices a real Victron / Raspberry Pi
- * gateway would manage, each with the BlueZ failure it is known for (research/user-pain.md), and
+ * gateway would manage, each with the BlueZ failure it is known for, and
  * what the library is expected to make of it. Every number of the real world (latencies, library
  * timeouts, fault durations) is multiplied by one latency scale, so the demo runs faster than real
  * time with the same proportions.
@@ -102,7 +102,7 @@ export function demoWorld(scale: number): DemoWorld {
   const ms = (real: number): number => Math.max(1, Math.round(real * scale));
   const adapters: DemoAdapter[] = [
     // The pool is configured for 7 links per adapter (Broadcom/RPi); the USB dongle's CSR
-    // controller refuses the 5th link, and nothing in BlueZ says so beforehand (user-pain §3).
+    // controller refuses the 5th link, and nothing in BlueZ says so beforehand (docs/bluez-facts.md).
     { name: 'hci0', alias: 'onboard', controllerSlots: 7 },
     { name: 'hci1', alias: 'usb-dongle', controllerSlots: 4 },
   ];
@@ -255,8 +255,8 @@ export function demoWorld(scale: number): DemoWorld {
 }
 
 /**
- * The library's timeouts at the demo's scale: SPEC §6 defaults × scale, so a 20 s attempt deadline
- * stays 40 times a 500 ms connect, as on a real gateway.
+ * The library's timeouts at the demo's scale: the defaults of docs/defaults.md × scale, so a 20 s
+ * attempt deadline stays 40 times a 500 ms connect, as on a real gateway.
  */
 export function scaledPoolDefaults(scale: number) {
   const ms = (real: number): number => Math.max(1, Math.round(real * scale));

@@ -1,7 +1,7 @@
 /**
  * What `bluez-cm doctor` concludes from one look at BlueZ: pure functions from snapshots to
- * findings, each with advice a person can act on. The advice cites the failure it is about
- * (research/user-pain.md): phantoms hold controller slots, an unpowered or blocked adapter gives
+ * findings, each with advice a person can act on. The advice names the failure it is about:
+ * phantoms hold controller slots, an unpowered or blocked adapter gives
  * NotReady, a missing bluetoothd turns every call into ServiceUnknown.
  */
 import type { AdapterSnapshot, DeviceSnapshot } from '../../index.js';

@@ -429,7 +429,7 @@ export class SimDevice implements GattOwner {
         this.gatt?.unexport();
         this.gatt = new GattTree(ctx, this, []);
       } else if (late) {
-        // Reading of "late GATT" (SPEC §8, Telink-style peripherals): bluetoothd
+        // Reading of "late GATT" (docs/defaults.md `lateGattDelaysMs`, Telink-style peripherals): bluetoothd
         // reports ServicesResolved=true first and the service objects appear
         // `ms` later, so a client that reads the tree right away sees nothing.
         // Bound to the link: a link lost before the services appear leaves no timer behind.

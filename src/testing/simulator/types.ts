@@ -1,5 +1,5 @@
 /**
- * The BlueZ simulator's control contract (SPEC §8). Tests, the `bluez-cm sim`
+ * The BlueZ simulator's control contract (docs/testing.md). Tests, the `bluez-cm sim`
  * command and scenario files all drive the simulator through these shapes, so
  * a fault described in JSON and a fault injected from code are the same thing.
  */
