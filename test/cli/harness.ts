@@ -37,7 +37,11 @@ export function buildCliPackage(): CliPackage {
     JSON.stringify({
       name: 'bluez-connection-manager',
       type: 'module',
-      exports: { '.': './src/index.js', './testing': './src/testing/index.js' },
+      exports: {
+        '.': './src/index.js',
+        './machines': './src/machines/index.js',
+        './testing': './src/testing/index.js',
+      },
     }),
   );
   const runs: CliRun[] = [];

@@ -40,8 +40,9 @@ describe('examples/ against the simulator', () => {
     example: string,
     args: readonly string[] = [],
     env: NodeJS.ProcessEnv = {},
+    scenarioFile = scenario,
   ): Promise<CliRun> {
-    const sim = pkg.cli(['sim', '--scenario', scenario]);
+    const sim = pkg.cli(['sim', '--scenario', scenarioFile]);
     try {
       await eventually('sim address', () => /^DBUS_SYSTEM_BUS_ADDRESS=(.+)$/m.test(sim.out()));
       const address = /^DBUS_SYSTEM_BUS_ADDRESS=(.+)$/m.exec(sim.out())?.[1] ?? '';
@@ -124,6 +125,17 @@ describe('examples/ against the simulator', () => {
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
+  }, 60_000);
+
+  it('keep-alive.mjs: the battery monitor’s link drops and keep-alive brings it back; closed says disconnected', async () => {
+    const app = await againstSim('keep-alive.mjs', [], {}, join(examples, 'scenarios', 'link-drop.json'));
+    expect(app.err()).toBe('');
+    expect(await app.exit).toBe(0);
+    const out = app.out();
+    expect(out).toMatch(/connected to C8:47:8C:00:00:01 on hci[01]/);
+    expect(out).toMatch(/link lost on hci[01] \(Connected=false\); keep-alive reconnects/);
+    expect(out).toMatch(/reconnected on hci[01]/);
+    expect(out).toMatch(/closed: disconnected\n$/);
   }, 60_000);
 
   it('test-with-simulator.ts passes as a node:test file (its own simulator, a phantom cleared)', async () => {

@@ -4,7 +4,8 @@ import { setTimeout } from 'node:timers';
 import { openSync, fstatSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createConnectionActor, openBluez, stallGuardLocks, stallGuardOf } from 'bluez-connection-manager';
+import { createConnectionActor, openBluez } from 'bluez-connection-manager';
+import { stallGuardLocks, stallGuardOf } from 'bluez-connection-manager/machines';
 
 const [address, adapter, blockMsText] = process.argv.slice(2);
 const blockMs = Number(blockMsText);
