@@ -132,4 +132,4 @@ export type { AttemptRecord, Classification, ErrorClass } from './bluez/index.js
 
 // ---- metrics (prom-client is an optional peer dependency, loaded only by this function) ----------
 export { createPrometheusMetrics } from './metrics/prometheus.js';
-export type { PrometheusMetrics, PrometheusMetricsOptions } from './metrics/prometheus.js';
+export type { MetricsRegistry, PrometheusMetrics, PrometheusMetricsOptions } from './metrics/prometheus.js';

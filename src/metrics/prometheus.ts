@@ -15,10 +15,21 @@ import type * as PromClient from 'prom-client';
 import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AdapterPool } from '../pool/create-adapter-pool.js';
 
+/** The part of a prom-client `Registry` an app uses here (prom-client's own Registry is one). */
+export interface MetricsRegistry {
+  /** The exposition text of every registered metric. */
+  metrics(): Promise<string>;
+  /** The content type of that text, for an HTTP response. */
+  readonly contentType: string;
+}
+
 /** Options of {@link createPrometheusMetrics}. */
 export interface PrometheusMetricsOptions {
-  /** Registry to register in (default: a new one, so several instances never collide). */
-  readonly registry?: Registry;
+  /**
+   * A prom-client `Registry` to register in (default: a new one, so several instances never
+   * collide). Typed structurally so that apps without the optional prom-client still compile.
+   */
+  readonly registry?: MetricsRegistry;
   /** Metric name prefix (default `bluez_cm_`). */
   readonly prefix?: string;
   /** Also collect prom-client's default process metrics (default false). */
@@ -28,7 +39,7 @@ export interface PrometheusMetricsOptions {
 /** What {@link createPrometheusMetrics} returns. */
 export interface PrometheusMetrics {
   /** The registry holding the metrics (`await registry.metrics()` is the exposition text). */
-  readonly registry: Registry;
+  readonly registry: MetricsRegistry;
   /** Pass as the `inspect` option of a connection actor or pool. */
   readonly inspect: (event: InspectionEvent) => void;
   /** Adds slot gauges (in use, limit in force, learned limit) per adapter of `pool`. */
@@ -91,7 +102,9 @@ export async function createPrometheusMetrics(
       cause,
     });
   }
-  const registry = options.registry ?? new prom.Registry();
+  // A caller's registry must be prom-client's own (documented on the option): its metrics are
+  // registered into it.
+  const registry = (options.registry as Registry | undefined) ?? new prom.Registry();
   if (options.processMetrics === true) prom.collectDefaultMetrics({ register: registry, prefix });
 
   const attempts: Counter<'adapter' | 'outcome' | 'class'> = new prom.Counter({
