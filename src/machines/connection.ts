@@ -277,7 +277,7 @@ export const connectionSetup = setup({
     notificationWatchdog: watchdogMachine,
   },
   guards: {
-    lockWasDegraded: ({ event }) => (event as unknown as { output: LockOutput }).output.degraded,
+    lockWasDegraded: (_, lock: LockOutput) => lock.degraded,
     /** The lock itself failed (strict timeout, a refused lock path, no permission): not an attempt to retry. */
     isLockFailure: ({ event }) => {
       const code = (event as { error?: { code?: unknown } }).error?.code;
@@ -355,15 +355,12 @@ export const connectionSetup = setup({
       };
       return { adapter, assignedAdapter: null, attempts: [...context.attempts, attempt], teardown: null };
     }),
-    takeLease: assign(({ event }) => {
-      const output = (event as unknown as { output: LockOutput }).output;
-      return { lease: output.lease, slotLease: output.slotLease };
-    }),
-    reportDegradedLock: emit(({ context, event }) => ({
+    takeLease: assign((_, lock: LockOutput) => ({ lease: lock.lease, slotLease: lock.slotLease })),
+    reportDegradedLock: emit(({ context }, lock: LockOutput) => ({
       type: 'lock-degraded' as const,
       address: context.address,
       adapter: context.adapter,
-      waitedMs: (event as unknown as { output: LockOutput }).output.waitedMs,
+      waitedMs: lock.waitedMs,
     })),
     failWithLockError: assign(({ event }) => {
       const error = (event as { error?: unknown }).error;
@@ -727,13 +724,17 @@ export const connectionMachine = connectionSetup.createMachine({
           adapter: context.adapter,
           lease: context.lease,
         }),
+        // The lock's output reaches the guard and actions as typed params (no event casts).
         onDone: [
           {
-            guard: 'lockWasDegraded',
+            guard: { type: 'lockWasDegraded', params: ({ event }) => event.output },
             target: 'clearing-stale',
-            actions: ['takeLease', 'reportDegradedLock'],
+            actions: [
+              { type: 'takeLease', params: ({ event }) => event.output },
+              { type: 'reportDegradedLock', params: ({ event }) => event.output },
+            ],
           },
-          { target: 'clearing-stale', actions: 'takeLease' },
+          { target: 'clearing-stale', actions: { type: 'takeLease', params: ({ event }) => event.output } },
         ],
         onError: [
           {
