@@ -179,6 +179,20 @@ async function validateOnce(
 export function connectionActorFunctions(deps: ConnectionActorDeps) {
   const { bluez } = deps;
 
+  /**
+   * Makes sure BlueZ knows `input.address` on `input.adapter` (managed discovery, bounded by
+   * `timeoutMs`): after a RemoveDevice, before a Connect. Otherwise a notFound error saying `why`.
+   */
+  const ensureKnown = async (
+    input: DeviceOnAdapter,
+    timeoutMs: number,
+    signal: AbortSignal,
+    why: () => string,
+  ): Promise<void> => {
+    if (await rediscover(bluez, input.adapter, input.address, timeoutMs, signal, deps.discovery)) return;
+    throw new DeviceNotFoundError(why(), { adapter: input.adapter, device: input.address });
+  };
+
   const acquireDeviceLock = async (input: LockInput, signal: AbortSignal): Promise<LockOutput> => {
     const reused = input.lease !== null && deps.leases.holds(input.lease);
     let lease = reused ? input.lease : null;
@@ -245,24 +259,12 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     await waitDeviceGone(bluez, input, deps.disconnectTimeoutMs, signal);
     // Removing a device deletes its object until discovery sees it again, and until then a Connect
     // has no object to go to (notFound): bring it back before the next Connect.
-    if (
-      !(await rediscover(
-        bluez,
-        input.adapter,
-        input.address,
-        deps.rediscoveryTimeoutMs,
-        signal,
-        deps.discovery,
-      ))
-    ) {
-      throw new DeviceNotFoundError(
-        `${input.address} did not reappear on ${input.adapter} after RemoveDevice`,
-        {
-          adapter: input.adapter,
-          device: input.address,
-        },
-      );
-    }
+    await ensureKnown(
+      input,
+      deps.rediscoveryTimeoutMs,
+      signal,
+      () => `${input.address} did not reappear on ${input.adapter} after RemoveDevice`,
+    );
   };
 
   const clearPhantom = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<ClearPhantomOutput> => {
@@ -322,22 +324,14 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
         { adapter: input.adapter, device: input.address },
       );
     }
-    if (
-      !(await rediscover(
-        bluez,
-        input.adapter,
-        input.address,
-        deps.rediscoveryTimeoutMs,
-        signal,
-        deps.discovery,
-      ))
-    ) {
-      throw new DeviceNotFoundError(
+    await ensureKnown(
+      input,
+      deps.rediscoveryTimeoutMs,
+      signal,
+      () =>
         `${input.address} is not known on ${input.adapter} and was not discovered within ` +
-          `rediscoveryTimeoutMs (${deps.rediscoveryTimeoutMs} ms)`,
-        { adapter: input.adapter, device: input.address },
-      );
-    }
+        `rediscoveryTimeoutMs (${deps.rediscoveryTimeoutMs} ms)`,
+    );
   };
 
   const connectWithDeadline = async (input: ConnectInput, signal: AbortSignal): Promise<void> => {
@@ -345,15 +339,12 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     // Bounded by rediscoveryTimeoutMs: an adapter that cannot hear the device should hand over to
     // the next one after a discovery's worth of time, not after the whole attempt deadline.
     const lookMs = Math.min(deps.rediscoveryTimeoutMs, input.timeoutMs);
-    if (!(await rediscover(bluez, input.adapter, input.address, lookMs, signal, deps.discovery))) {
-      throw new DeviceNotFoundError(
-        `${input.address} is not known on ${input.adapter} and was not discovered`,
-        {
-          adapter: input.adapter,
-          device: input.address,
-        },
-      );
-    }
+    await ensureKnown(
+      input,
+      lookMs,
+      signal,
+      () => `${input.address} is not known on ${input.adapter} and was not discovered`,
+    );
     // The machine's `attemptDeadline` ends the attempt; the call's own deadline is only a backstop
     // a little later, so that the machine (which tears the pending connect down) wins the race.
     const backstopMs = Math.max(1, input.timeoutMs - (performance.now() - startedAt)) + 1000;

@@ -31,7 +31,7 @@ expected, 1 otherwise, 3 when dbus-daemon is missing (Debian package "dbus").
       --table            the live table (the default on a terminal)
       --node-ble         plain node-ble on the simulator, without the manager
       --metrics PORT     serve Prometheus metrics on http://127.0.0.1:PORT/metrics
-                         (0: any free port); after the summary it keeps serving
+                         (0: a free port); after the summary it keeps serving
                          until Ctrl-C, so the final counts can be scraped
   -h, --help             this text
 `;
