@@ -162,7 +162,8 @@ describe('bluez-cm demo', () => {
 
   it('--node-ble runs the plain node-ble walkthrough on the simulator and stops its bus', async () => {
     const run = pkg.cli(['demo', '--node-ble']);
-    expect(await run.exit).toBe(0);
+    // On failure the walkthrough names the step that missed its deadline on stderr.
+    expect(await run.exit, run.err()).toBe(0);
     const out = run.out();
     for (const line of [
       'node-ble sees adapters: hci0, hci1',
