@@ -13,7 +13,15 @@ const closed = new Promise((resolve) => lines.once('close', resolve));
 const lib = await import(`${srcDir}/index.js`);
 // Top-level states of the connection actor with CLOCK_MONOTONIC ms (comparable across processes).
 const trail = [];
+// When a lock lease is handed back: the inspection event comes just before the synchronous unlock,
+// so it is a lower bound of the release (a snapshot's time is not: it comes after later entry work).
+const releases = [];
 const inspect = (e) => {
+  if (e.type === '@xstate.action' && e.actorRef?.sessionId === e.rootId) {
+    if (e.action?.type === 'releaseDeviceLock' && e.action.params?.lease != null)
+      releases.push(Number(process.hrtime.bigint()) / 1e6);
+    return;
+  }
   if (e.type !== '@xstate.snapshot' || e.actorRef?.sessionId !== e.rootId) return;
   const value = e.snapshot?.value;
   const state = typeof value === 'string' ? value : value && Object.keys(value)[0];
@@ -42,12 +50,25 @@ try {
       rediscoveryTimeoutMs: 10_000,
       logger: { warn: (_fields, message) => out({ event: 'warn', message }) },
     });
-    out({ event: 'connected', adapter: connection.adapter, attempts: connection.attempts.length, trail });
+    out({
+      event: 'connected',
+      adapter: connection.adapter,
+      attempts: connection.attempts.length,
+      trail,
+      releases,
+    });
     await closed;
     await connection.disconnect();
   }
 } catch (err) {
-  out({ event: 'failed', name: err?.name, code: err?.code, message: String(err?.message ?? err), trail });
+  out({
+    event: 'failed',
+    name: err?.name,
+    code: err?.code,
+    message: String(err?.message ?? err),
+    trail,
+    releases,
+  });
 }
 await bluez.close();
 out({ event: 'done' });
