@@ -25,7 +25,8 @@ export type PromiseActorName =
   | 'clearPhantom'
   | 'findDevice'
   | 'connectWithDeadline'
-  | 'validateWithLateGattRetry'
+  | 'validateOnce'
+  | 'awaitGattSettled'
   | 'verifiedDisconnect'
   | 'resetAdapter';
 
@@ -38,7 +39,8 @@ export const HEALTHY: Record<PromiseActorName, Outcome> = {
   clearPhantom: ok({ reappeared: true }),
   findDevice: ok(),
   connectWithDeadline: ok(),
-  validateWithLateGattRetry: ok(),
+  validateOnce: ok({ passed: true }),
+  awaitGattSettled: ok({ outcome: 'settled' }),
   verifiedDisconnect: ok({ outcome: 'disconnected' }),
   resetAdapter: ok(),
 };
