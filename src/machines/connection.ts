@@ -1083,7 +1083,8 @@ export const connectionMachine = connectionSetup.createMachine({
                 input: ({ context }) => ({
                   address: context.address,
                   adapter: context.adapter,
-                  timeoutMs: context.lateGattWaitMs,
+                  // A backstop: the state's `after lateGattCheckpoint` ends the wait first.
+                  timeoutMs: context.lateGattWaitMs + 1000,
                 }),
                 onDone: [
                   {

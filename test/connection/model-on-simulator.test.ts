@@ -230,7 +230,6 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
     for (let i = 1; i < path.steps.length; i++) {
       const step = path.steps[i]!;
       const event = step.event as AnyEventObject;
-      const next = path.steps[i + 1]?.event as AnyEventObject | undefined;
       // The event that leaves this backoff (ADAPTER_ASSIGNED in backoff only adopts the adapter).
       const leaving = path.steps.slice(i + 1).find((s) => !s.state.matches({ establishing: 'backoff' }))
         ?.event as AnyEventObject | undefined;
@@ -442,15 +441,20 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
 }
 
 describe('model paths on the simulator', () => {
-  it('every transition except lock degraded/failed, a failing link watch and a search giving up before the deadline can be driven by a BlueZ fault', () => {
+  it('every transition except lock degraded/failed, a failing link or GATT watch, a search giving up before the deadline and the 60 s overall deadline can be driven by a BlueZ fault', () => {
     expect([...unreachableBySimulator].sort()).toEqual([
       // With keep-alive a failing watch starts a reconnect run, else the actor is idle.
-      'connection.connected | xstate.error.actor.watchLink | #0 → connection.backoff',
+      'connection.connected | xstate.error.actor.watchLink | #0 → connection.establishing.backoff',
       'connection.connected | xstate.error.actor.watchLink | #1 → connection.idle',
-      'connection.connecting.searching | xstate.error.actor.findDevice | #0 → connection.escalating',
-      'connection.locking | xstate.done.actor.acquireDeviceLock | #0 → connection.clearing-stale',
-      'connection.locking | xstate.error.actor.acquireDeviceLock | #0 → connection.failed',
-      'connection.locking | xstate.error.actor.acquireDeviceLock | #1 → connection.escalating',
+      // A timer (test/connection/cancellation.test.ts drives overallTimeoutMs on the simulator).
+      'connection.disconnecting | xstate.after.overallDeadline.connection.disconnecting | #0',
+      'connection.establishing | xstate.after.overallDeadline.connection.establishing | #0 → connection.disconnecting',
+      'connection.establishing | xstate.after.overallDeadline.connection.establishing | #1 → connection.failed',
+      'connection.establishing.connecting.searching | xstate.error.actor.findDevice | #0 → connection.establishing.escalating',
+      'connection.establishing.locking | xstate.done.actor.acquireDeviceLock | #0 → connection.establishing.clearing-stale',
+      'connection.establishing.locking | xstate.error.actor.acquireDeviceLock | #0 → connection.failed',
+      'connection.establishing.locking | xstate.error.actor.acquireDeviceLock | #1 → connection.establishing.escalating',
+      'connection.establishing.validating.waiting-for-late-gatt | xstate.error.actor.awaitGattSettled | #0 → connection.disconnecting',
     ]);
     expect(selected.length).toBeGreaterThan(5);
   });
