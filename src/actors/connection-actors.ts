@@ -11,10 +11,8 @@ import {
   AdapterNotReadyError,
   BluezError,
   DeviceNotFoundError,
-  OutOfSlotsError,
   StalledError,
   ValidationError,
-  classifyError,
   type StallGuardAction,
   isAbortError,
 } from '../bluez/errors.js';
@@ -372,19 +370,17 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
   };
 
   const connectWithDeadline = async (input: ConnectInput, signal: AbortSignal): Promise<void> => {
-    const startedAt = performance.now();
-    // Bounded by rediscoveryTimeoutMs: an adapter that cannot hear the device should hand over to
-    // the next one after a discovery's worth of time, not after the whole attempt deadline.
-    const lookMs = Math.min(deps.rediscoveryTimeoutMs, input.timeoutMs);
-    await ensureKnown(
-      input,
-      lookMs,
-      signal,
-      () => `${input.address} is not known on ${input.adapter} and was not discovered`,
-    );
+    // The search is the machine's `connecting.searching`: an object that went away since is
+    // reported as notFound, and the machine searches again within the attempt deadline.
+    if (bluez.device(input.adapter, input.address) === undefined) {
+      throw new DeviceNotFoundError(
+        `${input.address} is no longer known on ${input.adapter} (removed or expired before Connect)`,
+        { adapter: input.adapter, device: input.address },
+      );
+    }
     // The machine's `attemptDeadline` ends the attempt; the call's own deadline is only a backstop
     // a little later, so that the machine (which tears the pending connect down) wins the race.
-    const backstopMs = Math.max(1, input.timeoutMs - (performance.now() - startedAt)) + 1000;
+    const backstopMs = input.timeoutMs + 1000;
     const settled = deps.stallGuard?.connectPending(input.adapter, input.address);
     try {
       await bluez.connect(input.adapter, input.address, {
@@ -403,26 +399,21 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
         throw new StalledError(input.adapter, input.address, stall);
       }
       if (err instanceof BluezError && err.errorClass === 'aborted') {
-        // BlueZ's Connected=false is the earliest moment a retry cannot meet the old link; the
-        // machine's backoff is skipped when this was seen (linkDownSeen on the failure).
-        const down = await waitLinkDown(bluez, input, deps.disconnectTimeoutMs, signal);
+        // The machine waits for the link to drop (`connecting.awaiting-link-down`) and, with the
+        // adapter's links at this limit, classes the abort as out of slots.
         const limit = deps.slotLimit?.(input.adapter);
-        if (classifyError(err, { slotsPerAdapter: limit }).class === 'outOfSlots') {
-          throw new OutOfSlotsError(
-            `${err.message} (${input.adapter} holds ${err.linksOnAdapter} other links, limit ${limit})`,
-            {
-              dbusName: err.dbusName,
-              adapter: input.adapter,
-              device: input.address,
-              cause: err,
-              linksOnAdapter: err.linksOnAdapter,
-            },
-          );
-        }
-        err.linkDownSeen = down;
+        throw limit === undefined ? err : Object.assign(err, { slotLimit: limit });
       }
       throw err;
     }
+  };
+
+  const waitLinkGone = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<void> => {
+    // No deadline of its own: the machine's `after linkDownDeadline` ends the wait.
+    await bluez.mirror.waitFor((m) => !(m.device(input.adapter, input.address)?.connected ?? false), {
+      signal,
+      description: `Connected=false for ${input.address} on ${input.adapter}`,
+    });
   };
 
   const awaitGattSettled = async (
@@ -486,6 +477,7 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     clearPhantom,
     findDevice,
     connectWithDeadline,
+    waitLinkDown: waitLinkGone,
     validateOnce: (input: ValidateInput, signal: AbortSignal) => validateOnce(deps, input, signal),
     awaitGattSettled,
     verifiedDisconnect,
@@ -525,6 +517,9 @@ export function connectionActorImplementations(
       findDevice: fromPromise<void, DeviceOnAdapter>(({ input, signal }) => fns.findDevice(input, signal)),
       connectWithDeadline: fromPromise<void, ConnectInput>(({ input, signal }) =>
         fns.connectWithDeadline(input, signal),
+      ),
+      waitLinkDown: fromPromise<void, DeviceOnAdapter>(({ input, signal }) =>
+        fns.waitLinkDown(input, signal),
       ),
       validateOnce: fromPromise<ValidationCheck, ValidateInput>(({ input, signal }) =>
         fns.validateOnce(input, signal),

@@ -148,6 +148,8 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
       keepAlive: resolved.keepAlive,
       // The machine's own `after overallDeadline`, per establishing run.
       overallTimeoutMs: resolved.overallTimeoutMs ?? null,
+      // Bounds the wait for an RF-aborted link to drop (connecting.awaiting-link-down).
+      disconnectTimeoutMs: resolved.disconnectTimeoutMs,
     },
     inspect: options.inspect,
   });

@@ -31,6 +31,12 @@ export interface FailureCause {
   readonly linksOnAdapter?: number;
   /** A failed connect after which BlueZ showed Connected=false: a retry cannot meet the old link. */
   readonly linkDownSeen?: boolean;
+  /**
+   * The connection slot limit in force on the adapter when an RF abort came back (slotsPerAdapter
+   * or the limit a pool learned): with `linksOnAdapter` at this limit the abort is a refusal for
+   * lack of slots (`connecting.classifying-abort`).
+   */
+  readonly slotLimit?: number;
 }
 
 /** One attempt: where, how long, and how it ended. */
@@ -97,6 +103,11 @@ export interface ConnectionInput {
    * CANCEL with reason `timed-out`.
    */
   readonly overallTimeoutMs?: number | null;
+  /**
+   * How long `connecting.awaiting-link-down` waits for Connected=false after an RF abort
+   * (disconnectTimeoutMs, docs/defaults.md); default 5 000.
+   */
+  readonly disconnectTimeoutMs?: number;
 }
 
 /** Context of the connection machine (serialisable; the only class instances are errors). */
@@ -160,6 +171,13 @@ export interface ConnectionContext {
   readonly validationMiss: string | null;
   /** How long `validating.waiting-for-late-gatt` waits at most before checking again (ms). */
   readonly lateGattWaitMs: number;
+  /** See {@link ConnectionInput.disconnectTimeoutMs}. */
+  readonly disconnectTimeoutMs: number;
+  /**
+   * An RF abort's cause, held while `connecting.awaiting-link-down` waits for the link to drop;
+   * recorded (as `aborted` or, at the slot limit, `outOfSlots`) when the wait ends.
+   */
+  readonly heldFailure: FailureCause | null;
 }
 
 /** Output of the machine when it reaches `failed`. */

@@ -117,6 +117,7 @@ export function describeFailure(error: unknown, fallbackClass: FailureClass = 'o
       dbusName?: unknown;
       linksOnAdapter?: unknown;
       linkDownSeen?: unknown;
+      slotLimit?: unknown;
     };
     const cls =
       typeof e.errorClass === 'string' && FAILURE_CLASSES.has(e.errorClass) ? e.errorClass : fallbackClass;
@@ -131,6 +132,7 @@ export function describeFailure(error: unknown, fallbackClass: FailureClass = 'o
       ...(typeof e.dbusName === 'string' ? { dbusName: e.dbusName } : {}),
       ...(typeof e.linksOnAdapter === 'number' ? { linksOnAdapter: e.linksOnAdapter } : {}),
       ...(e.linkDownSeen === true ? { linkDownSeen: true } : {}),
+      ...(typeof e.slotLimit === 'number' ? { slotLimit: e.slotLimit } : {}),
     };
   }
   return { class: fallbackClass, code: 'UNKNOWN', name: 'Error', message: String(error) };
@@ -274,6 +276,8 @@ export const connectionSetup = setup({
     findDevice: fromPromise<void, DeviceOnAdapter>(async () => notProvided('findDevice')),
     /** Device1.Connect, then ServicesResolved; the machine's `after` is the per-attempt deadline. */
     connectWithDeadline: fromPromise<void, ConnectInput>(async () => notProvided('connectWithDeadline')),
+    /** Resolves when BlueZ shows the device's link down (Connected=false, or the object gone). */
+    waitLinkDown: fromPromise<void, DeviceOnAdapter>(async () => notProvided('waitLinkDown')),
     /**
      * One validation check: GATT not empty, then the user validator. Resolves with what is missing
      * (and how long the late-GATT budget still allows waiting for it); rejects when the validator
@@ -351,6 +355,26 @@ export const connectionSetup = setup({
     teardownEndsFailedAttempt: ({ context }) =>
       context.teardown === 'validation-failed' || context.teardown === 'attempt-deadline',
     validationPassed: (_, check: ValidationCheck) => check.passed,
+    /** BlueZ no longer knows the device when the Connect is to be sent (removed, expired). */
+    deviceUnknown: (_, params: { error: unknown }) => describeFailure(params.error).class === 'notFound',
+    /**
+     * An RF abort (le-connection-abort-by-local): the link is briefly up (docs/errors.md,
+     * `aborted`), and a retry must not meet it.
+     */
+    rfAborted: (_, params: { error: unknown }) => describeFailure(params.error).class === 'aborted',
+    /**
+     * bluetoothd reports a controller that refuses a link for lack of resources (HCI 0x0d) with the
+     * text of an RF abort; with the adapter's other links at the slot limit in force, it is that.
+     */
+    abortWasSlotRefusal: ({ context }) => {
+      const held = context.heldFailure;
+      return (
+        held !== null &&
+        held.linksOnAdapter !== undefined &&
+        held.slotLimit !== undefined &&
+        held.linksOnAdapter >= held.slotLimit
+      );
+    },
     /** Something the check needs is missing and the late-GATT budget allows waiting for it. */
     lateGattBudgetLeft: (_, check: ValidationCheck) => !check.passed && check.nextCheckInMs !== null,
     linkDropped: (_, settle: GattSettleOutput) => settle.outcome === 'disconnected',
@@ -371,6 +395,8 @@ export const connectionSetup = setup({
       context.deadlineAt === null
         ? MAX_TIMER_MS
         : Math.min(MAX_TIMER_MS, Math.max(0, context.deadlineAt - Date.now())),
+    /** disconnectTimeoutMs: how long an RF-aborted link may take to show Connected=false. */
+    linkDownDeadline: ({ context }) => context.disconnectTimeoutMs,
     /** The next late-GATT checkpoint (lateGattDelaysMs, docs/defaults.md), as the check reported it. */
     lateGattCheckpoint: ({ context }) => context.lateGattWaitMs,
   },
@@ -434,6 +460,29 @@ export const connectionSetup = setup({
     recordAttemptFailure: assign(({ context }, params: { error: unknown }) =>
       failureWith(context, describeFailure(params.error)),
     ),
+    holdFailure: assign((_, params: { error: unknown }) => ({ heldFailure: describeFailure(params.error) })),
+    markHeldLinkDown: assign(({ context }) => ({
+      heldFailure: context.heldFailure === null ? null : { ...context.heldFailure, linkDownSeen: true },
+    })),
+    /** The RF abort as it is (retried at once when the link was seen down: src/machines/backoff.ts). */
+    recordHeldFailure: assign(({ context }) => ({
+      ...failureWith(context, context.heldFailure ?? describeFailure(undefined)),
+      heldFailure: null,
+    })),
+    /** The RF abort at the slot limit: out of slots (escalation rotates instead of retrying here). */
+    recordHeldFailureAsOutOfSlots: assign(({ context }) => {
+      const held = context.heldFailure ?? describeFailure(undefined);
+      return {
+        ...failureWith(context, {
+          ...held,
+          class: 'outOfSlots',
+          code: 'OUT_OF_SLOTS',
+          name: 'OutOfSlotsError',
+          message: `${held.message} (${context.adapter} holds ${held.linksOnAdapter} other links, limit ${held.slotLimit})`,
+        }),
+        heldFailure: null,
+      };
+    }),
     recordValidationFailure: assign(({ context }, params: { error: unknown }) => {
       const cause = describeFailure(params.error, 'validation');
       // ValidationError carries class `other` among the BlueZ classes (docs/errors.md); here it is
@@ -780,6 +829,8 @@ export const connectionMachine = connectionSetup.createMachine({
     validationStartedAt: null,
     validationMiss: null,
     lateGattWaitMs: 0,
+    disconnectTimeoutMs: input.disconnectTimeoutMs ?? 5000,
+    heldFailure: null,
   }),
   on: {
     ADAPTER_ASSIGNED: {
@@ -1007,9 +1058,47 @@ export const connectionMachine = connectionSetup.createMachine({
                   timeoutMs: context.attemptTimeoutMs,
                 }),
                 onDone: { target: '#connection.establishing.validating' },
-                // The connect actor itself waits for Connected=false after an RF abort before rejecting.
-                onError: attemptFailed,
+                onError: [
+                  // The device object went away before the Connect (removed, expired): find it
+                  // again, within the same attempt deadline.
+                  { guard: { type: 'deviceUnknown', params: errorOf }, target: 'searching' },
+                  {
+                    guard: { type: 'rfAborted', params: errorOf },
+                    target: 'awaiting-link-down',
+                    actions: { type: 'holdFailure', params: errorOf },
+                  },
+                  attemptFailed,
+                ],
               },
+            },
+            /**
+             * After an RF abort the link is briefly up: BlueZ's Connected=false is the earliest
+             * moment a retry cannot meet the old link (the backoff is then skipped), bounded by
+             * disconnectTimeoutMs.
+             */
+            'awaiting-link-down': {
+              invoke: {
+                id: 'waitLinkDown',
+                src: 'waitLinkDown',
+                input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
+                onDone: { target: 'classifying-abort', actions: 'markHeldLinkDown' },
+                onError: { target: 'classifying-abort' },
+              },
+              after: { linkDownDeadline: { target: 'classifying-abort' } },
+            },
+            /** An RF abort at the adapter's slot limit is a refusal for lack of slots. */
+            'classifying-abort': {
+              always: [
+                {
+                  guard: 'abortWasSlotRefusal',
+                  target: '#connection.establishing.escalating',
+                  actions: ['recordHeldFailureAsOutOfSlots', ...countFailure],
+                },
+                {
+                  target: '#connection.establishing.escalating',
+                  actions: ['recordHeldFailure', ...countFailure],
+                },
+              ],
             },
           },
           after: {

@@ -54,6 +54,7 @@ function drivableEvent(event: AnyEventObject, snapshot: ConnectionSnapshot): boo
   if (event.type.startsWith('xstate.after.overallDeadline')) return false;
   // Waiting for a GATT change fails only when the BlueZ client itself is closed under it.
   if (event.type === 'xstate.error.actor.awaitGattSettled') return false;
+  if (event.type === 'xstate.error.actor.waitLinkDown') return false;
   if (event.type === 'xstate.error.actor.verifiedDisconnect') {
     return (
       snapshot.context.teardown === 'validation-failed' ||
@@ -157,6 +158,7 @@ function gated(fns: ConnectionActorFunctions, gate: Gate): ConnectionActorFuncti
     clearPhantom: wrap('clearPhantom', fns.clearPhantom),
     findDevice: wrap('findDevice', fns.findDevice),
     connectWithDeadline: wrap('connectWithDeadline', fns.connectWithDeadline),
+    waitLinkDown: fns.waitLinkDown,
     validateOnce: wrap('validateOnce', fns.validateOnce),
     awaitGattSettled: wrap('awaitGattSettled', fns.awaitGattSettled),
     verifiedDisconnect: wrap('verifiedDisconnect', fns.verifiedDisconnect),
@@ -188,6 +190,8 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
   // The late-GATT budget as the next check sees it (set by the driver for each check's outcome).
   let lateGatt: number[] = [];
   let addedServices = 0;
+  // The slot limit in force (undefined: aborts stay aborts; 0: every RF abort is at the limit).
+  let slotLimitNow: number | undefined;
   const gate = new Gate();
   const leases = new LeaseBook();
   const deps = {
@@ -198,6 +202,7 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
     disconnectTimeoutMs: 300,
     rediscoveryTimeoutMs: 1000,
     leases,
+    slotLimit: () => slotLimitNow,
     validate: () => {
       if (throwInValidator) throw new Error('read failed');
       return !failValidation;
@@ -230,6 +235,7 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
     for (let i = 1; i < path.steps.length; i++) {
       const step = path.steps[i]!;
       const event = step.event as AnyEventObject;
+      const next = path.steps[i + 1]?.event as AnyEventObject | undefined;
       // The event that leaves this backoff (ADAPTER_ASSIGNED in backoff only adopts the adapter).
       const leaving = path.steps.slice(i + 1).find((s) => !s.state.matches({ establishing: 'backoff' }))
         ?.event as AnyEventObject | undefined;
@@ -322,10 +328,25 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
             for (const f of faults) if (f.spec.kind === 'stale-in-progress') f.clear();
             break;
           case 'error:connectWithDeadline': {
-            const cls = (event.error as { errorClass: string }).errorClass;
-            if (cls === 'aborted')
-              inject({ kind: 'rf-abort', target: { device: address }, count: 1, linkUpMs: 10 });
-            else if (cls === 'inProgress') inject({ kind: 'stale-in-progress', target: { device: address } });
+            const failure = event.error as { errorClass: string; slotLimit?: number };
+            const cls = failure.errorClass;
+            if (cls === 'aborted') {
+              // Up briefly, or past the link-down deadline when the path takes it.
+              const linkUpMs = next?.type.startsWith('xstate.after.linkDownDeadline') ? 1500 : 10;
+              inject({ kind: 'rf-abort', target: { device: address }, count: 1, linkUpMs });
+              if (failure.slotLimit !== undefined) {
+                // The adapter's links are at the limit in force: the abort is a slot refusal.
+                slotLimitNow = 0;
+                restore = async () => {
+                  slotLimitNow = undefined;
+                };
+              }
+            } else if (cls === 'notFound') {
+              // The object goes away between the search and the Connect.
+              await bluez.removeDevice(adapter, address, { timeoutMs: 2000 });
+              await eventually('device removed', () => bluez.device(adapter, address) === undefined);
+            } else if (cls === 'inProgress')
+              inject({ kind: 'stale-in-progress', target: { device: address } });
             else
               inject({
                 kind: 'fail-connect',

@@ -48,6 +48,8 @@ export const MODEL_INPUTS: Record<string, ConnectionInput> = {
     adapters: ['hci0', 'hci1'],
     maxAttempts: 4,
     attemptTimeoutMs: 400,
+    // The RF-abort link wait (after linkDownDeadline) ends before the attempt deadline.
+    disconnectTimeoutMs: 100,
     closeInactiveConnections: true,
     escalation: {
       ...DEFAULT_ESCALATION,
@@ -73,6 +75,8 @@ export const MODEL_INPUTS: Record<string, ConnectionInput> = {
     pooled: true,
     maxAttempts: 2,
     attemptTimeoutMs: 400,
+    // The RF-abort link wait (after linkDownDeadline) ends before the attempt deadline.
+    disconnectTimeoutMs: 100,
     closeInactiveConnections: false,
     escalation: { ...DEFAULT_ESCALATION, rotateAfter: 1, maxLevel: 'rotate' },
     backoffMs: {
@@ -90,6 +94,8 @@ export const MODEL_INPUTS: Record<string, ConnectionInput> = {
     adapters: ['hci0'],
     maxAttempts: 2,
     attemptTimeoutMs: 400,
+    // The RF-abort link wait (after linkDownDeadline) ends before the attempt deadline.
+    disconnectTimeoutMs: 100,
     closeInactiveConnections: false,
     escalation: { ...DEFAULT_ESCALATION, diagnose: false },
     // A zombie is only reported: the link stays.
@@ -114,6 +120,7 @@ MODEL_INPUTS['keepAlive'] = {
   adapters: ['hci0'],
   maxAttempts: 2,
   attemptTimeoutMs: 400,
+  disconnectTimeoutMs: 100,
   closeInactiveConnections: false,
   escalation: { ...DEFAULT_ESCALATION, diagnose: false },
   // Link loss (notConnected) waits 0 ms by default; a model step needs a timer to rest on.
@@ -252,8 +259,24 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
         type: 'xstate.error.actor.connectWithDeadline',
         error: new OutOfSlotsError('No available connection slot'),
       },
+      // An RF abort with the adapter's other links at the slot limit: a refusal for lack of slots.
+      {
+        type: 'xstate.error.actor.connectWithDeadline',
+        error: Object.assign(rf(), { linksOnAdapter: 2, slotLimit: 2 }),
+      },
+      // The device object went away before the Connect: search again.
+      {
+        type: 'xstate.error.actor.connectWithDeadline',
+        error: new DeviceNotFoundError('no longer known on hci0'),
+      },
       cancel,
       queued,
+    );
+  }
+  if (m({ connecting: 'awaiting-link-down' })) {
+    events.push(
+      { type: 'xstate.done.actor.waitLinkDown' },
+      { type: 'xstate.error.actor.waitLinkDown', error: new Error('the BlueZ mirror is closed') },
     );
   }
   if (m({ validating: 'checking' })) {
@@ -358,6 +381,7 @@ export function serializeModelState(snapshot: ConnectionSnapshot): string {
     c.cancellation,
     c.queuedForSlot,
     c.deadlineAt !== null,
+    c.heldFailure === null ? null : [c.heldFailure.class, c.heldFailure.slotLimit ?? null],
   ]);
 }
 
@@ -525,6 +549,7 @@ export async function replayWithScriptedActors(
     'clearPhantom',
     'findDevice',
     'connectWithDeadline',
+    'waitLinkDown',
     'validateOnce',
     'awaitGattSettled',
     'verifiedDisconnect',

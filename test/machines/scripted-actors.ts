@@ -25,6 +25,7 @@ export type PromiseActorName =
   | 'clearPhantom'
   | 'findDevice'
   | 'connectWithDeadline'
+  | 'waitLinkDown'
   | 'validateOnce'
   | 'awaitGattSettled'
   | 'verifiedDisconnect'
@@ -39,6 +40,9 @@ export const HEALTHY: Record<PromiseActorName, Outcome> = {
   clearPhantom: ok({ reappeared: true }),
   findDevice: ok(),
   connectWithDeadline: ok(),
+  // After an RF abort nobody saw the link drop unless a test says so (ok()): the attempt is
+  // recorded without linkDownSeen, so the aborted backoff applies.
+  waitLinkDown: fail(new Error('link state not observed')),
   validateOnce: ok({ passed: true }),
   awaitGattSettled: ok({ outcome: 'settled' }),
   verifiedDisconnect: ok({ outcome: 'disconnected' }),
