@@ -4,18 +4,15 @@
  * AbortSignal). Every cleanup targets the adapter of the attempt, never a fixed hci0
  * (docs/architecture.md, Rules every layer keeps).
  */
-import { fromPromise } from 'xstate';
+import { fromCallback, fromPromise, type AnyEventObject } from 'xstate';
 import type { BluezClient } from '../bluez/client-types.js';
 import {
   AdapterError,
   AdapterNotReadyError,
   BluezError,
   DeviceNotFoundError,
-  NotConnectedError,
-  OutOfSlotsError,
   StalledError,
   ValidationError,
-  classifyError,
   type StallGuardAction,
   isAbortError,
 } from '../bluez/errors.js';
@@ -27,11 +24,15 @@ import type {
   DeviceOnAdapter,
   DisconnectInput,
   DisconnectOutput,
+  GattSettleInput,
+  GattSettleOutput,
   InspectInput,
   LinkLossOutput,
   LockInput,
   LockOutput,
   ResetInput,
+  ValidateInput,
+  ValidationCheck,
 } from '../machines/connection-contracts.js';
 import { gattNotEmpty, type Validator } from '../connection/validators.js';
 import { lockDevice } from './device-lock.js';
@@ -51,7 +52,8 @@ export interface ConnectionActorDeps {
   readonly validate?: Validator;
   /**
    * Late-GATT re-check delays (2 000, 4 000, 8 000 by default): their sum is the time budget for a
-   * validation that fails right after connect; re-checks also follow each settled GATT change.
+   * validation whose services or characteristics are missing right after connect; re-checks also
+   * follow each settled GATT change. A validator that throws is not waited for.
    */
   readonly lateGattDelaysMs: readonly number[];
   /** Bound of each disconnect step (default 5 000, docs/defaults.md). */
@@ -88,6 +90,8 @@ export interface ConnectionActorDeps {
   readonly slotLock?: ResolvedSlotLock;
   /** Managed discovery settings (scan lock, listen-only); undefined: on-demand scans, no lock. */
   readonly discovery?: ResolvedDiscovery;
+  /** The caller's AbortSignal: while establishing, its abort is sent to the machine as CANCEL. */
+  readonly signal?: AbortSignal;
 }
 
 function ignoreUnlessAbort(err: unknown): void {
@@ -154,22 +158,53 @@ async function waitLinkDown(
     });
 }
 
-/** The built-in check plus the caller's validator, once. Returns a reason when it fails. */
+/**
+ * The time left until the next late-GATT checkpoint (the cumulative sums of `delaysMs` from
+ * `startedAt`), or null when the budget (their sum) is spent.
+ */
+export function nextLateGattCheckIn(
+  delaysMs: readonly number[],
+  startedAt: number,
+  now: number,
+): number | null {
+  let at = startedAt;
+  for (const delay of delaysMs) {
+    at += delay;
+    if (at > now) return at - now;
+  }
+  return null;
+}
+
+/**
+ * The built-in check plus the caller's validator, once. Resolves with what is missing (and when to
+ * look again); a validator that throws rejects with a ValidationError (or the abort): a failed read
+ * is not a service that has not appeared yet.
+ */
 async function validateOnce(
   deps: ConnectionActorDeps,
-  target: DeviceOnAdapter,
+  input: ValidateInput,
   signal: AbortSignal,
-): Promise<string | null> {
-  const services = deps.bluez.gattServices(target.adapter, target.address);
-  const context = { bluez: deps.bluez, adapter: target.adapter, address: target.address, services, signal };
-  if (!(await gattNotEmpty(context))) return 'no GATT services exported';
-  if (deps.validate === undefined) return null;
+): Promise<ValidationCheck> {
+  const services = deps.bluez.gattServices(input.adapter, input.address);
+  const context = { bluez: deps.bluez, adapter: input.adapter, address: input.address, services, signal };
+  const missing = (reason: string): ValidationCheck => ({
+    passed: false,
+    reason,
+    nextCheckInMs: nextLateGattCheckIn(deps.lateGattDelaysMs, input.startedAt, Date.now()),
+  });
+  if (!(await gattNotEmpty(context))) return missing('no GATT services exported');
+  if (deps.validate === undefined) return { passed: true };
+  let valid: boolean;
   try {
-    return (await deps.validate(context)) ? null : 'the validator returned false';
+    valid = await deps.validate(context);
   } catch (err) {
     if (isAbortError(err) || signal.aborted) throw err;
-    return `the validator threw: ${err instanceof Error ? err.message : String(err)}`;
+    throw new ValidationError(
+      `${input.address} on ${input.adapter} failed validation: the validator threw: ${err instanceof Error ? err.message : String(err)}`,
+      { adapter: input.adapter, device: input.address, cause: err },
+    );
   }
+  return valid ? { passed: true } : missing('the validator returned false');
 }
 
 /**
@@ -335,19 +370,17 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
   };
 
   const connectWithDeadline = async (input: ConnectInput, signal: AbortSignal): Promise<void> => {
-    const startedAt = performance.now();
-    // Bounded by rediscoveryTimeoutMs: an adapter that cannot hear the device should hand over to
-    // the next one after a discovery's worth of time, not after the whole attempt deadline.
-    const lookMs = Math.min(deps.rediscoveryTimeoutMs, input.timeoutMs);
-    await ensureKnown(
-      input,
-      lookMs,
-      signal,
-      () => `${input.address} is not known on ${input.adapter} and was not discovered`,
-    );
+    // The search is the machine's `connecting.searching`: an object that went away since is
+    // reported as notFound, and the machine searches again within the attempt deadline.
+    if (bluez.device(input.adapter, input.address) === undefined) {
+      throw new DeviceNotFoundError(
+        `${input.address} is no longer known on ${input.adapter} (removed or expired before Connect)`,
+        { adapter: input.adapter, device: input.address },
+      );
+    }
     // The machine's `attemptDeadline` ends the attempt; the call's own deadline is only a backstop
     // a little later, so that the machine (which tears the pending connect down) wins the race.
-    const backstopMs = Math.max(1, input.timeoutMs - (performance.now() - startedAt)) + 1000;
+    const backstopMs = input.timeoutMs + 1000;
     const settled = deps.stallGuard?.connectPending(input.adapter, input.address);
     try {
       await bluez.connect(input.adapter, input.address, {
@@ -366,59 +399,32 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
         throw new StalledError(input.adapter, input.address, stall);
       }
       if (err instanceof BluezError && err.errorClass === 'aborted') {
-        // BlueZ's Connected=false is the earliest moment a retry cannot meet the old link; the
-        // machine's backoff is skipped when this was seen (linkDownSeen on the failure).
-        const down = await waitLinkDown(bluez, input, deps.disconnectTimeoutMs, signal);
+        // The machine waits for the link to drop (`connecting.awaiting-link-down`) and, with the
+        // adapter's links at this limit, classes the abort as out of slots.
         const limit = deps.slotLimit?.(input.adapter);
-        if (classifyError(err, { slotsPerAdapter: limit }).class === 'outOfSlots') {
-          throw new OutOfSlotsError(
-            `${err.message} (${input.adapter} holds ${err.linksOnAdapter} other links, limit ${limit})`,
-            {
-              dbusName: err.dbusName,
-              adapter: input.adapter,
-              device: input.address,
-              cause: err,
-              linksOnAdapter: err.linksOnAdapter,
-            },
-          );
-        }
-        err.linkDownSeen = down;
+        throw limit === undefined ? err : Object.assign(err, { slotLimit: limit });
       }
       throw err;
     }
   };
 
-  const validateWithLateGattRetry = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<void> => {
-    // Late GATT (Telink-style chips export services 2–10 s after ServicesResolved; a Service
-    // Changed removes objects one by one before the new ones appear) is a TIME budget: the sum of
-    // lateGattDelaysMs. Within it, re-validate as soon as the GATT tree has settled after a change
-    // (waitGattSettled), and at the end of each delay even without a change; never count changes.
-    const started = performance.now();
-    let elapsed = 0;
-    const checkpoints = deps.lateGattDelaysMs.map((d) => started + (elapsed += d));
-    const budgetEnd = started + elapsed;
-    let reason = await validateOnce(deps, input, signal);
-    while (reason !== null && performance.now() < budgetEnd) {
-      const now = performance.now();
-      const untilMs = checkpoints.find((t) => t > now) ?? budgetEnd;
-      const outcome = await waitGattSettled(bluez, input.adapter, input.address, { untilMs, signal });
-      if (outcome === 'disconnected') {
-        throw new NotConnectedError(
-          `the link to ${input.address} on ${input.adapter} dropped during validation`,
-          { adapter: input.adapter, device: input.address },
-        );
-      }
-      reason = await validateOnce(deps, input, signal);
-    }
-    if (reason === null) return;
-    throw new ValidationError(
-      `${input.address} on ${input.adapter} failed validation: ${reason}` +
-        (deps.lateGattDelaysMs.length > 0
-          ? ` (also after waiting ${Math.round(performance.now() - started)} ms for late GATT services)`
-          : ''),
-      { adapter: input.adapter, device: input.address },
-    );
+  const waitLinkGone = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<void> => {
+    // No deadline of its own: the machine's `after linkDownDeadline` ends the wait.
+    await bluez.mirror.waitFor((m) => !(m.device(input.adapter, input.address)?.connected ?? false), {
+      signal,
+      description: `Connected=false for ${input.address} on ${input.adapter}`,
+    });
   };
+
+  const awaitGattSettled = async (
+    input: GattSettleInput,
+    signal: AbortSignal,
+  ): Promise<GattSettleOutput> => ({
+    outcome: await waitGattSettled(bluez, input.adapter, input.address, {
+      untilMs: performance.now() + input.timeoutMs,
+      signal,
+    }),
+  });
 
   const verifiedDisconnect = async (
     input: DisconnectInput,
@@ -471,7 +477,9 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     clearPhantom,
     findDevice,
     connectWithDeadline,
-    validateWithLateGattRetry,
+    waitLinkDown: waitLinkGone,
+    validateOnce: (input: ValidateInput, signal: AbortSignal) => validateOnce(deps, input, signal),
+    awaitGattSettled,
     verifiedDisconnect,
     resetAdapter,
     watchLink,
@@ -510,9 +518,26 @@ export function connectionActorImplementations(
       connectWithDeadline: fromPromise<void, ConnectInput>(({ input, signal }) =>
         fns.connectWithDeadline(input, signal),
       ),
-      validateWithLateGattRetry: fromPromise<void, DeviceOnAdapter>(({ input, signal }) =>
-        fns.validateWithLateGattRetry(input, signal),
+      waitLinkDown: fromPromise<void, DeviceOnAdapter>(({ input, signal }) =>
+        fns.waitLinkDown(input, signal),
       ),
+      validateOnce: fromPromise<ValidationCheck, ValidateInput>(({ input, signal }) =>
+        fns.validateOnce(input, signal),
+      ),
+      awaitGattSettled: fromPromise<GattSettleOutput, GattSettleInput>(({ input, signal }) =>
+        fns.awaitGattSettled(input, signal),
+      ),
+      watchCallerSignal: fromCallback<AnyEventObject>(({ sendBack }) => {
+        const signal = deps.signal;
+        if (signal === undefined) return () => {};
+        const cancel = (): void => sendBack({ type: 'CANCEL', reason: 'aborted' });
+        if (signal.aborted) {
+          cancel();
+          return () => {};
+        }
+        signal.addEventListener('abort', cancel, { once: true });
+        return () => signal.removeEventListener('abort', cancel);
+      }),
       verifiedDisconnect: fromPromise<DisconnectOutput, DisconnectInput>(({ input, signal }) =>
         fns.verifiedDisconnect(input, signal),
       ),

@@ -85,7 +85,8 @@ async function firstAttemptOrder(bluez: BluezClient, resolved: ResolvedOptions):
 /**
  * Creates and starts the connection actor (docs/architecture.md) for one device, in `idle`. Send
  * `{ type: 'CONNECT' }` to connect. The caller's `signal` and `overallTimeoutMs` end establishing
- * with an AbortError/TimeoutError through the machine's cancellation path; stopping the actor
+ * with an AbortError/TimeoutError through the machine's cancellation path (both are handled by its
+ * `establishing` state); stopping the actor
  * releases the device lock in any state. Throws TypeError/RangeError for bad options, before any I/O.
  */
 export function createConnectionActor(options: ConnectionActorOptions): ConnectionActor {
@@ -129,6 +130,8 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
     stallGuard,
     slotLock: resolved.lock,
     discovery: resolved.discovery,
+    // The machine's `establishing` turns its abort into CANCEL (watchCallerSignal).
+    signal,
   });
   const machine = connectionMachine.provide(implementations);
   const actor: ConnectionActor = createActor(machine, {
@@ -143,6 +146,10 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
       backoffMs: resolved.backoffMs,
       watchdog: resolved.watchdog,
       keepAlive: resolved.keepAlive,
+      // The machine's own `after overallDeadline`, per establishing run.
+      overallTimeoutMs: resolved.overallTimeoutMs ?? null,
+      // Bounds the wait for an RF-aborted link to drop (connecting.awaiting-link-down).
+      disconnectTimeoutMs: resolved.disconnectTimeoutMs,
     },
     inspect: options.inspect,
   });
@@ -180,22 +187,11 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
     ),
   ];
 
-  let overallTimer: NodeJS.Timeout | undefined;
-  let cancelSent = false;
-  const cancel = (reason: 'aborted' | 'timed-out'): void => {
-    if (cancelSent || !establishing(actor.getSnapshot())) return;
-    cancelSent = true;
-    actor.send({ type: 'CANCEL', reason });
-  };
-  const onAbort = (): void => cancel('aborted');
-  signal?.addEventListener('abort', onAbort);
   let lastState = '';
   let cleaned = false;
   const cleanup = (): void => {
     if (cleaned) return;
     cleaned = true;
-    clearTimeout(overallTimer);
-    signal?.removeEventListener('abort', onAbort);
     for (const off of offs) off.unsubscribe();
     // Whatever state the actor was stopped in, no lock outlives it.
     leases.releaseAll();
@@ -210,16 +206,6 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
           `${lastState || 'start'} → ${state}`,
         );
         lastState = state;
-      }
-      if (establishing(snapshot)) {
-        if (overallTimer === undefined && resolved.overallTimeoutMs !== undefined) {
-          overallTimer = setTimeout(() => cancel('timed-out'), resolved.overallTimeoutMs);
-        }
-        if (signal?.aborted) cancel('aborted');
-      } else {
-        clearTimeout(overallTimer);
-        overallTimer = undefined;
-        cancelSent = false;
       }
       if (snapshot.status !== 'active') cleanup();
     },

@@ -31,6 +31,12 @@ export interface FailureCause {
   readonly linksOnAdapter?: number;
   /** A failed connect after which BlueZ showed Connected=false: a retry cannot meet the old link. */
   readonly linkDownSeen?: boolean;
+  /**
+   * The connection slot limit in force on the adapter when an RF abort came back (slotsPerAdapter
+   * or the limit a pool learned): with `linksOnAdapter` at this limit the abort is a refusal for
+   * lack of slots (`connecting.classifying-abort`).
+   */
+  readonly slotLimit?: number;
 }
 
 /** One attempt: where, how long, and how it ended. */
@@ -91,6 +97,17 @@ export interface ConnectionInput {
    * and this is ignored). Default false: a lost link ends in `idle`.
    */
   readonly keepAlive?: boolean;
+  /**
+   * The overall deadline of one establishing run (from CONNECT, a pool's assignment, or the start
+   * of a reconnect run) in ms; absent or null: none. When it passes, the run is cancelled as by
+   * CANCEL with reason `timed-out`.
+   */
+  readonly overallTimeoutMs?: number | null;
+  /**
+   * How long `connecting.awaiting-link-down` waits for Connected=false after an RF abort
+   * (disconnectTimeoutMs, docs/defaults.md); default 5 000.
+   */
+  readonly disconnectTimeoutMs?: number;
 }
 
 /** Context of the connection machine (serialisable; the only class instances are errors). */
@@ -139,6 +156,28 @@ export interface ConnectionContext {
   readonly watchdog: WatchdogConfig | null;
   /** Reconnect after link loss or a zombie (standalone actors only). */
   readonly keepAlive: boolean;
+  /** See {@link ConnectionInput.overallTimeoutMs}. */
+  readonly overallTimeoutMs: number | null;
+  /** Epoch ms at which the current establishing run is cancelled (`timed-out`), or null. */
+  readonly deadlineAt: number | null;
+  /**
+   * The escalation step chosen for the last failure, decided once on entering `escalating` (one
+   * clock read) and kept for the transitions that follow and for the inspector.
+   */
+  readonly decision: EscalationAction | null;
+  /** Epoch ms at which the current validation began (the late-GATT budget counts from here). */
+  readonly validationStartedAt: number | null;
+  /** Why the last validation check did not pass (services or characteristics missing), or null. */
+  readonly validationMiss: string | null;
+  /** How long `validating.waiting-for-late-gatt` waits at most before checking again (ms). */
+  readonly lateGattWaitMs: number;
+  /** See {@link ConnectionInput.disconnectTimeoutMs}. */
+  readonly disconnectTimeoutMs: number;
+  /**
+   * An RF abort's cause, held while `connecting.awaiting-link-down` waits for the link to drop;
+   * recorded (as `aborted` or, at the slot limit, `outOfSlots`) when the wait ends.
+   */
+  readonly heldFailure: FailureCause | null;
 }
 
 /** Output of the machine when it reaches `failed`. */
@@ -286,6 +325,30 @@ export interface ClearPhantomOutput {
 /** `watchLink` output: why the link ended. */
 export interface LinkLossOutput {
   readonly reason: string;
+}
+
+/** `validateOnce` input: the device, and when its validation began (epoch ms). */
+export interface ValidateInput extends DeviceOnAdapter {
+  readonly startedAt: number;
+}
+/**
+ * `validateOnce` output. A check that did not pass because the services or characteristics it
+ * needs are not exported (yet) says how long to wait for them (`nextCheckInMs`, from the late-GATT
+ * delays), or null when that budget is spent. A validator that throws (a failed read, a bug) is
+ * not "not there yet": the actor rejects and the attempt fails at once.
+ */
+export type ValidationCheck =
+  | { readonly passed: true }
+  | { readonly passed: false; readonly reason: string; readonly nextCheckInMs: number | null };
+
+/** `awaitGattSettled` input. */
+export interface GattSettleInput extends DeviceOnAdapter {
+  /** Backstop of the wait (the state's `after` ends it first). */
+  readonly timeoutMs: number;
+}
+/** `awaitGattSettled` output: the GATT tree changed and settled, the wait ran out, or the link dropped. */
+export interface GattSettleOutput {
+  readonly outcome: 'settled' | 'deadline' | 'disconnected';
 }
 
 /** `resetAdapter` input. */

@@ -3,25 +3,31 @@
  * delay or actor. No I/O here: the actors are contracts (connection-contracts.ts) implemented in
  * src/actors and swapped in with `.provide()`; the defaults below only say they were not provided.
  *
- *   idle → locking → clearing-stale → connecting → validating → connected
- *   around them: phantom, escalating, resetting, backoff, disconnecting, failed, and (pooled)
- *   waiting-for-slot
+ *   idle → establishing { locking → clearing-stale → connecting → validating } → connected
+ *   inside establishing also: phantom, escalating, resetting, backoff
+ *   around it: disconnecting, waiting-for-slot (pooled), failed
  *
- * Cancellation (CANCEL, sent for an AbortSignal or overallTimeoutMs) is not a failed attempt: it
- * leaves through `disconnecting` when our Connect may have left a link or a pending connect (so
- * BlueZ is not left Connected on the adapter actually used), releases the device lock, and ends in
- * `failed` with an AbortError/TimeoutError DOMException. The Python original counted it as an
- * ordinary failed attempt.
+ * `establishing` owns what applies to every step of a run, once: cancellation (CANCEL, sent for
+ * the caller's AbortSignal by the invoked `watchCallerSignal`), the overall deadline
+ * (`after overallDeadline`, overallTimeoutMs from the start of the run) and the pool's
+ * QUEUED_FOR_SLOT. Cancellation is not a failed attempt: it leaves through `disconnecting` when our
+ * Connect may have left a link or a pending connect (so BlueZ is not left Connected on the adapter
+ * actually used), releases the device lock, and ends in `failed` with an AbortError/TimeoutError
+ * DOMException. The Python original counted it as an ordinary failed attempt.
  *
  * A parent pool that has no free slot for the device answers with QUEUED_FOR_SLOT: the attempt
  * ends the same way (through `disconnecting` when a link may be open), and the actor waits in
  * `waiting-for-slot` until the pool assigns an adapter, so a device keeps one actor in the pool.
+ *
+ * State names users see (`topLevelState`, the CLI, logs) are the children of `establishing` and
+ * the other top-level states: `establishing` itself is a frame, not a step.
  */
 import {
   and,
   assign,
   emit,
   enqueueActions,
+  fromCallback,
   fromPromise,
   not,
   or,
@@ -29,6 +35,7 @@ import {
   sendTo,
   setup,
   stateIn,
+  type AnyEventObject,
 } from 'xstate';
 import { ConnectionFailedError, type AttemptRecord } from '../bluez/errors.js';
 import {
@@ -48,6 +55,8 @@ import {
   type DisconnectOutput,
   type FailureCause,
   type FailureClass,
+  type GattSettleInput,
+  type GattSettleOutput,
   type InspectInput,
   type LinkLossOutput,
   type LockInput,
@@ -55,6 +64,8 @@ import {
   type ResetInput,
   type RotationRequest,
   type TeardownReason,
+  type ValidateInput,
+  type ValidationCheck,
   type ZombieAction,
 } from './connection-contracts.js';
 import {
@@ -106,6 +117,7 @@ export function describeFailure(error: unknown, fallbackClass: FailureClass = 'o
       dbusName?: unknown;
       linksOnAdapter?: unknown;
       linkDownSeen?: unknown;
+      slotLimit?: unknown;
     };
     const cls =
       typeof e.errorClass === 'string' && FAILURE_CLASSES.has(e.errorClass) ? e.errorClass : fallbackClass;
@@ -120,6 +132,7 @@ export function describeFailure(error: unknown, fallbackClass: FailureClass = 'o
       ...(typeof e.dbusName === 'string' ? { dbusName: e.dbusName } : {}),
       ...(typeof e.linksOnAdapter === 'number' ? { linksOnAdapter: e.linksOnAdapter } : {}),
       ...(e.linkDownSeen === true ? { linkDownSeen: true } : {}),
+      ...(typeof e.slotLimit === 'number' ? { slotLimit: e.slotLimit } : {}),
     };
   }
   return { class: fallbackClass, code: 'UNKNOWN', name: 'Error', message: String(error) };
@@ -146,15 +159,6 @@ function failureWith(context: ConnectionContext, cause: FailureCause): Partial<C
 
 function lastCause(context: ConnectionContext): FailureCause | null {
   return context.attempts[context.attempts.length - 1]?.cause ?? null;
-}
-
-function decide(context: ConnectionContext): EscalationAction {
-  return decideEscalation(context.escalation, context.ledger, {
-    adapter: context.adapter,
-    failureClass: lastCause(context)?.class ?? 'other',
-    now: Date.now(),
-    canRotate: context.pooled || context.adapters.length > 1,
-  });
 }
 
 /** The attempts as {@link ConnectionFailedError} lists them. */
@@ -186,16 +190,6 @@ function exhaustedError(context: ConnectionContext): ConnectionFailedError {
   );
 }
 
-/** Why the link ended, from LINK_LOST, the link watch's output, or its failure. */
-function linkLossReason(event: unknown): string {
-  const e = event as { reason?: string; output?: LinkLossOutput; error?: unknown };
-  return (
-    e.reason ??
-    e.output?.reason ??
-    (e.error instanceof Error ? `link watch failed: ${e.error.message}` : 'link lost')
-  );
-}
-
 /**
  * The record that starts a reconnect run after an established link ended (number 0: it is not an
  * attempt of the new run, so maxAttempts still counts only real attempts).
@@ -224,6 +218,30 @@ function cancellationError(context: ConnectionContext, reason: CancellationReaso
   return reason === 'timed-out'
     ? new DOMException(`${context.address}: not connected within overallTimeoutMs`, 'TimeoutError')
     : new DOMException(`${context.address}: connecting was aborted`, 'AbortError');
+}
+
+/** The longest delay a Node.js timer honours (2^31 − 1 ms); a longer one fires after 1 ms. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/** A report to the parent pool without the fields every report carries (address, adapter). */
+export type PoolReport = DistributiveOmit<Exclude<ConnectionReport, RotationRequest>, 'address' | 'adapter'>;
+
+/** The failure report of the attempt that just failed. */
+function failureReport(context: ConnectionContext): PoolReport {
+  const cause = lastCause(context);
+  const links = cause?.linksOnAdapter;
+  return {
+    type: 'CHILD_ATTEMPT_FAILED',
+    failureClass: cause?.class ?? 'other',
+    ...(links === undefined ? {} : { linksOnAdapter: links }),
+  };
+}
+
+/** Why a link ended, from the link watch's failure. */
+function watchFailureReason(error: unknown): string {
+  return error instanceof Error ? `link watch failed: ${error.message}` : 'link lost';
 }
 
 /** The machine with its contracts; implementations come from `.provide()` (see src/actors). */
@@ -258,9 +276,17 @@ export const connectionSetup = setup({
     findDevice: fromPromise<void, DeviceOnAdapter>(async () => notProvided('findDevice')),
     /** Device1.Connect, then ServicesResolved; the machine's `after` is the per-attempt deadline. */
     connectWithDeadline: fromPromise<void, ConnectInput>(async () => notProvided('connectWithDeadline')),
-    /** GATT not empty + the user validator, retried at growing delays for services that appear late. */
-    validateWithLateGattRetry: fromPromise<void, DeviceOnAdapter>(async () =>
-      notProvided('validateWithLateGattRetry'),
+    /** Resolves when BlueZ shows the device's link down (Connected=false, or the object gone). */
+    waitLinkDown: fromPromise<void, DeviceOnAdapter>(async () => notProvided('waitLinkDown')),
+    /**
+     * One validation check: GATT not empty, then the user validator. Resolves with what is missing
+     * (and how long the late-GATT budget still allows waiting for it); rejects when the validator
+     * throws. Its AbortSignal fires when `validating.checking` ends (deadline, cancellation).
+     */
+    validateOnce: fromPromise<ValidationCheck, ValidateInput>(async () => notProvided('validateOnce')),
+    /** Waits until the device's GATT tree changed and settled, or the link dropped (bounded). */
+    awaitGattSettled: fromPromise<GattSettleOutput, GattSettleInput>(async () =>
+      notProvided('awaitGattSettled'),
     ),
     /** Disconnect with deadline, wait for Connected=false, RemoveDevice fallback. */
     verifiedDisconnect: fromPromise<DisconnectOutput, DisconnectInput>(async () =>
@@ -271,6 +297,11 @@ export const connectionSetup = setup({
     /** Resolves when Connected goes false or the device object disappears (link loss, bluetoothd restart). */
     watchLink: fromPromise<LinkLossOutput, DeviceOnAdapter>(async () => notProvided('watchLink')),
     /**
+     * Sends CANCEL (reason `aborted`) when the caller's AbortSignal fires, at once when it already
+     * has. The runtime provides it for an actor made with a `signal`; by default it does nothing.
+     */
+    watchCallerSignal: fromCallback<AnyEventObject>(() => () => {}),
+    /**
      * The notification watchdog (src/machines/watchdog.ts): silence of `watchdog.timeoutMs` sends
      * ZOMBIE. Off (idle, no listener) without a watchdog configuration.
      */
@@ -279,19 +310,14 @@ export const connectionSetup = setup({
   guards: {
     lockWasDegraded: (_, lock: LockOutput) => lock.degraded,
     /** The lock itself failed (strict timeout, a refused lock path, no permission): not an attempt to retry. */
-    isLockFailure: ({ event }) => {
-      const code = (event as { error?: { code?: unknown } }).error?.code;
-      return typeof code === 'string' && code.startsWith('LOCK_');
+    isLockFailure: (_, params: { error: unknown }) => {
+      const error: unknown = params.error;
+      if (typeof error !== 'object' || error === null || !('code' in error)) return false;
+      return typeof error.code === 'string' && error.code.startsWith('LOCK_');
     },
     // Both read the inspection that just finished (guards run before the transition's actions).
-    isPhantom: ({ event }) => {
-      const finding = (event as unknown as { output: DeviceFinding }).output;
-      return finding.connected && !finding.servicesResolved;
-    },
-    isHealthyConnection: ({ event }) => {
-      const finding = (event as unknown as { output: DeviceFinding }).output;
-      return finding.connected && finding.servicesResolved;
-    },
+    isPhantom: (_, finding: DeviceFinding) => finding.connected && !finding.servicesResolved,
+    isHealthyConnection: (_, finding: DeviceFinding) => finding.connected && finding.servicesResolved,
     mayCloseInactiveConnections: ({ context }) => context.closeInactiveConnections,
     sawStaleInProgress: ({ context }) => context.staleInProgress,
     cacheClearRequested: ({ context }) => context.clearCacheNext,
@@ -304,43 +330,92 @@ export const connectionSetup = setup({
       context.keepAlive &&
       !context.pooled &&
       context.watchdog?.action === 'reconnect',
-    escalationSaysReset: ({ context }) => decide(context) === 'reset',
-    escalationSaysClear: ({ context }) => decide(context) === 'clear',
-    escalationSaysRotate: ({ context }) => decide(context) === 'rotate',
-    escalationSaysDiagnose: ({ context }) => decide(context) === 'diagnose',
-    hasParentPool: ({ context }) => context.pooled,
+    /** The escalation step decided on entering `escalating` (one decision per failure). */
+    decisionIs: ({ context }, params: { action: EscalationAction }) => context.decision === params.action,
+    /** Rotation was decided and a parent pool chooses the adapter. */
+    rotationIsThePools: ({ context }) => context.decision === 'rotate' && context.pooled,
     linkMayBeOpen: ({ context }) => context.linkMayBeOpen,
     /** The attempt is still looking for the device (no Connect sent yet). */
-    stillSearching: stateIn('#connection.connecting.searching'),
+    stillSearching: stateIn('#connection.establishing.connecting.searching'),
     cancellationArrived: ({ context }) => context.cancellation !== null,
     queuedForSlot: ({ context }) => context.queuedForSlot,
     disconnectWasRequested: ({ context }) => context.teardown === 'requested',
+    hasOverallDeadline: ({ context }) => context.deadlineAt !== null,
+    /** `disconnecting` tears down part of a run that has an overall deadline (not a requested disconnect). */
+    teardownOfRunWithDeadline: ({ context }) =>
+      context.deadlineAt !== null && context.teardown !== 'requested',
     // No backoff where BlueZ already gave the answer the wait is for (src/machines/backoff.ts).
     linkConfirmedDown: ({ context }) => linkConfirmedDown(context),
     staleConnectCancelledFirst: ({ context }) => staleConnectCancelledFirst(context),
     /** Out of slots, and rotation already chose another configured adapter with a free slot. */
     rotatedToAdapterWithFreeSlot: ({ context }) => nextAdapterHasFreeSlot(context, context.assignedAdapter),
     /** Out of slots, and the pool assigns another adapter (a pool assigns only one with a free slot). */
-    assignedAdapterHasFreeSlot: ({ context, event }) =>
-      nextAdapterHasFreeSlot(context, (event as { adapter?: string }).adapter ?? null),
+    assignedAdapterHasFreeSlot: ({ context }, params: { adapter: string }) =>
+      nextAdapterHasFreeSlot(context, params.adapter),
     teardownEndsFailedAttempt: ({ context }) =>
       context.teardown === 'validation-failed' || context.teardown === 'attempt-deadline',
+    validationPassed: (_, check: ValidationCheck) => check.passed,
+    /** BlueZ no longer knows the device when the Connect is to be sent (removed, expired). */
+    deviceUnknown: (_, params: { error: unknown }) => describeFailure(params.error).class === 'notFound',
+    /**
+     * An RF abort (le-connection-abort-by-local): the link is briefly up (docs/errors.md,
+     * `aborted`), and a retry must not meet it.
+     */
+    rfAborted: (_, params: { error: unknown }) => describeFailure(params.error).class === 'aborted',
+    /**
+     * bluetoothd reports a controller that refuses a link for lack of resources (HCI 0x0d) with the
+     * text of an RF abort; with the adapter's other links at the slot limit in force, it is that.
+     */
+    abortWasSlotRefusal: ({ context }) => {
+      const held = context.heldFailure;
+      return (
+        held !== null &&
+        held.linksOnAdapter !== undefined &&
+        held.slotLimit !== undefined &&
+        held.linksOnAdapter >= held.slotLimit
+      );
+    },
+    /** Something the check needs is missing and the late-GATT budget allows waiting for it. */
+    lateGattBudgetLeft: (_, check: ValidationCheck) => !check.passed && check.nextCheckInMs !== null,
+    linkDropped: (_, settle: GattSettleOutput) => settle.outcome === 'disconnected',
   },
   delays: {
-    /** attemptTimeoutMs (docs/defaults.md): a Connect that never replies must not hold the attempt. */
+    /**
+     * attemptTimeoutMs (docs/defaults.md): a Connect that never replies must not hold the attempt,
+     * and neither must one validation check (a validator that never resolves).
+     */
     attemptDeadline: ({ context }) => context.attemptTimeoutMs,
     /** docs/errors.md: the wait before the next attempt depends on why the last one failed. */
     backoffForErrorClass: ({ context }) => context.backoffMs[lastCause(context)?.class ?? 'other'],
+    /**
+     * What is left of overallTimeoutMs for this run (0 when it has passed). Without an overall
+     * deadline the timer is the longest Node allows and its transition is guarded off.
+     */
+    overallDeadline: ({ context }) =>
+      context.deadlineAt === null
+        ? MAX_TIMER_MS
+        : Math.min(MAX_TIMER_MS, Math.max(0, context.deadlineAt - Date.now())),
+    /** disconnectTimeoutMs: how long an RF-aborted link may take to show Connected=false. */
+    linkDownDeadline: ({ context }) => context.disconnectTimeoutMs,
+    /** The next late-GATT checkpoint (lateGattDelaysMs, docs/defaults.md), as the check reported it. */
+    lateGattCheckpoint: ({ context }) => context.lateGattWaitMs,
   },
   actions: {
-    startFresh: assign({
+    startFresh: assign(({ context }) => ({
       attempts: [],
       cancellation: null,
       queuedForSlot: false,
       error: null,
       teardown: null,
       staleInProgress: false,
-    }),
+      decision: null,
+      deadlineAt: context.overallTimeoutMs === null ? null : Date.now() + context.overallTimeoutMs,
+    })),
+    /** A reconnect run (keep-alive, zombie) gets its own overallTimeoutMs. */
+    armOverallDeadline: assign(({ context }) => ({
+      deadlineAt: context.overallTimeoutMs === null ? null : Date.now() + context.overallTimeoutMs,
+    })),
+    clearOverallDeadline: assign({ deadlineAt: null }),
     beginAttempt: assign(({ context }) => {
       const adapter = context.assignedAdapter ?? context.adapter;
       const attempt: ConnectionAttempt = {
@@ -362,15 +437,14 @@ export const connectionSetup = setup({
       adapter: context.adapter,
       waitedMs: lock.waitedMs,
     })),
-    failWithLockError: assign(({ event }) => {
-      const error = (event as { error?: unknown }).error;
-      return { error: error instanceof Error ? error : new Error(String(error)) };
-    }),
+    failWithLockError: assign((_, params: { error: unknown }) => ({
+      error: params.error instanceof Error ? params.error : new Error(String(params.error)),
+    })),
     /** Releases the per-device lock (implemented by the runtime; the lease id is the parameter). */
     releaseDeviceLock: (_, _params: { lease: string | null }) => {},
     forgetLease: assign({ lease: null }),
     forgetSlotLease: assign({ slotLease: null }),
-    recordFinding: assign({ finding: ({ event }) => (event as unknown as { output: DeviceFinding }).output }),
+    recordFinding: assign((_, finding: DeviceFinding) => ({ finding })),
     forgetStaleInProgress: assign({ staleInProgress: false }),
     forgetDiagnoseRequest: assign({ diagnoseNext: false }),
     forgetCacheClearRequest: assign({ clearCacheNext: false }),
@@ -383,11 +457,34 @@ export const connectionSetup = setup({
       },
       linkMayBeOpen: true,
     }),
-    recordAttemptFailure: assign(({ context, event }) =>
-      failureWith(context, describeFailure((event as unknown as { error: unknown }).error)),
+    recordAttemptFailure: assign(({ context }, params: { error: unknown }) =>
+      failureWith(context, describeFailure(params.error)),
     ),
-    recordValidationFailure: assign(({ context, event }) => {
-      const cause = describeFailure((event as unknown as { error: unknown }).error, 'validation');
+    holdFailure: assign((_, params: { error: unknown }) => ({ heldFailure: describeFailure(params.error) })),
+    markHeldLinkDown: assign(({ context }) => ({
+      heldFailure: context.heldFailure === null ? null : { ...context.heldFailure, linkDownSeen: true },
+    })),
+    /** The RF abort as it is (retried at once when the link was seen down: src/machines/backoff.ts). */
+    recordHeldFailure: assign(({ context }) => ({
+      ...failureWith(context, context.heldFailure ?? describeFailure(undefined)),
+      heldFailure: null,
+    })),
+    /** The RF abort at the slot limit: out of slots (escalation rotates instead of retrying here). */
+    recordHeldFailureAsOutOfSlots: assign(({ context }) => {
+      const held = context.heldFailure ?? describeFailure(undefined);
+      return {
+        ...failureWith(context, {
+          ...held,
+          class: 'outOfSlots',
+          code: 'OUT_OF_SLOTS',
+          name: 'OutOfSlotsError',
+          message: `${held.message} (${context.adapter} holds ${held.linksOnAdapter} other links, limit ${held.slotLimit})`,
+        }),
+        heldFailure: null,
+      };
+    }),
+    recordValidationFailure: assign(({ context }, params: { error: unknown }) => {
+      const cause = describeFailure(params.error, 'validation');
       // ValidationError carries class `other` among the BlueZ classes (docs/errors.md); here it is
       // its own class so escalation and reports can tell "connected but useless" from a connect error.
       return failureWith(
@@ -395,6 +492,42 @@ export const connectionSetup = setup({
         cause.code === 'VALIDATION_FAILED' ? { ...cause, class: 'validation' } : cause,
       );
     }),
+    beginValidation: assign({ validationStartedAt: () => Date.now(), validationMiss: null }),
+    /** What the check found missing, and how long to wait for it. */
+    noteValidationMiss: assign((_, check: ValidationCheck) =>
+      check.passed ? {} : { validationMiss: check.reason, lateGattWaitMs: check.nextCheckInMs ?? 0 },
+    ),
+    /** Still missing when the late-GATT budget is spent. */
+    recordValidationMiss: assign(({ context }, check: ValidationCheck) => {
+      const reason = check.passed ? 'passed' : check.reason;
+      const waitedMs = context.validationStartedAt === null ? 0 : Date.now() - context.validationStartedAt;
+      return failureWith(context, {
+        class: 'validation',
+        code: 'VALIDATION_FAILED',
+        name: 'ValidationError',
+        message:
+          `${context.address} on ${context.adapter} failed validation: ${reason}` +
+          (waitedMs > 0 ? ` (also after waiting ${waitedMs} ms for late GATT services)` : ''),
+      });
+    }),
+    recordValidationDeadline: assign(({ context }) =>
+      failureWith(context, {
+        class: 'validation',
+        code: 'VALIDATION_DEADLINE',
+        name: 'TimeoutError',
+        message:
+          `${context.address} on ${context.adapter}: the validation check did not finish within ` +
+          `attemptTimeoutMs (${context.attemptTimeoutMs} ms); the validator's signal was aborted`,
+      }),
+    ),
+    recordLinkDroppedDuringValidation: assign(({ context }) =>
+      failureWith(context, {
+        class: 'notConnected',
+        code: 'NOT_CONNECTED',
+        name: 'NotConnectedError',
+        message: `the link to ${context.address} on ${context.adapter} dropped during validation`,
+      }),
+    ),
     recordAttemptDeadline: assign(({ context }) =>
       failureWith(context, {
         class: 'noReply',
@@ -438,8 +571,8 @@ export const connectionSetup = setup({
     markLinkMayBeOpen: assign({ linkMayBeOpen: true }),
     markLinkClosed: assign({ linkMayBeOpen: false }),
     setTeardown: assign((_, params: { reason: TeardownReason }) => ({ teardown: params.reason })),
-    recordCancellation: assign(({ context, event }) => ({
-      cancellation: context.cancellation ?? (event as { reason?: CancellationReason }).reason ?? 'aborted',
+    recordCancellation: assign(({ context }, params: { reason: CancellationReason }) => ({
+      cancellation: context.cancellation ?? params.reason,
       attempts: endCurrentAttempt(context, { outcome: 'cancelled', cause: null }),
     })),
     recordQueuedForSlot: assign(({ context }) => ({
@@ -450,17 +583,29 @@ export const connectionSetup = setup({
       error: cancellationError(context, context.cancellation ?? 'aborted'),
     })),
     failWithExhaustedAttempts: assign(({ context }) => ({ error: exhaustedError(context) })),
-    noteEscalation: assign(({ context }, params: { action: EscalationAction }) => {
+    /**
+     * The escalation decision for the failure just recorded, taken once (one clock read) and kept
+     * in context: every transition out of `escalating` reads this answer.
+     */
+    decideOnce: assign(({ context }) => ({
+      decision: decideEscalation(context.escalation, context.ledger, {
+        adapter: context.adapter,
+        failureClass: lastCause(context)?.class ?? 'other',
+        now: Date.now(),
+        canRotate: context.pooled || context.adapters.length > 1,
+      }),
+    })),
+    noteEscalation: assign(({ context }) => {
       const attempts = [...context.attempts];
       const last = attempts[attempts.length - 1];
-      if (last !== undefined) attempts[attempts.length - 1] = { ...last, escalation: params.action };
+      if (last !== undefined) attempts[attempts.length - 1] = { ...last, escalation: context.decision };
       return { attempts };
     }),
-    reportEscalation: emit(({ context }, params: { action: EscalationAction }) => ({
+    reportEscalation: emit(({ context }) => ({
       type: 'escalation' as const,
       address: context.address,
       adapter: context.adapter,
-      action: params.action,
+      action: context.decision ?? 'retry',
       failures: context.ledger.failures[context.adapter] ?? 0,
     })),
     markDiagnoseNext: assign({ diagnoseNext: true }),
@@ -475,9 +620,7 @@ export const connectionSetup = setup({
       fromAdapter: context.adapter,
       failureClass: lastCause(context)?.class ?? null,
     })),
-    adoptAssignedAdapter: assign(({ event }) => ({
-      assignedAdapter: (event as { adapter?: string }).adapter ?? null,
-    })),
+    adoptAssignedAdapter: assign((_, params: { adapter: string }) => ({ assignedAdapter: params.adapter })),
     recordResetAttempt: assign(({ context }) => ({
       ledger: recordReset(context.ledger, context.adapter, Date.now()),
     })),
@@ -521,73 +664,28 @@ export const connectionSetup = setup({
       };
     }),
     /** A lost link starts a reconnect run; not counted by escalation (the device may have left). */
-    recordLinkLoss: assign(({ context, event }) => ({
+    recordLinkLoss: assign(({ context }, params: { reason: string }) => ({
       attempts: linkEndRecord(context, {
         class: 'notConnected',
         code: 'LINK_LOST',
         name: 'LinkLost',
-        message: linkLossReason(event),
+        message: params.reason,
       }),
     })),
-    reportLinkLoss: emit(({ context, event }) => ({
+    reportLinkLoss: emit(({ context }, params: { reason: string }) => ({
       type: 'link-lost' as const,
       address: context.address,
       adapter: context.adapter,
-      reason: linkLossReason(event),
+      reason: params.reason,
     })),
-    // What a pooled actor tells its parent pool (a standalone actor has no parent to tell).
-    reportConnectedToPool: enqueueActions(({ context, enqueue }) => {
+    /**
+     * What a pooled actor tells its parent pool (ConnectionReport), with its address and adapter;
+     * a standalone actor has no parent to tell.
+     */
+    tellPool: enqueueActions(({ context, enqueue }, report: PoolReport) => {
       if (!context.pooled) return;
-      enqueue.sendParent({
-        type: 'CHILD_CONNECTED',
-        address: context.address,
-        adapter: context.adapter,
-      } satisfies ConnectionReport);
-    }),
-    reportLinkLostToPool: enqueueActions(({ context, event, enqueue }) => {
-      if (!context.pooled) return;
-      enqueue.sendParent({
-        type: 'CHILD_LINK_LOST',
-        address: context.address,
-        adapter: context.adapter,
-        reason: linkLossReason(event),
-      } satisfies ConnectionReport);
-    }),
-    reportIdleToPool: enqueueActions(({ context, enqueue }) => {
-      if (!context.pooled) return;
-      enqueue.sendParent({
-        type: 'CHILD_IDLE',
-        address: context.address,
-        adapter: context.adapter,
-      } satisfies ConnectionReport);
-    }),
-    reportFailureToPool: enqueueActions(({ context, enqueue }) => {
-      if (!context.pooled) return;
-      const links = lastCause(context)?.linksOnAdapter;
-      enqueue.sendParent({
-        type: 'CHILD_ATTEMPT_FAILED',
-        address: context.address,
-        adapter: context.adapter,
-        failureClass: lastCause(context)?.class ?? 'other',
-        ...(links === undefined ? {} : { linksOnAdapter: links }),
-      } satisfies ConnectionReport);
-    }),
-    reportWaitingToPool: enqueueActions(({ context, enqueue }) => {
-      if (!context.pooled) return;
-      enqueue.sendParent({
-        type: 'CHILD_WAITING_FOR_SLOT',
-        address: context.address,
-        adapter: context.adapter,
-      } satisfies ConnectionReport);
-    }),
-    reportResetToPool: enqueueActions(({ context, enqueue }, params: { running: boolean }) => {
-      if (!context.pooled) return;
-      enqueue.sendParent({
-        type: 'CHILD_RESETTING',
-        address: context.address,
-        adapter: context.adapter,
-        running: params.running,
-      } satisfies ConnectionReport);
+      const full: ConnectionReport = { ...report, address: context.address, adapter: context.adapter };
+      enqueue.sendParent(full);
     }),
   },
 });
@@ -619,53 +717,81 @@ const shareFailure = {
   }),
 } as const;
 
+/** A reset attempt (done or failed) starts the adapter's cooldown in a shared policy too. */
+const shareReset = {
+  type: 'shareLedgerChange',
+  params: ({ context }: { context: ConnectionContext }): LedgerChange => ({
+    kind: 'reset',
+    adapter: context.adapter,
+    at: Date.now(),
+  }),
+} as const;
+
 /** A failed attempt: the shared escalation policy and a parent pool hear of it. */
-const countFailure = [shareFailure, 'reportFailureToPool'] as const;
+const countFailure = [
+  shareFailure,
+  { type: 'tellPool', params: ({ context }: { context: ConnectionContext }) => failureReport(context) },
+] as const;
+
+/** The failed attempt's error (an actor's rejection) as the failure record's parameter. */
+const errorOf = ({ event }: { event: { error: unknown } }) => ({ error: event.error });
+
+/** An attempt that failed with an actor's rejection goes to escalation. */
+const attemptFailed = {
+  target: '#connection.establishing.escalating',
+  actions: [{ type: 'recordAttemptFailure', params: errorOf }, ...countFailure],
+} as const;
 
 /**
  * The established link ended (Connected=false, the device object gone, LINK_LOST): with keep-alive
- * a standalone actor reconnects after the class's backoff, else it is idle.
+ * a standalone actor reconnects after the class's backoff (a new run, with its own overall
+ * deadline), else it is idle.
  */
-const linkEnded = [
-  {
-    guard: 'keepsAlive',
-    target: '#connection.backoff',
-    actions: ['markLinkClosed', 'reportLinkLoss', 'recordLinkLoss'],
-  },
-  { target: '#connection.idle', actions: ['markLinkClosed', 'reportLinkLoss', 'reportLinkLostToPool'] },
-] as const;
+function linkEnded<E>(reasonOf: (event: E) => string) {
+  const reason = ({ event }: { event: E }) => ({ reason: reasonOf(event) });
+  return [
+    {
+      guard: 'keepsAlive',
+      target: '#connection.establishing.backoff',
+      actions: [
+        'markLinkClosed',
+        'armOverallDeadline',
+        { type: 'reportLinkLoss', params: reason },
+        { type: 'recordLinkLoss', params: reason },
+      ],
+    },
+    {
+      target: '#connection.idle',
+      actions: [
+        'markLinkClosed',
+        { type: 'reportLinkLoss', params: reason },
+        {
+          type: 'tellPool',
+          params: ({ event }: { event: E }): PoolReport => ({
+            type: 'CHILD_LINK_LOST',
+            reason: reasonOf(event),
+          }),
+        },
+      ],
+    },
+  ] as const;
+}
 
-/** CANCEL once our Connect was sent: tear down the link or pending connect on the adapter in use. */
-const cancelAfterConnectSent = {
-  target: '#connection.disconnecting',
-  actions: ['recordCancellation', { type: 'setTeardown', params: { reason: 'cancelled' } }],
+/** A validation check failed for good: tear the link down, then escalation. */
+const validationFailedBy = <A>(record: A) =>
+  ({
+    target: '#connection.disconnecting',
+    actions: [record, ...countFailure, { type: 'setTeardown', params: { reason: 'validation-failed' } }],
+  }) as const;
+
+/** A step that records the caller's AbortSignal or overallTimeoutMs as CANCEL. */
+const cancelledBy = {
+  type: 'recordCancellation',
+  params: ({ event }: { event: { reason: CancellationReason } }) => ({ reason: event.reason }),
 } as const;
 
-/** CANCEL outside connecting/validating: tear down what an earlier Connect may have opened, else fail at once. */
-const cancelDuringAttempt = [
-  {
-    guard: 'linkMayBeOpen',
-    target: '#connection.disconnecting',
-    actions: ['recordCancellation', { type: 'setTeardown', params: { reason: 'cancelled' } }],
-  },
-  { target: '#connection.failed', actions: ['recordCancellation', 'failWithCancellation'] },
-] as const;
-
-/** QUEUED_FOR_SLOT once our Connect was sent: tear down the link or pending connect, then wait. */
-const queueAfterConnectSent = {
-  target: '#connection.disconnecting',
-  actions: ['recordQueuedForSlot', { type: 'setTeardown', params: { reason: 'requeued' } }],
-} as const;
-
-/** QUEUED_FOR_SLOT outside connecting/validating: tear down what an earlier Connect may have opened, else wait at once. */
-const queueDuringAttempt = [
-  {
-    guard: 'linkMayBeOpen',
-    target: '#connection.disconnecting',
-    actions: ['recordQueuedForSlot', { type: 'setTeardown', params: { reason: 'requeued' } }],
-  },
-  { target: '#connection.waiting-for-slot', actions: 'recordQueuedForSlot' },
-] as const;
+/** The overall deadline passed: recorded like a CANCEL for `timed-out`. */
+const timedOut = { type: 'recordCancellation', params: { reason: 'timed-out' } } as const;
 
 /** The connection machine (docs/architecture.md). */
 export const connectionMachine = connectionSetup.createMachine({
@@ -697,9 +823,19 @@ export const connectionMachine = connectionSetup.createMachine({
     error: null,
     watchdog: input.watchdog ?? null,
     keepAlive: input.keepAlive ?? false,
+    overallTimeoutMs: input.overallTimeoutMs ?? null,
+    deadlineAt: null,
+    decision: null,
+    validationStartedAt: null,
+    validationMiss: null,
+    lateGattWaitMs: 0,
+    disconnectTimeoutMs: input.disconnectTimeoutMs ?? 5000,
+    heldFailure: null,
   }),
   on: {
-    ADAPTER_ASSIGNED: { actions: 'adoptAssignedAdapter' },
+    ADAPTER_ASSIGNED: {
+      actions: { type: 'adoptAssignedAdapter', params: ({ event }) => ({ adapter: event.adapter }) },
+    },
   },
   output: ({ context }) => ({
     error: context.error ?? new Error('connection machine ended without an error'),
@@ -709,200 +845,449 @@ export const connectionMachine = connectionSetup.createMachine({
     idle: {
       entry: [...releaseLock],
       on: {
-        CONNECT: {
-          target: 'locking',
-          actions: ['startFresh', 'beginAttempt'],
-        },
+        CONNECT: { target: 'establishing', actions: ['startFresh', 'beginAttempt'] },
       },
     },
-    locking: {
-      invoke: {
-        id: 'acquireDeviceLock',
-        src: 'acquireDeviceLock',
-        input: ({ context }) => ({
-          address: context.address,
-          adapter: context.adapter,
-          lease: context.lease,
-        }),
-        // The lock's output reaches the guard and actions as typed params (no event casts).
-        onDone: [
-          {
-            guard: { type: 'lockWasDegraded', params: ({ event }) => event.output },
-            target: 'clearing-stale',
-            actions: [
-              { type: 'takeLease', params: ({ event }) => event.output },
-              { type: 'reportDegradedLock', params: ({ event }) => event.output },
-            ],
-          },
-          { target: 'clearing-stale', actions: { type: 'takeLease', params: ({ event }) => event.output } },
-        ],
-        onError: [
-          {
-            guard: 'isLockFailure',
-            target: 'failed',
-            actions: ['recordAttemptFailure', 'failWithLockError'],
-          },
-          { target: 'escalating', actions: ['recordAttemptFailure', ...countFailure] },
-        ],
-      },
-      on: { CANCEL: [...cancelDuringAttempt], QUEUED_FOR_SLOT: [...queueDuringAttempt] },
-    },
-    'clearing-stale': {
-      initial: 'inspecting',
-      on: { CANCEL: [...cancelDuringAttempt], QUEUED_FOR_SLOT: [...queueDuringAttempt] },
-      states: {
-        inspecting: {
-          invoke: {
-            id: 'inspectDevice',
-            src: 'inspectDevice',
-            input: ({ context }) => ({
-              address: context.address,
-              adapter: context.adapter,
-              thorough: context.diagnoseNext,
-            }),
-            onDone: [
-              // Order matters: a phantom must never be adopted as a live connection (the upstream
-              // library adopts any Connected device; bleak-retry-connector#231).
-              {
-                guard: 'isPhantom',
-                target: '#connection.phantom',
-                actions: ['recordFinding', 'forgetDiagnoseRequest'],
-              },
-              {
-                guard: 'isHealthyConnection',
-                target: '#connection.validating',
-                actions: ['recordFinding', 'forgetDiagnoseRequest', 'markAdopted'],
-              },
-              {
-                guard: 'sawStaleInProgress',
-                target: 'cancelling-stale-connect',
-                actions: ['recordFinding', 'forgetDiagnoseRequest'],
-              },
-              {
-                guard: 'cacheClearRequested',
-                target: 'clearing-device-cache',
-                actions: ['recordFinding', 'forgetDiagnoseRequest'],
-              },
-              { target: '#connection.connecting', actions: ['recordFinding', 'forgetDiagnoseRequest'] },
-            ],
-            onError: { target: '#connection.escalating', actions: ['recordAttemptFailure', ...countFailure] },
-          },
-        },
-        'cancelling-stale-connect': {
-          invoke: {
-            id: 'cancelStalePendingConnect',
-            src: 'cancelStalePendingConnect',
-            input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
-            onDone: { target: '#connection.connecting', actions: 'forgetStaleInProgress' },
-            onError: {
-              target: '#connection.escalating',
-              actions: ['forgetStaleInProgress', 'recordAttemptFailure', ...countFailure],
-            },
-          },
-        },
-        'clearing-device-cache': {
-          invoke: {
-            id: 'clearDeviceCache',
-            src: 'clearDeviceCache',
-            input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
-            onDone: { target: '#connection.connecting', actions: 'forgetCacheClearRequest' },
-            onError: {
-              target: '#connection.escalating',
-              actions: ['forgetCacheClearRequest', 'recordAttemptFailure', ...countFailure],
-            },
-          },
-        },
-      },
-    },
-    phantom: {
-      // Without the opt-in the phantom is reported and left alone: it may be another process's link
-      // that is still resolving services (bleak-retry-connector#226, #231).
-      always: {
-        guard: not('mayCloseInactiveConnections'),
-        target: 'escalating',
-        actions: ['recordPhantomLeftAlone', ...countFailure, 'reportPhantomLeftAlone'],
-      },
-      invoke: {
-        id: 'clearPhantom',
-        src: 'clearPhantom',
-        input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
-        onDone: { target: 'connecting' },
-        onError: { target: 'escalating', actions: ['recordAttemptFailure', ...countFailure] },
-      },
-      on: { CANCEL: [...cancelDuringAttempt], QUEUED_FOR_SLOT: [...queueDuringAttempt] },
-    },
-    connecting: {
-      entry: 'markLinkMayBeOpen',
-      initial: 'searching',
-      states: {
-        /** Until BlueZ knows the device on this adapter (at once when it already does). */
-        searching: {
-          invoke: {
-            id: 'findDevice',
-            src: 'findDevice',
-            input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
-            onDone: { target: 'requesting' },
-            onError: { target: '#connection.escalating', actions: ['recordAttemptFailure', ...countFailure] },
-          },
-        },
-        requesting: {
-          invoke: {
-            id: 'connectWithDeadline',
-            src: 'connectWithDeadline',
-            input: ({ context }) => ({
-              address: context.address,
-              adapter: context.adapter,
-              timeoutMs: context.attemptTimeoutMs,
-            }),
-            onDone: { target: '#connection.validating' },
-            // The connect actor itself waits for Connected=false after an RF abort before rejecting.
-            onError: { target: '#connection.escalating', actions: ['recordAttemptFailure', ...countFailure] },
-          },
-        },
-      },
+    /**
+     * One run of attempts, from CONNECT (or a pool's assignment, or a reconnect) to `connected`,
+     * `failed` or `waiting-for-slot`. Cancellation, the overall deadline and queueing are handled
+     * here once for every step.
+     */
+    establishing: {
+      initial: 'locking',
+      invoke: { id: 'watchCallerSignal', src: 'watchCallerSignal' },
       after: {
-        attemptDeadline: [
+        // overallTimeoutMs: the run ends as if cancelled, with a TimeoutError.
+        overallDeadline: [
           {
-            // No Connect was sent: nothing to tear down, and the device was simply not found.
-            guard: 'stillSearching',
-            target: 'escalating',
-            actions: ['recordSearchDeadline', ...countFailure],
-          },
-          {
+            guard: and(['hasOverallDeadline', 'linkMayBeOpen']),
             target: 'disconnecting',
-            actions: [
-              'recordAttemptDeadline',
-              ...countFailure,
-              { type: 'setTeardown', params: { reason: 'attempt-deadline' } },
-            ],
+            actions: [timedOut, { type: 'setTeardown', params: { reason: 'cancelled' } }],
           },
+          { guard: 'hasOverallDeadline', target: 'failed', actions: [timedOut, 'failWithCancellation'] },
         ],
       },
-      on: { CANCEL: cancelAfterConnectSent, QUEUED_FOR_SLOT: queueAfterConnectSent },
-    },
-    validating: {
-      // Connected: the slot limits concurrent connect attempts, and validation (late GATT waits of
-      // up to 14 s) is not one. The Python library releases it here too.
-      entry: [...releaseSlot],
-      invoke: {
-        id: 'validateWithLateGattRetry',
-        src: 'validateWithLateGattRetry',
-        input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
-        onDone: { target: 'connected' },
-        onError: {
-          target: 'disconnecting',
-          actions: [
-            'recordValidationFailure',
-            ...countFailure,
-            { type: 'setTeardown', params: { reason: 'validation-failed' } },
+      on: {
+        // Tear down what our Connect may have opened (a link, a pending connect), else end at once.
+        CANCEL: [
+          {
+            guard: 'linkMayBeOpen',
+            target: 'disconnecting',
+            actions: [cancelledBy, { type: 'setTeardown', params: { reason: 'cancelled' } }],
+          },
+          { target: 'failed', actions: [cancelledBy, 'failWithCancellation'] },
+        ],
+        // The same for the pool's "no slot for you": then wait for one.
+        QUEUED_FOR_SLOT: [
+          {
+            guard: 'linkMayBeOpen',
+            target: 'disconnecting',
+            actions: ['recordQueuedForSlot', { type: 'setTeardown', params: { reason: 'requeued' } }],
+          },
+          { target: 'waiting-for-slot', actions: 'recordQueuedForSlot' },
+        ],
+      },
+      states: {
+        locking: {
+          invoke: {
+            id: 'acquireDeviceLock',
+            src: 'acquireDeviceLock',
+            input: ({ context }) => ({
+              address: context.address,
+              adapter: context.adapter,
+              lease: context.lease,
+            }),
+            // The lock's output reaches the guard and actions as typed params (no event casts).
+            onDone: [
+              {
+                guard: { type: 'lockWasDegraded', params: ({ event }) => event.output },
+                target: 'clearing-stale',
+                actions: [
+                  { type: 'takeLease', params: ({ event }) => event.output },
+                  { type: 'reportDegradedLock', params: ({ event }) => event.output },
+                ],
+              },
+              {
+                target: 'clearing-stale',
+                actions: { type: 'takeLease', params: ({ event }) => event.output },
+              },
+            ],
+            onError: [
+              {
+                guard: { type: 'isLockFailure', params: errorOf },
+                target: '#connection.failed',
+                actions: [
+                  { type: 'recordAttemptFailure', params: errorOf },
+                  { type: 'failWithLockError', params: errorOf },
+                ],
+              },
+              attemptFailed,
+            ],
+          },
+        },
+        'clearing-stale': {
+          initial: 'inspecting',
+          states: {
+            inspecting: {
+              invoke: {
+                id: 'inspectDevice',
+                src: 'inspectDevice',
+                input: ({ context }) => ({
+                  address: context.address,
+                  adapter: context.adapter,
+                  thorough: context.diagnoseNext,
+                }),
+                onDone: [
+                  // Order matters: a phantom must never be adopted as a live connection (the upstream
+                  // library adopts any Connected device; bleak-retry-connector#231).
+                  {
+                    guard: { type: 'isPhantom', params: ({ event }) => event.output },
+                    target: '#connection.establishing.phantom',
+                    actions: [
+                      { type: 'recordFinding', params: ({ event }) => event.output },
+                      'forgetDiagnoseRequest',
+                    ],
+                  },
+                  {
+                    guard: { type: 'isHealthyConnection', params: ({ event }) => event.output },
+                    target: '#connection.establishing.validating',
+                    actions: [
+                      { type: 'recordFinding', params: ({ event }) => event.output },
+                      'forgetDiagnoseRequest',
+                      'markAdopted',
+                    ],
+                  },
+                  {
+                    guard: 'sawStaleInProgress',
+                    target: 'cancelling-stale-connect',
+                    actions: [
+                      { type: 'recordFinding', params: ({ event }) => event.output },
+                      'forgetDiagnoseRequest',
+                    ],
+                  },
+                  {
+                    guard: 'cacheClearRequested',
+                    target: 'clearing-device-cache',
+                    actions: [
+                      { type: 'recordFinding', params: ({ event }) => event.output },
+                      'forgetDiagnoseRequest',
+                    ],
+                  },
+                  {
+                    target: '#connection.establishing.connecting',
+                    actions: [
+                      { type: 'recordFinding', params: ({ event }) => event.output },
+                      'forgetDiagnoseRequest',
+                    ],
+                  },
+                ],
+                onError: attemptFailed,
+              },
+            },
+            'cancelling-stale-connect': {
+              invoke: {
+                id: 'cancelStalePendingConnect',
+                src: 'cancelStalePendingConnect',
+                input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
+                onDone: { target: '#connection.establishing.connecting', actions: 'forgetStaleInProgress' },
+                onError: {
+                  target: '#connection.establishing.escalating',
+                  actions: [
+                    'forgetStaleInProgress',
+                    { type: 'recordAttemptFailure', params: errorOf },
+                    ...countFailure,
+                  ],
+                },
+              },
+            },
+            'clearing-device-cache': {
+              invoke: {
+                id: 'clearDeviceCache',
+                src: 'clearDeviceCache',
+                input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
+                onDone: { target: '#connection.establishing.connecting', actions: 'forgetCacheClearRequest' },
+                onError: {
+                  target: '#connection.establishing.escalating',
+                  actions: [
+                    'forgetCacheClearRequest',
+                    { type: 'recordAttemptFailure', params: errorOf },
+                    ...countFailure,
+                  ],
+                },
+              },
+            },
+          },
+        },
+        phantom: {
+          // Without the opt-in the phantom is reported and left alone: it may be another process's link
+          // that is still resolving services (bleak-retry-connector#226, #231).
+          always: {
+            guard: not('mayCloseInactiveConnections'),
+            target: 'escalating',
+            actions: ['recordPhantomLeftAlone', ...countFailure, 'reportPhantomLeftAlone'],
+          },
+          invoke: {
+            id: 'clearPhantom',
+            src: 'clearPhantom',
+            input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
+            onDone: { target: 'connecting' },
+            onError: attemptFailed,
+          },
+        },
+        connecting: {
+          entry: 'markLinkMayBeOpen',
+          initial: 'searching',
+          states: {
+            /** Until BlueZ knows the device on this adapter (at once when it already does). */
+            searching: {
+              invoke: {
+                id: 'findDevice',
+                src: 'findDevice',
+                input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
+                onDone: { target: 'requesting' },
+                onError: attemptFailed,
+              },
+            },
+            requesting: {
+              invoke: {
+                id: 'connectWithDeadline',
+                src: 'connectWithDeadline',
+                input: ({ context }) => ({
+                  address: context.address,
+                  adapter: context.adapter,
+                  timeoutMs: context.attemptTimeoutMs,
+                }),
+                onDone: { target: '#connection.establishing.validating' },
+                onError: [
+                  // The device object went away before the Connect (removed, expired): find it
+                  // again, within the same attempt deadline.
+                  { guard: { type: 'deviceUnknown', params: errorOf }, target: 'searching' },
+                  {
+                    guard: { type: 'rfAborted', params: errorOf },
+                    target: 'awaiting-link-down',
+                    actions: { type: 'holdFailure', params: errorOf },
+                  },
+                  attemptFailed,
+                ],
+              },
+            },
+            /**
+             * After an RF abort the link is briefly up: BlueZ's Connected=false is the earliest
+             * moment a retry cannot meet the old link (the backoff is then skipped), bounded by
+             * disconnectTimeoutMs.
+             */
+            'awaiting-link-down': {
+              invoke: {
+                id: 'waitLinkDown',
+                src: 'waitLinkDown',
+                input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
+                onDone: { target: 'classifying-abort', actions: 'markHeldLinkDown' },
+                onError: { target: 'classifying-abort' },
+              },
+              after: { linkDownDeadline: { target: 'classifying-abort' } },
+            },
+            /** An RF abort at the adapter's slot limit is a refusal for lack of slots. */
+            'classifying-abort': {
+              always: [
+                {
+                  guard: 'abortWasSlotRefusal',
+                  target: '#connection.establishing.escalating',
+                  actions: ['recordHeldFailureAsOutOfSlots', ...countFailure],
+                },
+                {
+                  target: '#connection.establishing.escalating',
+                  actions: ['recordHeldFailure', ...countFailure],
+                },
+              ],
+            },
+          },
+          after: {
+            attemptDeadline: [
+              {
+                // No Connect was sent: nothing to tear down, and the device was simply not found.
+                guard: 'stillSearching',
+                target: 'escalating',
+                actions: ['recordSearchDeadline', ...countFailure],
+              },
+              {
+                target: '#connection.disconnecting',
+                actions: [
+                  'recordAttemptDeadline',
+                  ...countFailure,
+                  { type: 'setTeardown', params: { reason: 'attempt-deadline' } },
+                ],
+              },
+            ],
+          },
+        },
+        validating: {
+          // Connected: the slot limits concurrent connect attempts, and validation (late GATT waits of
+          // up to 14 s) is not one. The Python library releases it here too.
+          entry: [...releaseSlot, 'beginValidation'],
+          initial: 'checking',
+          states: {
+            /**
+             * GATT not empty, then the caller's validator, bounded by attemptTimeoutMs: a validator
+             * that never resolves ends the attempt (its signal aborted) instead of holding the lock.
+             */
+            checking: {
+              invoke: {
+                id: 'validateOnce',
+                src: 'validateOnce',
+                input: ({ context }) => ({
+                  address: context.address,
+                  adapter: context.adapter,
+                  startedAt: context.validationStartedAt ?? Date.now(),
+                }),
+                onDone: [
+                  {
+                    guard: { type: 'validationPassed', params: ({ event }) => event.output },
+                    target: '#connection.connected',
+                  },
+                  {
+                    // Only missing services/characteristics are worth waiting for (late GATT).
+                    guard: { type: 'lateGattBudgetLeft', params: ({ event }) => event.output },
+                    target: 'waiting-for-late-gatt',
+                    actions: { type: 'noteValidationMiss', params: ({ event }) => event.output },
+                  },
+                  validationFailedBy({
+                    type: 'recordValidationMiss',
+                    params: ({ event }: { event: { output: ValidationCheck } }) => event.output,
+                  }),
+                ],
+                // A validator that threw (a failed read, a bug) fails the attempt at once.
+                onError: validationFailedBy({ type: 'recordValidationFailure', params: errorOf }),
+              },
+              after: { attemptDeadline: validationFailedBy('recordValidationDeadline') },
+            },
+            /**
+             * Late GATT (Telink-style chips export services 2–10 s after ServicesResolved; a Service
+             * Changed removes objects one by one before the new ones appear): check again once the
+             * GATT tree changed and settled, or at the next lateGattDelaysMs checkpoint.
+             */
+            'waiting-for-late-gatt': {
+              invoke: {
+                id: 'awaitGattSettled',
+                src: 'awaitGattSettled',
+                input: ({ context }) => ({
+                  address: context.address,
+                  adapter: context.adapter,
+                  // A backstop: the state's `after lateGattCheckpoint` ends the wait first.
+                  timeoutMs: context.lateGattWaitMs + 1000,
+                }),
+                onDone: [
+                  {
+                    guard: { type: 'linkDropped', params: ({ event }) => event.output },
+                    ...validationFailedBy('recordLinkDroppedDuringValidation'),
+                  },
+                  { target: 'checking' },
+                ],
+                onError: validationFailedBy({ type: 'recordValidationFailure', params: errorOf }),
+              },
+              after: { lateGattCheckpoint: { target: 'checking' } },
+            },
+          },
+        },
+        escalating: {
+          entry: 'decideOnce',
+          always: [
+            {
+              guard: 'attemptsExhausted',
+              target: '#connection.failed',
+              actions: 'failWithExhaustedAttempts',
+            },
+            {
+              guard: { type: 'decisionIs', params: { action: 'reset' } },
+              target: 'resetting',
+              actions: ['noteEscalation', 'reportEscalation'],
+            },
+            {
+              guard: { type: 'decisionIs', params: { action: 'clear' } },
+              target: 'backoff',
+              actions: ['noteEscalation', 'reportEscalation', 'markClearCacheNext'],
+            },
+            {
+              guard: 'rotationIsThePools',
+              target: 'backoff',
+              actions: ['noteEscalation', 'reportEscalation', 'requestRotationFromPool'],
+            },
+            {
+              guard: { type: 'decisionIs', params: { action: 'rotate' } },
+              target: 'backoff',
+              actions: ['noteEscalation', 'reportEscalation', 'rotateToNextConfiguredAdapter'],
+            },
+            {
+              guard: { type: 'decisionIs', params: { action: 'diagnose' } },
+              target: 'backoff',
+              actions: ['noteEscalation', 'reportEscalation', 'markDiagnoseNext'],
+            },
+            { target: 'backoff', actions: ['noteEscalation', 'reportEscalation'] },
           ],
         },
+        resetting: {
+          // A pool must not move a child away while the ladder has its adapter powered off.
+          entry: { type: 'tellPool', params: { type: 'CHILD_RESETTING', running: true } },
+          exit: { type: 'tellPool', params: { type: 'CHILD_RESETTING', running: false } },
+          invoke: {
+            id: 'resetAdapter',
+            src: 'resetAdapter',
+            input: ({ context }) => ({ adapter: context.adapter }),
+            // Success or failure, the cooldown starts (docs/errors.md, Escalation): a failing reset
+            // must not be retried on every following failure.
+            onDone: { target: 'backoff', actions: ['recordResetAttempt', shareReset] },
+            onError: { target: 'backoff', actions: ['recordResetAttempt', shareReset] },
+          },
+        },
+        backoff: {
+          // The failed attempt has been handled (teardown, escalation, reset): the wait itself needs no
+          // slot, and holding one through it would only keep other services from connecting.
+          entry: [...releaseSlot],
+          initial: 'choosing',
+          states: {
+            // No wait where it cannot help: the RF-aborted link is confirmed down, the stale pending
+            // connect is cancelled first anyway, or the next attempt goes to an adapter with a free
+            // slot (src/machines/backoff.ts). Decided before any timer starts.
+            choosing: {
+              always: [
+                {
+                  guard: or([
+                    'linkConfirmedDown',
+                    'staleConnectCancelledFirst',
+                    'rotatedToAdapterWithFreeSlot',
+                  ]),
+                  target: '#connection.establishing.locking',
+                  actions: 'beginAttempt',
+                },
+                { target: 'waiting' },
+              ],
+            },
+            waiting: {
+              after: {
+                backoffForErrorClass: { target: '#connection.establishing.locking', actions: 'beginAttempt' },
+              },
+            },
+          },
+          on: {
+            // Otherwise the machine-wide handler only records the assignment for the next attempt.
+            ADAPTER_ASSIGNED: {
+              guard: {
+                type: 'assignedAdapterHasFreeSlot',
+                params: ({ event }) => ({ adapter: event.adapter }),
+              },
+              target: 'locking',
+              actions: [
+                { type: 'adoptAssignedAdapter', params: ({ event }) => ({ adapter: event.adapter }) },
+                'beginAttempt',
+              ],
+            },
+          },
+        },
       },
-      on: { CANCEL: cancelAfterConnectSent, QUEUED_FOR_SLOT: queueAfterConnectSent },
     },
     connected: {
       entry: [
         'recordAttemptSuccess',
+        'clearOverallDeadline',
         {
           type: 'shareLedgerChange',
           params: ({ context }: { context: ConnectionContext }): LedgerChange => ({
@@ -911,17 +1296,17 @@ export const connectionMachine = connectionSetup.createMachine({
           }),
         },
         ...releaseLock,
-        'reportConnectedToPool',
+        { type: 'tellPool', params: { type: 'CHILD_CONNECTED' } },
       ],
       invoke: [
         {
           id: 'watchLink',
           src: 'watchLink',
           input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
-          onDone: [...linkEnded],
+          onDone: [...linkEnded(({ output }: { output: LinkLossOutput }) => output.reason)],
           // A watcher that fails (the bus went away) can no longer vouch for the link: treat it as
           // lost rather than let the error take the actor, and a parent pool, down.
-          onError: [...linkEnded],
+          onError: [...linkEnded(({ error }: { error: unknown }) => watchFailureReason(error))],
         },
         {
           // A fresh watchdog on every (re)connect, on the adapter of this link.
@@ -941,7 +1326,7 @@ export const connectionMachine = connectionSetup.createMachine({
           target: 'disconnecting',
           actions: { type: 'setTeardown', params: { reason: 'requested' } },
         },
-        LINK_LOST: [...linkEnded],
+        LINK_LOST: [...linkEnded(({ reason }: { reason: string }) => reason)],
         ACTIVITY: { actions: 'forwardActivity' },
         ZOMBIE: [
           { guard: 'zombieOnlyReported', actions: 'reportZombie' },
@@ -952,6 +1337,7 @@ export const connectionMachine = connectionSetup.createMachine({
               'reportZombie',
               'recordZombie',
               shareFailure,
+              'armOverallDeadline',
               { type: 'setTeardown', params: { reason: 'zombie' } },
             ],
           },
@@ -959,185 +1345,78 @@ export const connectionMachine = connectionSetup.createMachine({
       },
     },
     disconnecting: {
-      invoke: {
-        id: 'verifiedDisconnect',
-        src: 'verifiedDisconnect',
-        input: ({ context }) => ({
-          address: context.address,
-          adapter: context.adapter,
-          reason: context.teardown ?? 'requested',
-        }),
-        onDone: [
-          {
-            guard: 'cancellationArrived',
-            target: 'failed',
-            actions: ['markLinkClosed', 'failWithCancellation'],
-          },
-          { guard: 'queuedForSlot', target: 'waiting-for-slot', actions: 'markLinkClosed' },
-          { guard: 'teardownEndsFailedAttempt', target: 'escalating', actions: 'markLinkClosed' },
-          { guard: 'reconnectsAfterZombie', target: 'escalating', actions: 'markLinkClosed' },
-          { target: 'idle', actions: ['markLinkClosed', 'reportIdleToPool'] },
-        ],
-        // A disconnect that could not be verified is still the end of this teardown: the next
-        // attempt's inspection (or the caller) sees what BlueZ really holds.
-        onError: [
-          { guard: 'cancellationArrived', target: 'failed', actions: 'failWithCancellation' },
-          { guard: 'queuedForSlot', target: 'waiting-for-slot' },
-          { guard: 'teardownEndsFailedAttempt', target: 'escalating' },
-          { guard: 'reconnectsAfterZombie', target: 'escalating' },
-          { target: 'idle', actions: 'reportIdleToPool' },
-        ],
+      invoke: [
+        {
+          id: 'verifiedDisconnect',
+          src: 'verifiedDisconnect',
+          input: ({ context }) => ({
+            address: context.address,
+            adapter: context.adapter,
+            reason: context.teardown ?? 'requested',
+          }),
+          onDone: [
+            {
+              guard: 'cancellationArrived',
+              target: 'failed',
+              actions: ['markLinkClosed', 'failWithCancellation'],
+            },
+            { guard: 'queuedForSlot', target: 'waiting-for-slot', actions: 'markLinkClosed' },
+            {
+              guard: 'teardownEndsFailedAttempt',
+              target: '#connection.establishing.escalating',
+              actions: 'markLinkClosed',
+            },
+            {
+              guard: 'reconnectsAfterZombie',
+              target: '#connection.establishing.escalating',
+              actions: 'markLinkClosed',
+            },
+            {
+              target: 'idle',
+              actions: ['markLinkClosed', { type: 'tellPool', params: { type: 'CHILD_IDLE' } }],
+            },
+          ],
+          // A disconnect that could not be verified is still the end of this teardown: the next
+          // attempt's inspection (or the caller) sees what BlueZ really holds.
+          onError: [
+            { guard: 'cancellationArrived', target: 'failed', actions: 'failWithCancellation' },
+            { guard: 'queuedForSlot', target: 'waiting-for-slot' },
+            { guard: 'teardownEndsFailedAttempt', target: '#connection.establishing.escalating' },
+            { guard: 'reconnectsAfterZombie', target: '#connection.establishing.escalating' },
+            { target: 'idle', actions: { type: 'tellPool', params: { type: 'CHILD_IDLE' } } },
+          ],
+        },
+        // Tearing down a failed attempt is still part of the run: the caller's signal applies.
+        { id: 'watchCallerSignal', src: 'watchCallerSignal' },
+      ],
+      after: {
+        // So does the overall deadline (a requested disconnect has none: `connected` cleared it).
+        overallDeadline: {
+          guard: 'teardownOfRunWithDeadline',
+          actions: timedOut,
+        },
       },
       on: {
         // A requested disconnect of an established link is not a connect to cancel.
-        CANCEL: { guard: not('disconnectWasRequested'), actions: 'recordCancellation' },
+        CANCEL: { guard: not('disconnectWasRequested'), actions: cancelledBy },
         // Tearing down a failed attempt: wait for a slot afterwards instead of escalating.
         QUEUED_FOR_SLOT: { guard: 'teardownEndsFailedAttempt', actions: 'recordQueuedForSlot' },
-      },
-    },
-    escalating: {
-      always: [
-        { guard: 'attemptsExhausted', target: 'failed', actions: 'failWithExhaustedAttempts' },
-        {
-          guard: 'escalationSaysReset',
-          target: 'resetting',
-          actions: [
-            { type: 'noteEscalation', params: { action: 'reset' } },
-            { type: 'reportEscalation', params: { action: 'reset' } },
-          ],
-        },
-        {
-          guard: 'escalationSaysClear',
-          target: 'backoff',
-          actions: [
-            { type: 'noteEscalation', params: { action: 'clear' } },
-            { type: 'reportEscalation', params: { action: 'clear' } },
-            'markClearCacheNext',
-          ],
-        },
-        {
-          guard: and(['escalationSaysRotate', 'hasParentPool']),
-          target: 'backoff',
-          actions: [
-            { type: 'noteEscalation', params: { action: 'rotate' } },
-            { type: 'reportEscalation', params: { action: 'rotate' } },
-            'requestRotationFromPool',
-          ],
-        },
-        {
-          guard: 'escalationSaysRotate',
-          target: 'backoff',
-          actions: [
-            { type: 'noteEscalation', params: { action: 'rotate' } },
-            { type: 'reportEscalation', params: { action: 'rotate' } },
-            'rotateToNextConfiguredAdapter',
-          ],
-        },
-        {
-          guard: 'escalationSaysDiagnose',
-          target: 'backoff',
-          actions: [
-            { type: 'noteEscalation', params: { action: 'diagnose' } },
-            { type: 'reportEscalation', params: { action: 'diagnose' } },
-            'markDiagnoseNext',
-          ],
-        },
-        {
-          target: 'backoff',
-          actions: [
-            { type: 'noteEscalation', params: { action: 'retry' } },
-            { type: 'reportEscalation', params: { action: 'retry' } },
-          ],
-        },
-      ],
-    },
-    resetting: {
-      // A pool must not move a child away while the ladder has its adapter powered off.
-      entry: { type: 'reportResetToPool', params: { running: true } },
-      exit: { type: 'reportResetToPool', params: { running: false } },
-      invoke: {
-        id: 'resetAdapter',
-        src: 'resetAdapter',
-        input: ({ context }) => ({ adapter: context.adapter }),
-        // Success or failure, the cooldown starts (docs/errors.md, Escalation): a failing reset
-        // must not be retried on every following failure.
-        onDone: {
-          target: 'backoff',
-          actions: [
-            'recordResetAttempt',
-            {
-              type: 'shareLedgerChange',
-              params: ({ context }: { context: ConnectionContext }): LedgerChange => ({
-                kind: 'reset',
-                adapter: context.adapter,
-                at: Date.now(),
-              }),
-            },
-          ],
-        },
-        onError: {
-          target: 'backoff',
-          actions: [
-            'recordResetAttempt',
-            {
-              type: 'shareLedgerChange',
-              params: ({ context }: { context: ConnectionContext }): LedgerChange => ({
-                kind: 'reset',
-                adapter: context.adapter,
-                at: Date.now(),
-              }),
-            },
-          ],
-        },
-      },
-      on: { CANCEL: [...cancelDuringAttempt], QUEUED_FOR_SLOT: [...queueDuringAttempt] },
-    },
-    backoff: {
-      // The failed attempt has been handled (teardown, escalation, reset): the wait itself needs no
-      // slot, and holding one through it would only keep other services from connecting.
-      entry: [...releaseSlot],
-      initial: 'choosing',
-      states: {
-        // No wait where it cannot help: the RF-aborted link is confirmed down, the stale pending
-        // connect is cancelled first anyway, or the next attempt goes to an adapter with a free
-        // slot (src/machines/backoff.ts). Decided before any timer starts.
-        choosing: {
-          always: [
-            {
-              guard: or(['linkConfirmedDown', 'staleConnectCancelledFirst', 'rotatedToAdapterWithFreeSlot']),
-              target: '#connection.locking',
-              actions: 'beginAttempt',
-            },
-            { target: 'waiting' },
-          ],
-        },
-        waiting: {
-          after: {
-            backoffForErrorClass: { target: '#connection.locking', actions: 'beginAttempt' },
-          },
-        },
-      },
-      on: {
-        CANCEL: [...cancelDuringAttempt],
-        QUEUED_FOR_SLOT: [...queueDuringAttempt],
-        // Otherwise the machine-wide handler only records the assignment for the next attempt.
-        ADAPTER_ASSIGNED: {
-          guard: 'assignedAdapterHasFreeSlot',
-          target: 'locking',
-          actions: ['adoptAssignedAdapter', 'beginAttempt'],
-        },
       },
     },
     'waiting-for-slot': {
       // Nothing held: no lock (another actor of this device may connect meanwhile), no link, no
       // timer. The pool hands out the freed slot, oldest waiting device first.
-      entry: [...releaseLock, 'reportWaitingToPool'],
+      entry: [...releaseLock, { type: 'tellPool', params: { type: 'CHILD_WAITING_FOR_SLOT' } }],
       on: {
         ADAPTER_ASSIGNED: {
-          target: 'locking',
-          actions: ['adoptAssignedAdapter', 'startFresh', 'beginAttempt'],
+          target: 'establishing.locking',
+          actions: [
+            { type: 'adoptAssignedAdapter', params: ({ event }) => ({ adapter: event.adapter }) },
+            'startFresh',
+            'beginAttempt',
+          ],
         },
-        CANCEL: { target: 'failed', actions: ['recordCancellation', 'failWithCancellation'] },
+        CANCEL: { target: 'failed', actions: [cancelledBy, 'failWithCancellation'] },
       },
     },
     failed: {

@@ -5,8 +5,8 @@
  * "rotate" step did nothing, which never saw validation failures and whose failed
  * resets never started the cooldown, with 0.0 as "never reset" so the first 300 s of uptime
  * blocked resets. Here the decision is a function of plain data: the per-adapter ledger, the
- * configuration, the failure class and the clock; the connection machine calls it from its guards
- * and a test can call it directly.
+ * configuration, the failure class and the clock; the connection machine calls it once per failure
+ * (on entering `escalating`, keeping the answer in context) and a test can call it directly.
  */
 import type { FailureClass } from './connection-contracts.js';
 
@@ -46,7 +46,7 @@ export interface EscalationConfig {
 
 /**
  * Per-adapter bookkeeping. Plain data, so it can live in machine context and in the inspector.
- * An adapter absent from `lastResetAt` was never reset (an explicit "never", not a 0 timestamp).
+ * An adapter absent from `lastResetAt` has had no reset yet (explicitly absent, not a 0 timestamp).
  */
 export interface EscalationLedger {
   /** Consecutive failures per adapter since its last success or reset. */

@@ -17,9 +17,23 @@ export interface StateTrail {
   readonly inspect: (event: InspectionEvent) => void;
 }
 
-/** The top-level state name of a state value (`{ 'clearing-stale': 'inspecting' }` → `clearing-stale`). */
+/**
+ * States that only frame others: the name users see is the child's. The connection machine's
+ * `establishing` owns cancellation, the overall deadline and queueing for its steps (`locking`,
+ * `connecting`, …), which are what a trail, a log line or the CLI shows.
+ */
+const FRAMES: ReadonlySet<string> = new Set(['establishing']);
+
+/**
+ * The name users see for a state value: the top-level state, or the step inside a frame
+ * (`{ 'clearing-stale': 'inspecting' }` → `clearing-stale`;
+ * `{ establishing: { connecting: 'requesting' } }` → `connecting`).
+ */
 export function topLevelState(value: StateValue): string {
-  return typeof value === 'string' ? value : (Object.keys(value)[0] ?? '');
+  if (typeof value === 'string') return value;
+  const [key, inner] = Object.entries(value)[0] ?? [];
+  if (key === undefined) return '';
+  return FRAMES.has(key) && inner !== undefined ? topLevelState(inner) : key;
 }
 
 /**

@@ -49,6 +49,12 @@ function drivableEvent(event: AnyEventObject, snapshot: ConnectionSnapshot): boo
   // xstate.after transition from connecting.searching, also to escalating, is driven instead).
   // The findDevice error itself is covered by test/connection/not-found.test.ts.
   if (event.type === 'xstate.error.actor.findDevice') return false;
+  // The overall deadline is a timer, not a fault (the model input's is 60 s; test/connection/cancellation.test.ts
+  // drives it on the simulator).
+  if (event.type.startsWith('xstate.after.overallDeadline')) return false;
+  // Waiting for a GATT change fails only when the BlueZ client itself is closed under it.
+  if (event.type === 'xstate.error.actor.awaitGattSettled') return false;
+  if (event.type === 'xstate.error.actor.waitLinkDown') return false;
   if (event.type === 'xstate.error.actor.verifiedDisconnect') {
     return (
       snapshot.context.teardown === 'validation-failed' ||
@@ -152,7 +158,9 @@ function gated(fns: ConnectionActorFunctions, gate: Gate): ConnectionActorFuncti
     clearPhantom: wrap('clearPhantom', fns.clearPhantom),
     findDevice: wrap('findDevice', fns.findDevice),
     connectWithDeadline: wrap('connectWithDeadline', fns.connectWithDeadline),
-    validateWithLateGattRetry: wrap('validateWithLateGattRetry', fns.validateWithLateGattRetry),
+    waitLinkDown: fns.waitLinkDown,
+    validateOnce: wrap('validateOnce', fns.validateOnce),
+    awaitGattSettled: wrap('awaitGattSettled', fns.awaitGattSettled),
     verifiedDisconnect: wrap('verifiedDisconnect', fns.verifiedDisconnect),
     resetAdapter: wrap('resetAdapter', fns.resetAdapter),
     watchLink: fns.watchLink,
@@ -176,17 +184,29 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
     faults.push(handle);
     return handle;
   };
+  // The validator's answer: "a characteristic is missing" (false) or a failed read (a throw).
   let failValidation = false;
+  let throwInValidator = false;
+  // The late-GATT budget as the next check sees it (set by the driver for each check's outcome).
+  let lateGatt: number[] = [];
+  let addedServices = 0;
+  // The slot limit in force (undefined: aborts stay aborts; 0: every RF abort is at the limit).
+  let slotLimitNow: number | undefined;
   const gate = new Gate();
   const leases = new LeaseBook();
   const deps = {
     bluez,
-    lateGattDelaysMs: [50],
+    get lateGattDelaysMs() {
+      return lateGatt;
+    },
     disconnectTimeoutMs: 300,
     rediscoveryTimeoutMs: 1000,
     leases,
-    // Stands in for "validation failed" when the link was adopted, not made by a Connect we could fault.
-    validate: () => !failValidation,
+    slotLimit: () => slotLimitNow,
+    validate: () => {
+      if (throwInValidator) throw new Error('read failed');
+      return !failValidation;
+    },
   };
   // A backoff that the path leaves through an event (CANCEL, QUEUED_FOR_SLOT) is
   // held until that event arrives: with the model's 20 ms backoffs the driver's own work between two
@@ -217,10 +237,10 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
       const event = step.event as AnyEventObject;
       const next = path.steps[i + 1]?.event as AnyEventObject | undefined;
       // The event that leaves this backoff (ADAPTER_ASSIGNED in backoff only adopts the adapter).
-      const leaving = path.steps.slice(i + 1).find((s) => !s.state.matches('backoff'))?.event as
-        AnyEventObject | undefined;
+      const leaving = path.steps.slice(i + 1).find((s) => !s.state.matches({ establishing: 'backoff' }))
+        ?.event as AnyEventObject | undefined;
       holdBackoff =
-        step.state.matches('backoff') &&
+        step.state.matches({ establishing: 'backoff' }) &&
         leaving !== undefined &&
         !leaving.type.startsWith('xstate.after.backoffForErrorClass');
       const actorEvent = /^xstate\.(done|error)\.actor\.(.+)$/.exec(event.type);
@@ -306,15 +326,27 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
             break;
           case 'done:connectWithDeadline':
             for (const f of faults) if (f.spec.kind === 'stale-in-progress') f.clear();
-            if (next?.type === 'xstate.error.actor.validateWithLateGattRetry') {
-              inject({ kind: 'empty-gatt', target: { device: address }, count: 1 });
-            }
             break;
           case 'error:connectWithDeadline': {
-            const cls = (event.error as { errorClass: string }).errorClass;
-            if (cls === 'aborted')
-              inject({ kind: 'rf-abort', target: { device: address }, count: 1, linkUpMs: 10 });
-            else if (cls === 'inProgress') inject({ kind: 'stale-in-progress', target: { device: address } });
+            const failure = event.error as { errorClass: string; slotLimit?: number };
+            const cls = failure.errorClass;
+            if (cls === 'aborted') {
+              // Up briefly, or past the link-down deadline when the path takes it.
+              const linkUpMs = next?.type.startsWith('xstate.after.linkDownDeadline') ? 1500 : 10;
+              inject({ kind: 'rf-abort', target: { device: address }, count: 1, linkUpMs });
+              if (failure.slotLimit !== undefined) {
+                // The adapter's links are at the limit in force: the abort is a slot refusal.
+                slotLimitNow = 0;
+                restore = async () => {
+                  slotLimitNow = undefined;
+                };
+              }
+            } else if (cls === 'notFound') {
+              // The object goes away between the search and the Connect.
+              await bluez.removeDevice(adapter, address, { timeoutMs: 2000 });
+              await eventually('device removed', () => bluez.device(adapter, address) === undefined);
+            } else if (cls === 'inProgress')
+              inject({ kind: 'stale-in-progress', target: { device: address } });
             else
               inject({
                 kind: 'fail-connect',
@@ -325,13 +357,34 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
               });
             break;
           }
-          case 'error:validateWithLateGattRetry':
-            // After a Connect the empty-GATT fault was armed with it; an adopted link fails the validator.
-            if (!sim.state().faults.some((f) => f.kind === 'empty-gatt')) failValidation = true;
+          case 'done:validateOnce': {
+            // Passed, or something missing with the late-GATT budget allowing a wait (the next
+            // checkpoint 1 s from now) or spent.
+            const check = event.output as { passed: boolean; nextCheckInMs: number | null };
+            failValidation = !check.passed;
+            const startedAt = (callInput as { startedAt: number }).startedAt;
+            lateGatt = check.nextCheckInMs === null ? [] : [Date.now() - startedAt + 1000];
+            break;
+          }
+          case 'error:validateOnce':
+            throwInValidator = true;
             restore = async () => {
-              failValidation = false;
+              throwInValidator = false;
             };
             break;
+          case 'done:awaitGattSettled': {
+            const outcome = (event.output as { outcome: string }).outcome;
+            gate.release(name);
+            // A Service Changed (a service the peripheral grows) settles well within the 1 s wait;
+            // a dropped link ends the wait at once.
+            if (outcome === 'settled') {
+              sim.addService(address, {
+                uuid: `0000ff${String(10 + addedServices++).padStart(2, '0')}-0000-1000-8000-00805f9b34fb`,
+                characteristics: [],
+              });
+            } else sim.dropLink(address);
+            break;
+          }
           case 'error:verifiedDisconnect':
             inject({
               kind: 'hang',
@@ -366,7 +419,13 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
         gate.release(name);
       } else if (
         event.type.startsWith('xstate.after.attemptDeadline') &&
-        path.steps[i - 1]?.state.matches({ connecting: 'searching' } as never)
+        path.steps[i - 1]?.state.matches({ establishing: { validating: 'checking' } })
+      ) {
+        // A validator that never resolves: validateOnce stays held until the deadline aborts it.
+        await gate.pending('validateOnce');
+      } else if (
+        event.type.startsWith('xstate.after.attemptDeadline') &&
+        path.steps[i - 1]?.state.matches({ establishing: { connecting: 'searching' } })
       ) {
         // The search outlasts the attempt: findDevice stays held until the deadline aborts it.
         await gate.pending('findDevice');
@@ -403,15 +462,20 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
 }
 
 describe('model paths on the simulator', () => {
-  it('every transition except lock degraded/failed, a failing link watch and a search giving up before the deadline can be driven by a BlueZ fault', () => {
+  it('every transition except lock degraded/failed, a failing link or GATT watch, a search giving up before the deadline and the 60 s overall deadline can be driven by a BlueZ fault', () => {
     expect([...unreachableBySimulator].sort()).toEqual([
       // With keep-alive a failing watch starts a reconnect run, else the actor is idle.
-      'connection.connected | xstate.error.actor.watchLink | #0 → connection.backoff',
+      'connection.connected | xstate.error.actor.watchLink | #0 → connection.establishing.backoff',
       'connection.connected | xstate.error.actor.watchLink | #1 → connection.idle',
-      'connection.connecting.searching | xstate.error.actor.findDevice | #0 → connection.escalating',
-      'connection.locking | xstate.done.actor.acquireDeviceLock | #0 → connection.clearing-stale',
-      'connection.locking | xstate.error.actor.acquireDeviceLock | #0 → connection.failed',
-      'connection.locking | xstate.error.actor.acquireDeviceLock | #1 → connection.escalating',
+      // A timer (test/connection/cancellation.test.ts drives overallTimeoutMs on the simulator).
+      'connection.disconnecting | xstate.after.overallDeadline.connection.disconnecting | #0',
+      'connection.establishing | xstate.after.overallDeadline.connection.establishing | #0 → connection.disconnecting',
+      'connection.establishing | xstate.after.overallDeadline.connection.establishing | #1 → connection.failed',
+      'connection.establishing.connecting.searching | xstate.error.actor.findDevice | #0 → connection.establishing.escalating',
+      'connection.establishing.locking | xstate.done.actor.acquireDeviceLock | #0 → connection.establishing.clearing-stale',
+      'connection.establishing.locking | xstate.error.actor.acquireDeviceLock | #0 → connection.failed',
+      'connection.establishing.locking | xstate.error.actor.acquireDeviceLock | #1 → connection.establishing.escalating',
+      'connection.establishing.validating.waiting-for-late-gatt | xstate.error.actor.awaitGattSettled | #0 → connection.disconnecting',
     ]);
     expect(selected.length).toBeGreaterThan(5);
   });

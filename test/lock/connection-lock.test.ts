@@ -135,7 +135,7 @@ describe('connection slots in the locking state', () => {
     });
     actor.send({ type: 'CONNECT' });
     await eventually('connecting with a slot', () =>
-      actor.getSnapshot().matches({ connecting: 'requesting' }),
+      actor.getSnapshot().matches({ establishing: { connecting: 'requesting' } }),
     );
     expect(heldLocks().map((l) => l.slot)).toEqual([0]);
     actor.stop();

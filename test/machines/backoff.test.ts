@@ -13,11 +13,9 @@ import { baseInput, fail, ok, startScripted } from './scripted-actors.js';
 const LONG = 60_000;
 const backoffMs = { aborted: LONG, inProgress: LONG, outOfSlots: LONG };
 
-/** An RF abort as the connect actor rejects it: `linkDownSeen` when BlueZ showed Connected=false. */
-function rfAbort(linkDownSeen: boolean): AbortedError {
-  const error = new AbortedError('le-connection-abort-by-local', { dbusName: 'org.bluez.Error.Failed' });
-  error.linkDownSeen = linkDownSeen;
-  return error;
+/** An RF abort as the connect actor rejects it (the machine then waits for Connected=false). */
+function rfAbort(): AbortedError {
+  return new AbortedError('le-connection-abort-by-local', { dbusName: 'org.bluez.Error.Failed' });
 }
 
 /** Lets scripted actors settle without moving the fake clock. */
@@ -35,7 +33,9 @@ afterEach(() => {
 describe('backoff is skipped where BlueZ already answered', () => {
   it('RF abort with Connected=false seen: the next attempt starts at once, no timer', async () => {
     const h = startScripted(baseInput({ backoffMs }), {
-      connectWithDeadline: [fail(rfAbort(true)), ok()],
+      connectWithDeadline: [fail(rfAbort()), ok()],
+      // BlueZ shows Connected=false (connecting.awaiting-link-down).
+      waitLinkDown: [ok()],
     });
     h.actor.send({ type: 'CONNECT' });
     await settle();
@@ -50,13 +50,19 @@ describe('backoff is skipped where BlueZ already answered', () => {
   });
 
   it('RF abort whose link BlueZ still showed up: the aborted backoff applies', async () => {
-    const h = startScripted(baseInput({ backoffMs }), {
-      connectWithDeadline: [fail(rfAbort(false)), ok()],
+    const h = startScripted(baseInput({ backoffMs, disconnectTimeoutMs: 500 }), {
+      connectWithDeadline: [fail(rfAbort()), ok()],
+      // The link-down wait ends at its deadline with the link still up.
+      waitLinkDown: ['hang'],
     });
     h.actor.send({ type: 'CONNECT' });
     await settle();
+    expect(h.state()).toBe('connecting');
+    await vi.advanceTimersByTimeAsync(500);
+    await settle();
     expect(h.state()).toBe('backoff');
-    expect(vi.getTimerCount()).toBe(1);
+    // The backoff timer, and the run's overall deadline (none set: guarded off).
+    expect(vi.getTimerCount()).toBe(2);
     await vi.advanceTimersByTimeAsync(LONG - 1);
     expect(h.state()).toBe('backoff');
     await vi.advanceTimersByTimeAsync(1);

@@ -19,7 +19,7 @@ import {
   type SnapshotFrom,
 } from 'xstate';
 import { LockTimeoutError } from '../../src/bluez/errors.js';
-import { createStateTrail } from '../../src/machines/state-trail.js';
+import { createStateTrail, topLevelState } from '../../src/machines/state-trail.js';
 import {
   AbortedError,
   AdapterError,
@@ -48,6 +48,8 @@ export const MODEL_INPUTS: Record<string, ConnectionInput> = {
     adapters: ['hci0', 'hci1'],
     maxAttempts: 4,
     attemptTimeoutMs: 400,
+    // The RF-abort link wait (after linkDownDeadline) ends before the attempt deadline.
+    disconnectTimeoutMs: 100,
     closeInactiveConnections: true,
     escalation: {
       ...DEFAULT_ESCALATION,
@@ -73,6 +75,8 @@ export const MODEL_INPUTS: Record<string, ConnectionInput> = {
     pooled: true,
     maxAttempts: 2,
     attemptTimeoutMs: 400,
+    // The RF-abort link wait (after linkDownDeadline) ends before the attempt deadline.
+    disconnectTimeoutMs: 100,
     closeInactiveConnections: false,
     escalation: { ...DEFAULT_ESCALATION, rotateAfter: 1, maxLevel: 'rotate' },
     backoffMs: {
@@ -90,10 +94,14 @@ export const MODEL_INPUTS: Record<string, ConnectionInput> = {
     adapters: ['hci0'],
     maxAttempts: 2,
     attemptTimeoutMs: 400,
+    // The RF-abort link wait (after linkDownDeadline) ends before the attempt deadline.
+    disconnectTimeoutMs: 100,
     closeInactiveConnections: false,
     escalation: { ...DEFAULT_ESCALATION, diagnose: false },
     // A zombie is only reported: the link stays.
     watchdog: { timeoutMs: 1000, probe: null, action: 'report' },
+    // The run's own deadline (the model fires it where no other timer runs).
+    overallTimeoutMs: 60_000,
     backoffMs: {
       aborted: 20,
       inProgress: 20,
@@ -112,6 +120,7 @@ MODEL_INPUTS['keepAlive'] = {
   adapters: ['hci0'],
   maxAttempts: 2,
   attemptTimeoutMs: 400,
+  disconnectTimeoutMs: 100,
   closeInactiveConnections: false,
   escalation: { ...DEFAULT_ESCALATION, diagnose: false },
   // Link loss (notConnected) waits 0 ms by default; a model step needs a timer to rest on.
@@ -145,17 +154,17 @@ const rf = () => new AbortedError('le-connection-abort-by-local', { dbusName: 'o
 /** The actions through which a pooled actor talks to its parent (sendParent), as no-ops. */
 export const POOL_SENDS_AS_NO_OPS = {
   requestRotationFromPool: () => {},
-  reportConnectedToPool: () => {},
-  reportLinkLostToPool: () => {},
-  reportIdleToPool: () => {},
-  reportFailureToPool: () => {},
-  reportResetToPool: () => {},
-  reportWaitingToPool: () => {},
+  tellPool: () => {},
 } as const;
 
 /** The events (actor outcomes and external events) the model offers in each state. */
 export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
-  const m = (s: string | Record<string, string>) => snapshot.matches(s as never);
+  // The steps of a run are children of `establishing`.
+  const TOP = new Set(['idle', 'connected', 'disconnecting', 'waiting-for-slot', 'failed']);
+  const m = (s: string | Record<string, string>) => {
+    const key = typeof s === 'string' ? s : (Object.keys(s)[0] ?? '');
+    return snapshot.matches((TOP.has(key) ? s : { establishing: s }) as never);
+  };
   const events: AnyEventObject[] = [];
   const cancel = { type: 'CANCEL', reason: 'aborted' };
   // The pool's answer when no adapter has a free slot (the machine accepts it pooled or not).
@@ -183,7 +192,7 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
       queued,
     );
   }
-  if (m({ 'clearing-stale': 'inspecting' } as never)) {
+  if (m({ 'clearing-stale': 'inspecting' })) {
     events.push(
       {
         type: 'xstate.done.actor.inspectDevice',
@@ -202,7 +211,7 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
       queued,
     );
   }
-  if (m({ 'clearing-stale': 'cancelling-stale-connect' } as never)) {
+  if (m({ 'clearing-stale': 'cancelling-stale-connect' })) {
     events.push(
       { type: 'xstate.done.actor.cancelStalePendingConnect' },
       // What the simulator can make of it: the Disconnect that cancels the pending connect hangs
@@ -213,7 +222,7 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
       },
     );
   }
-  if (m({ 'clearing-stale': 'clearing-device-cache' } as never)) {
+  if (m({ 'clearing-stale': 'clearing-device-cache' })) {
     events.push(
       { type: 'xstate.done.actor.clearDeviceCache' },
       {
@@ -250,19 +259,52 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
         type: 'xstate.error.actor.connectWithDeadline',
         error: new OutOfSlotsError('No available connection slot'),
       },
+      // An RF abort with the adapter's other links at the slot limit: a refusal for lack of slots.
+      {
+        type: 'xstate.error.actor.connectWithDeadline',
+        error: Object.assign(rf(), { linksOnAdapter: 2, slotLimit: 2 }),
+      },
+      // The device object went away before the Connect: search again.
+      {
+        type: 'xstate.error.actor.connectWithDeadline',
+        error: new DeviceNotFoundError('no longer known on hci0'),
+      },
       cancel,
       queued,
     );
   }
-  if (m('validating')) {
+  if (m({ connecting: 'awaiting-link-down' })) {
     events.push(
-      { type: 'xstate.done.actor.validateWithLateGattRetry' },
+      { type: 'xstate.done.actor.waitLinkDown' },
+      { type: 'xstate.error.actor.waitLinkDown', error: new Error('the BlueZ mirror is closed') },
+    );
+  }
+  if (m({ validating: 'checking' })) {
+    events.push(
+      { type: 'xstate.done.actor.validateOnce', output: { passed: true } },
+      // Services missing: wait for late GATT while the budget lasts, else the attempt fails.
       {
-        type: 'xstate.error.actor.validateWithLateGattRetry',
-        error: new ValidationError('no GATT services'),
+        type: 'xstate.done.actor.validateOnce',
+        output: { passed: false, reason: 'no GATT services exported', nextCheckInMs: 50 },
+      },
+      {
+        type: 'xstate.done.actor.validateOnce',
+        output: { passed: false, reason: 'no GATT services exported', nextCheckInMs: null },
+      },
+      // The validator threw: the attempt fails at once.
+      {
+        type: 'xstate.error.actor.validateOnce',
+        error: new ValidationError('the validator threw: read failed'),
       },
       cancel,
       queued,
+    );
+  }
+  if (m({ validating: 'waiting-for-late-gatt' })) {
+    events.push(
+      { type: 'xstate.done.actor.awaitGattSettled', output: { outcome: 'settled' } },
+      { type: 'xstate.done.actor.awaitGattSettled', output: { outcome: 'disconnected' } },
+      { type: 'xstate.error.actor.awaitGattSettled', error: new Error('the BlueZ mirror is closed') },
     );
   }
   if (m('connected')) {
@@ -297,9 +339,18 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
   }
   if (m('backoff')) events.push(cancel, queued, { type: 'ADAPTER_ASSIGNED', adapter: 'hci1' });
   if (m('waiting-for-slot')) events.push({ type: 'ADAPTER_ASSIGNED', adapter: 'hci1' }, cancel);
-  // Delays: the `after` transitions of the active states (fired by time in a replay).
-  for (const node of snapshot._nodes) {
-    for (const type of node.transitions.keys()) if (type.startsWith('xstate.after.')) events.push({ type });
+  // Delays: the `after` transitions of the innermost active state that has any (the timer that
+  // fires first in a replay: inner deadlines are shorter than the ones around them). The overall
+  // deadline is offered where no other timer runs, and only when the run has one.
+  const delays = snapshot._nodes
+    .map((node) => [...node.transitions.keys()].filter((type) => type.startsWith('xstate.after.')))
+    .filter((types) => types.length > 0);
+  const overall = (type: string) => type.includes('overallDeadline');
+  const inner = delays.map((types) => types.filter((t) => !overall(t))).filter((t) => t.length > 0);
+  const innermost = inner[inner.length - 1];
+  if (innermost !== undefined) for (const type of innermost) events.push({ type });
+  else if (snapshot.context.deadlineAt !== null) {
+    for (const types of delays) for (const type of types.filter(overall)) events.push({ type });
   }
   return events;
 }
@@ -329,6 +380,8 @@ export function serializeModelState(snapshot: ConnectionSnapshot): string {
     c.teardown,
     c.cancellation,
     c.queuedForSlot,
+    c.deadlineAt !== null,
+    c.heldFailure === null ? null : [c.heldFailure.class, c.heldFailure.slotLimit ?? null],
   ]);
 }
 
@@ -369,6 +422,7 @@ function abstractState(snapshot: ConnectionSnapshot): string {
     c.teardown,
     c.cancellation,
     c.queuedForSlot,
+    c.deadlineAt !== null,
     Object.keys(c.ledger.lastResetAt).length > 0,
   ]);
 }
@@ -449,8 +503,7 @@ export function generatePaths(
 export function expectedStates(path: ModelPath): string[] {
   const out: string[] = [];
   for (const step of path.steps) {
-    const v = step.state.value;
-    const name = typeof v === 'string' ? v : (Object.keys(v)[0] ?? '');
+    const name = topLevelState(step.state.value);
     if (out[out.length - 1] !== name) out.push(name);
   }
   return out;
@@ -496,7 +549,9 @@ export async function replayWithScriptedActors(
     'clearPhantom',
     'findDevice',
     'connectWithDeadline',
-    'validateWithLateGattRetry',
+    'waitLinkDown',
+    'validateOnce',
+    'awaitGattSettled',
     'verifiedDisconnect',
     'resetAdapter',
     'watchLink',

@@ -34,7 +34,8 @@ describe('connection machine, model-based (pure replay)', () => {
         for (const state of run.states) visited.add(state);
         expect(run.settled).toEqual(expectedStates(path));
       }
-    });
+      // Hundreds of replays: a generous allowance on a loaded machine (nothing here is timed).
+    }, 300_000);
   }
 
   it('the paths reach every state of the machine (transient ones included)', () => {

@@ -138,7 +138,7 @@ describe('connection machine (scripted actors)', () => {
 
   it('attempts that all fail validation: the ConnectionFailedError lists them as validation, not other', async () => {
     const invalid = fail(new ValidationError('no GATT services after late-GATT retries'));
-    const h = startScripted(baseInput({ maxAttempts: 2 }), {}, { validateWithLateGattRetry: invalid });
+    const h = startScripted(baseInput({ maxAttempts: 2 }), {}, { validateOnce: invalid });
     h.actor.send({ type: 'CONNECT' });
     await h.runUntil(() => h.actor.getSnapshot().status === 'done');
     const failed = finalError(h) as ConnectionFailedError;
@@ -267,7 +267,7 @@ describe('connection machine (scripted actors)', () => {
 
   it('empty GATT fails validation, the link is torn down, the failure counts for escalation, a new attempt connects', async () => {
     const h = startScripted(baseInput(), {
-      validateWithLateGattRetry: [fail(new ValidationError('no GATT services after late-GATT retries'))],
+      validateOnce: [fail(new ValidationError('no GATT services after late-GATT retries'))],
     });
     h.actor.send({ type: 'CONNECT' });
     await h.runUntil(() => h.state() === 'connected');
@@ -576,7 +576,7 @@ describe('connection machine (scripted actors)', () => {
 
   it('QUEUED_FOR_SLOT while tearing down a failed validation waits after the teardown instead of escalating', async () => {
     const g = startScripted(baseInput(), {
-      validateWithLateGattRetry: [fail(new ValidationError('no GATT services'))],
+      validateOnce: [fail(new ValidationError('no GATT services'))],
     });
     // The pool's answer arrives while the verified disconnect runs.
     let sent = false;

@@ -25,7 +25,9 @@ export type PromiseActorName =
   | 'clearPhantom'
   | 'findDevice'
   | 'connectWithDeadline'
-  | 'validateWithLateGattRetry'
+  | 'waitLinkDown'
+  | 'validateOnce'
+  | 'awaitGattSettled'
   | 'verifiedDisconnect'
   | 'resetAdapter';
 
@@ -38,7 +40,11 @@ export const HEALTHY: Record<PromiseActorName, Outcome> = {
   clearPhantom: ok({ reappeared: true }),
   findDevice: ok(),
   connectWithDeadline: ok(),
-  validateWithLateGattRetry: ok(),
+  // After an RF abort nobody saw the link drop unless a test says so (ok()): the attempt is
+  // recorded without linkDownSeen, so the aborted backoff applies.
+  waitLinkDown: fail(new Error('link state not observed')),
+  validateOnce: ok({ passed: true }),
+  awaitGattSettled: ok({ outcome: 'settled' }),
   verifiedDisconnect: ok({ outcome: 'disconnected' }),
   resetAdapter: ok(),
 };

@@ -4,7 +4,8 @@
  * and the pool's emitted events and snapshot (queue, slots). It never reaches into the pool's
  * internals, so it works whether the pool keeps one actor per device or replaces it.
  */
-import type { InspectionEvent } from 'xstate';
+import type { InspectionEvent, StateValue } from 'xstate';
+import { topLevelState } from '../../machines/state-trail.js';
 import type { ConnectionAttempt, PoolEmitted, PoolSnapshot } from '../../index.js';
 import type { ConnectionContext } from '../../machines/index.js';
 
@@ -70,7 +71,7 @@ export function statePath(value: unknown): string {
 
 function topState(value: unknown): string {
   if (typeof value === 'string') return value;
-  if (typeof value === 'object' && value !== null) return Object.keys(value)[0] ?? '';
+  if (typeof value === 'object' && value !== null) return topLevelState(value as StateValue);
   return '';
 }
 

@@ -24,7 +24,13 @@ const inspect = (e) => {
   }
   if (e.type !== '@xstate.snapshot' || e.actorRef?.sessionId !== e.rootId) return;
   const value = e.snapshot?.value;
-  const state = typeof value === 'string' ? value : value && Object.keys(value)[0];
+  // The step users see (inside the machine's `establishing` frame).
+  let step = value;
+  while (step && typeof step === 'object') {
+    const [key, inner] = Object.entries(step)[0] ?? [];
+    step = key === 'establishing' ? inner : key;
+  }
+  const state = step;
   if (state && trail[trail.length - 1]?.[0] !== state)
     trail.push([state, Number(process.hrtime.bigint()) / 1e6]);
 };

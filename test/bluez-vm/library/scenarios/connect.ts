@@ -115,7 +115,11 @@ export const connectScenarios: LibraryScenario[] = [
       ctx.defer(() => actor.stop());
       actor.start();
       actor.send({ type: 'CONNECT' });
-      await eventually('the actor connecting', () => actor.getSnapshot().matches('connecting'), 10_000);
+      await eventually(
+        'the actor connecting',
+        () => actor.getSnapshot().matches({ establishing: 'connecting' }),
+        10_000,
+      );
       // Give Connect time to reach the controller (LE Create Connection pending).
       await new Promise((r) => setTimeout(r, 1500));
       ctx.log('Connect pending; cancelling');

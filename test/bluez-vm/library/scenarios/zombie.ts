@@ -5,7 +5,7 @@
  */
 import { expect } from 'vitest';
 import { establishConnection } from '../../../../src/index.js';
-import type { ZombieReport } from '../../../../src/machines/index.js';
+import { topLevelState, type ZombieReport } from '../../../../src/machines/index.js';
 import { NOTIFY_CHAR_UUID, NOTIFY_INTERVAL_MS } from '../../../conformance/peripheral-spec.js';
 import { eventually } from '../helpers.js';
 import type { LibraryScenario } from '../types.js';
@@ -30,8 +30,8 @@ export const zombieScenarios: LibraryScenario[] = [
       ctx.defer(() => conn.disconnect());
       const states: string[] = [];
       const stateSub = conn.actor.subscribe((s) => {
-        const v = typeof s.value === 'string' ? s.value : Object.keys(s.value)[0];
-        if (v !== undefined && states[states.length - 1] !== v) states.push(v);
+        const v = topLevelState(s.value);
+        if (v !== '' && states[states.length - 1] !== v) states.push(v);
       });
       ctx.defer(() => stateSub.unsubscribe());
       const zombies: Array<ZombieReport & { at: number }> = [];
