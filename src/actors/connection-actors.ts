@@ -33,6 +33,7 @@ import type {
   LockOutput,
   ResetInput,
 } from '../machines/connection-contracts.js';
+import { devicePath } from '../bluez/validate.js';
 import { gattNotEmpty, type Validator } from '../connection/validators.js';
 import { lockDevice } from './device-lock.js';
 import { providedWatchdogMachine } from './watchdog-actors.js';
@@ -125,6 +126,7 @@ async function waitDeviceGone(
   signal: AbortSignal,
 ): Promise<void> {
   await bluez.mirror.waitFor((m) => m.device(adapter, address) === undefined, {
+    paths: [devicePath(adapter, address)],
     timeoutMs,
     signal,
     description: `${address} removed from ${adapter}`,
@@ -144,6 +146,7 @@ async function waitLinkDown(
 ): Promise<boolean> {
   return bluez.mirror
     .waitFor((m) => !(m.device(adapter, address)?.connected ?? false), {
+      paths: [devicePath(adapter, address)],
       timeoutMs,
       signal,
       description: `Connected=false for ${address} on ${adapter}`,
@@ -460,7 +463,11 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
         if (device === undefined) return { reason: `${input.address} is gone from ${input.adapter}` };
         return device.connected ? undefined : { reason: 'Connected=false' };
       },
-      { signal, description: `link loss of ${input.address} on ${input.adapter}` },
+      {
+        signal,
+        description: `link loss of ${input.address} on ${input.adapter}`,
+        paths: [devicePath(input.adapter, input.address)],
+      },
     );
 
   return {

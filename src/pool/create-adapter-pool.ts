@@ -30,11 +30,11 @@ import {
   usableAdapters,
   type AdapterStrategy,
   type PoolDeviceStatus,
-  type Sightings,
 } from '../machines/adapter-pool-logic.js';
 import { slotReport, type PoolEmitted } from '../machines/adapter-pool-steps.js';
 import type { ResolvedSlotLock } from '../lock/config.js';
 import { lockHolders } from '../lock/holders.js';
+import { startMirrorSync } from './mirror-sync.js';
 
 /** Per-device options of {@link AdapterPool.connect} (the pool chooses the adapters). */
 export type PoolConnectOptions = Omit<
@@ -254,14 +254,6 @@ function watchForeignAttempts(
   return () => clearInterval(timer);
 }
 
-function sightingsOf(bluez: BluezClient, address: string, allowed: (adapter: string) => boolean): Sightings {
-  const out: Record<string, number | null> = {};
-  for (const d of bluez.mirror.adaptersSeeing(address)) {
-    if (allowed(d.adapter)) out[d.adapter] = d.rssi ?? null;
-  }
-  return out;
-}
-
 /**
  * Creates and starts the adapter pool (docs/architecture.md) over `options.bluez`.
  * Throws TypeError/RangeError naming the field for bad options, before any I/O.
@@ -361,57 +353,16 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
   const endErrors = new Map<string, unknown>();
   const offFailed = actor.on('device-failed', (e) => endErrors.set(e.address, e.cause));
 
-  // ---- mirror → pool ---------------------------------------------------------------------------
-  let known = new Map<string, boolean>(poolAdapters().map((a) => [a.name, a.powered]));
-  let up = bluez.mirror.bluezReady;
-  const lastSightings = new Map<string, string>();
-  const lastLinks = new Map<string, string>();
-  const syncMirror = (): void => {
-    if (closed) return;
-    const ready = bluez.mirror.bluezReady;
-    if (!ready && up) {
-      up = false;
-      actor.send({ type: 'BLUEZ_DOWN' });
-      known = new Map();
-    }
-    const now = new Map<string, boolean>(ready ? poolAdapters().map((a) => [a.name, a.powered]) : []);
-    for (const [name] of known) if (!now.has(name)) actor.send({ type: 'ADAPTER_GONE', name });
-    for (const [name, powered] of now) {
-      if (known.get(name) !== powered) actor.send({ type: 'ADAPTER_PRESENT', name, powered });
-    }
-    known = now;
-    // Every link BlueZ shows takes a controller slot, another service's too (docs/architecture.md).
-    for (const name of lastLinks.keys()) if (!now.has(name)) lastLinks.delete(name);
-    for (const name of now.keys()) {
-      const connected = bluez.mirror
-        .devices(name)
-        .filter((d) => d.connected)
-        .map((d) => d.address)
-        .sort();
-      const key = connected.join(',');
-      if (lastLinks.get(name) !== key) {
-        lastLinks.set(name, key);
-        actor.send({ type: 'ADAPTER_LINKS', name, connected });
-      }
-    }
-    for (const address of Object.keys(actor.getSnapshot().context.devices)) {
-      const sightings = sightingsOf(bluez, address, allowed);
-      const key = JSON.stringify(sightings);
-      if (lastSightings.get(address) !== key) {
-        lastSightings.set(address, key);
-        actor.send({ type: 'SIGHTINGS', address, sightings });
-      }
-    }
-    if (ready && !up) {
-      up = true;
-      actor.send({ type: 'BLUEZ_UP' });
-    }
-  };
-  const offMirror = [
-    bluez.mirror.on('change', syncMirror),
-    bluez.mirror.on('rebuilt', syncMirror),
-    bluez.mirror.on('ownerChanged', syncMirror),
-  ];
+  // ---- mirror → pool (src/pool/mirror-sync.ts: only what changed) ------------------------------
+  const mirrorSync = startMirrorSync({
+    mirror: bluez.mirror,
+    allowed,
+    inPool: (address) => actor.getSnapshot().context.devices[address] !== undefined,
+    poolDevices: () => Object.keys(actor.getSnapshot().context.devices),
+    send: (event) => {
+      if (!closed) actor.send(event);
+    },
+  });
 
   const offLog = [
     actor.on('device-rotated', (e) =>
@@ -433,13 +384,13 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
   ];
   actor.start();
   // Links that exist already (another service's, or ours from before) occupy slots from the start.
-  syncMirror();
+  mirrorSync.syncAll();
   const stopWatchingSlots =
     poolDefaults.lock === undefined
       ? () => {}
       : watchForeignAttempts(
           poolDefaults.lock,
-          () => [...known.keys()],
+          () => [...mirrorSync.adapters.keys()],
           (name, count) => {
             if (!closed) actor.send({ type: 'ADAPTER_FOREIGN_ATTEMPTS', name, count });
           },
@@ -459,9 +410,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     if (typeof keepAlive !== 'boolean') throw new TypeError('keepAlive must be a boolean');
     validators.set(mac, resolved.validate);
     endErrors.delete(mac);
-    const sightings = sightingsOf(bluez, mac, allowed);
-    lastSightings.set(mac, JSON.stringify(sightings));
-    actor.send({ type: 'SIGHTINGS', address: mac, sightings });
+    mirrorSync.announce(mac);
     actor.send({
       type: 'CONNECT_DEVICE',
       address: mac,
@@ -575,7 +524,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
       if (closed) return;
       closed = true;
       stopWatchingSlots();
-      for (const off of offMirror) off();
+      mirrorSync.stop();
       for (const sub of offLog) sub.unsubscribe();
       offFailed.unsubscribe();
       actor.stop();
