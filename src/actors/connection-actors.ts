@@ -44,6 +44,7 @@ import type { ResolvedSlotLock } from '../lock/config.js';
 import { waitGattSettled } from './gatt-settle.js';
 import { locateDevice } from './locate-device.js';
 import type { LeaseBook } from './lease-book.js';
+import { connectAdmission, type ConnectAdmission } from './connect-admission.js';
 
 /** What the actors need. */
 export interface ConnectionActorDeps {
@@ -89,6 +90,11 @@ export interface ConnectionActorDeps {
   readonly slotLock?: ResolvedSlotLock;
   /** Managed discovery settings (scan lock, listen-only); undefined: on-demand scans, no lock. */
   readonly discovery?: ResolvedDiscovery;
+  /**
+   * The gate that bounds pending Connect calls per adapter (src/actors/connect-admission.ts);
+   * default: the one shared by everything on `bluez`.
+   */
+  readonly admission?: ConnectAdmission;
 }
 
 function ignoreUnlessAbort(err: unknown): void {
@@ -348,16 +354,28 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
       signal,
       () => `${input.address} is not known on ${input.adapter} and was not discovered`,
     );
+    // Our turn on the adapter (a bounded number of pending Connects per adapter, first come first
+    // served): released when the call settled, on every path.
+    const admission = deps.admission ?? connectAdmission(bluez);
+    const release = await admission.acquire(input.adapter, signal);
+    if (signal.aborted) {
+      release();
+      throw signal.reason;
+    }
     // The machine's `attemptDeadline` ends the attempt; the call's own deadline is only a backstop
     // a little later, so that the machine (which tears the pending connect down) wins the race.
     const backstopMs = Math.max(1, input.timeoutMs - (performance.now() - startedAt)) + 1000;
     const settled = deps.stallGuard?.connectPending(input.adapter, input.address);
     try {
-      await bluez.connect(input.adapter, input.address, {
-        waitServicesResolved: true,
-        timeoutMs: backstopMs,
-        signal,
-      });
+      try {
+        await bluez.connect(input.adapter, input.address, {
+          waitServicesResolved: true,
+          timeoutMs: backstopMs,
+          signal,
+        });
+      } finally {
+        release();
+      }
       // The guard cancelled it although it came up: the link is being torn down out of band.
       const stall = settled?.();
       if (stall !== undefined) throw new StalledError(input.adapter, input.address, stall);

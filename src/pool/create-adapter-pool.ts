@@ -35,6 +35,7 @@ import { slotReport, type PoolEmitted } from '../machines/adapter-pool-steps.js'
 import type { ResolvedSlotLock } from '../lock/config.js';
 import { lockHolders } from '../lock/holders.js';
 import { startMirrorSync } from './mirror-sync.js';
+import { connectAdmission, validateConnectsPerAdapter } from '../actors/connect-admission.js';
 
 /** Per-device options of {@link AdapterPool.connect} (the pool chooses the adapters). */
 export type PoolConnectOptions = Omit<
@@ -102,6 +103,13 @@ export interface AdapterPoolOptions {
   lock?: ConnectionOptions['lock'];
   /** Managed discovery for every child (scan lock, listen-only; see the connection option). */
   discovery?: ConnectionOptions['discovery'];
+  /**
+   * Device1.Connect calls pending at once per adapter (default 2; src/actors/connect-admission.ts
+   * says why): children wait for their turn first come first served. The bound belongs to the
+   * BluezClient and is shared with everything connecting through it (other pools,
+   * establishConnection); setting it here sets it for that client.
+   */
+  connectsPerAdapter?: number;
 }
 
 /** Per-adapter view in a {@link PoolSnapshot}. */
@@ -181,6 +189,7 @@ function validatePoolOptions(options: AdapterPoolOptions): {
   strategy: AdapterStrategy;
   limitReprobeMs: number | undefined;
   allowed: (adapter: string) => boolean;
+  connectsPerAdapter: number | undefined;
 } {
   if (typeof options !== 'object' || options === null)
     throw new TypeError('createAdapterPool options must be an object');
@@ -208,9 +217,13 @@ function validatePoolOptions(options: AdapterPoolOptions): {
     throw new RangeError('adapters must name at least one adapter (omit it to use every adapter)');
   if (include !== undefined && exclude !== undefined && include.every((a) => exclude.includes(a)))
     throw new RangeError('excludeAdapters removes every adapter of adapters');
+  const connectsPerAdapter =
+    options.connectsPerAdapter === undefined
+      ? undefined
+      : validateConnectsPerAdapter(options.connectsPerAdapter, 'connectsPerAdapter');
   const allowed = (adapter: string): boolean =>
     (include === undefined || include.includes(adapter)) && !(exclude ?? []).includes(adapter);
-  return { slots, strategy, limitReprobeMs: reprobe, allowed };
+  return { slots, strategy, limitReprobeMs: reprobe, allowed, connectsPerAdapter };
 }
 
 /**
@@ -259,7 +272,7 @@ function watchForeignAttempts(
  * Throws TypeError/RangeError naming the field for bad options, before any I/O.
  */
 export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
-  const { slots, strategy, limitReprobeMs, allowed } = validatePoolOptions(options);
+  const { slots, strategy, limitReprobeMs, allowed, connectsPerAdapter } = validatePoolOptions(options);
   const { bluez } = options;
   // The adapters the pool may use, as BlueZ shows them now.
   const poolAdapters = () => bluez.adapters().filter((a) => allowed(a.name));
@@ -328,6 +341,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     },
     slotLock: poolDefaults.lock,
     discovery: poolDefaults.discovery,
+    admission: connectAdmission(bluez, connectsPerAdapter),
   });
   const childLogic = connectionMachine.provide({
     ...implementations,
