@@ -243,7 +243,7 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
       const p = this.tree.get(path)?.get(IFACE.adapter);
       if (p) out.push(toAdapter(path, p));
     }
-    return out.sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }));
+    return out.sort((a, b) => byName.compare(a.name, b.name));
   }
 
   /** One adapter by name, or undefined. Validates the name. */
@@ -282,6 +282,15 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
     return out;
   }
 
+  /** Addresses of the devices of `adapter` with Connected=true, sorted (from an index). */
+  connectedAddresses(adapter: string): string[] {
+    const out: string[] = [];
+    for (const path of this.connectedByAdapter.get(adapter) ?? []) {
+      if (devicePathOf(path) === path) out.push(addressOfDevicePath(path));
+    }
+    return out.sort();
+  }
+
   /** Number of devices of `adapter` with Connected=true. */
   connectedCount(adapter: string): number {
     return this.connectedByAdapter.get(adapter)?.size ?? 0;
@@ -304,7 +313,25 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
       const p = this.tree.get(path)?.get(IFACE.device);
       if (p) out.push(toDevice(path, p));
     }
-    return out.sort((a, b) => a.adapter.localeCompare(b.adapter, 'en', { numeric: true }));
+    return out.sort((a, b) => byName.compare(a.adapter, b.adapter));
+  }
+
+  /**
+   * Where `address` is known, as adapter name → RSSI (undefined when BlueZ has none), adapters in
+   * name order. Like {@link BluezMirror.adaptersSeeing} without building full snapshots.
+   */
+  rssiByAdapter(address: string): Array<[adapter: string, rssi: number | undefined]> {
+    const out: Array<[string, number | undefined]> = [];
+    const paths = this.devicesByAddress.get(address.toUpperCase());
+    if (paths === undefined) return out;
+    for (const [adapter, path] of paths) {
+      if (!this.adapterPaths.has(adapterPath(adapter))) continue;
+      const p = this.tree.get(path)?.get(IFACE.device);
+      if (p === undefined) continue;
+      const rssi = p.get('RSSI');
+      out.push([adapter, typeof rssi === 'number' ? rssi : undefined]);
+    }
+    return out.sort((a, b) => byName.compare(a[0], b[0]));
   }
 
   /** GATT services below a device path. */
@@ -830,6 +857,9 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
     }
   }
 }
+
+/** Adapter names in numeric order (hci2 before hci10); one collator, not one per comparison. */
+const byName = new Intl.Collator('en', { numeric: true });
 
 function addTo<V>(map: Map<string, Set<V>>, key: string, value: V): () => void {
   let set = map.get(key);

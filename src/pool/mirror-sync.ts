@@ -67,8 +67,8 @@ export function sightingsOf(
   allowed: (adapter: string) => boolean,
 ): Sightings {
   const out: Record<string, number | null> = {};
-  for (const d of mirror.adaptersSeeing(address)) {
-    if (allowed(d.adapter)) out[d.adapter] = d.rssi ?? null;
+  for (const [adapter, rssi] of mirror.rssiByAdapter(address)) {
+    if (allowed(adapter)) out[adapter] = rssi ?? null;
   }
   return out;
 }
@@ -103,10 +103,7 @@ export function startMirrorSync(options: MirrorSyncOptions): MirrorSync {
   const sendLinks = (name: string): void => {
     stats.linksComputed += 1;
     // Every link BlueZ shows takes a controller slot, another service's too (docs/architecture.md).
-    const connected = mirror
-      .connectedDevices(name)
-      .map((d) => d.address)
-      .sort();
+    const connected = mirror.connectedAddresses(name);
     const key = connected.join(',');
     if (lastLinks.get(name) === key) return;
     lastLinks.set(name, key);
