@@ -674,6 +674,8 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
         links: new Set(),
       };
       this.pending = pending;
+      // Once the signals applied in this task are done (a microtask: before any other I/O or timer,
+      // so the pool hears of a vanished adapter before a child's next step does).
       queueMicrotask(() => {
         if (this.pending !== pending || this.closed) return;
         this.pending = undefined;

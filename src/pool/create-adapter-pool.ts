@@ -443,24 +443,45 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     return child;
   };
 
+  // Waits on the pool's emitted events, routed by address: one subscription for all waits, and an
+  // event about one device runs that device's waits only (a wait per device for N devices would
+  // otherwise make every event O(N)). Events without an address run every wait.
+  const waits = new Map<string, Set<(e: PoolEmitted | null) => void>>();
+  const waitSub = actor.on('*', (e) => {
+    const event: PoolEmitted = e;
+    if ('address' in event) {
+      const set = waits.get(event.address);
+      if (set !== undefined) for (const check of [...set]) check(event);
+    } else {
+      for (const set of [...waits.values()]) for (const check of [...set]) check(event);
+    }
+  });
   const waitFor = <T>(
+    address: string,
     decide: (emitted: PoolEmitted | null) => { value: T } | { error: unknown } | undefined,
     signal?: AbortSignal,
   ): Promise<T> =>
     new Promise<T>((resolve, reject) => {
-      const subs: Array<{ unsubscribe(): void }> = [];
+      let set = waits.get(address);
+      if (set === undefined) {
+        set = new Set();
+        waits.set(address, set);
+      }
+      const mine = set;
       const done = (outcome: { value: T } | { error: unknown }): void => {
-        for (const s of subs) s.unsubscribe();
+        mine.delete(check);
+        if (mine.size === 0 && waits.get(address) === mine) waits.delete(address);
         signal?.removeEventListener('abort', onAbort);
         if ('value' in outcome) resolve(outcome.value);
         else reject(outcome.error);
       };
       const onAbort = (): void => done({ error: signal?.reason });
       const check = (e: PoolEmitted | null): void => {
+        if (!mine.has(check)) return;
         const outcome = decide(e);
         if (outcome !== undefined) done(outcome);
       };
-      subs.push(actor.on('*', (e) => check(e)));
+      mine.add(check);
       signal?.addEventListener('abort', onAbort, { once: true });
       check(null);
     });
@@ -478,21 +499,25 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
       if (signal?.aborted) throw signal.reason;
       connect(mac, rest);
       try {
-        return await waitFor<PooledConnection>((e) => {
-          const d = actor.getSnapshot().context.devices[mac];
-          if (d === undefined) return { error: new Error(`${mac} left the pool before it connected`) };
-          if (d.status === 'connected' && d.adapter !== null) {
-            const child = childOf(mac);
-            if (child !== undefined) return { value: { address: mac, adapter: d.adapter, child } };
-          }
-          if (d.status === 'failed' || (e?.type === 'device-failed' && e.address === mac)) {
-            const error = e?.type === 'device-failed' && e.address === mac ? e.cause : endErrors.get(mac);
-            return {
-              error: error ?? new BluezError('CONNECTION_FAILED', 'other', d.error ?? `${mac} failed`),
-            };
-          }
-          return undefined;
-        }, signal);
+        return await waitFor<PooledConnection>(
+          mac,
+          (e) => {
+            const d = actor.getSnapshot().context.devices[mac];
+            if (d === undefined) return { error: new Error(`${mac} left the pool before it connected`) };
+            if (d.status === 'connected' && d.adapter !== null) {
+              const child = childOf(mac);
+              if (child !== undefined) return { value: { address: mac, adapter: d.adapter, child } };
+            }
+            if (d.status === 'failed' || (e?.type === 'device-failed' && e.address === mac)) {
+              const error = e?.type === 'device-failed' && e.address === mac ? e.cause : endErrors.get(mac);
+              return {
+                error: error ?? new BluezError('CONNECTION_FAILED', 'other', d.error ?? `${mac} failed`),
+              };
+            }
+            return undefined;
+          },
+          signal,
+        );
       } catch (err) {
         if (isAbortError(err) || signal?.aborted) actor.send({ type: 'DISCONNECT_DEVICE', address: mac });
         throw err;
@@ -501,7 +526,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     async disconnect(address) {
       const mac = validateMac(address, 'address');
       if (actor.getSnapshot().context.devices[mac] === undefined) return;
-      const gone = waitFor<void>(() =>
+      const gone = waitFor<void>(mac, () =>
         actor.getSnapshot().context.devices[mac] === undefined ? { value: undefined } : undefined,
       );
       actor.send({ type: 'DISCONNECT_DEVICE', address: mac });
@@ -541,6 +566,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
       mirrorSync.stop();
       for (const sub of offLog) sub.unsubscribe();
       offFailed.unsubscribe();
+      waitSub.unsubscribe();
       actor.stop();
       // Children stopped in any state: no lock outlives them.
       leases.releaseAll();
