@@ -18,6 +18,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
+import { cpus, loadavg } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { openBluez } from '../../src/bluez/client.js';
@@ -148,6 +149,8 @@ async function pooled<T>(
 
 interface Row {
   n: number;
+  /** The machine's 1-minute load average while connecting (other processes delay our event loop too). */
+  load: number;
   connected: number;
   failed: Record<string, number>;
   allMs: number;
@@ -193,6 +196,7 @@ async function runOne(n: number, idleS: number): Promise<Row> {
     );
     const allMs = performance.now() - t0;
     loop.disable();
+    const load = loadavg()[0] ?? 0;
     const failed: Record<string, number> = {};
     for (const r of results) {
       if (r.status === 'fulfilled') continue;
@@ -227,6 +231,7 @@ async function runOne(n: number, idleS: number): Promise<Row> {
     const end = await sim.stats(me);
     const row: Row = {
       n,
+      load,
       connected,
       failed,
       allMs,
@@ -272,6 +277,9 @@ function print(rows: readonly Row[]): void {
     const growth = r.allMs / base.allMs;
     lines.push(
       `${String(r.n).padStart(6)}  ${`${r.connected}/${r.n}`.padStart(9)}  ${f(r.allMs / 1000, 2).padStart(11)}  ${`${f(growth, 2)}×`.padStart(6)}  ${`${f(r.loopP50)}/${f(r.loopP99)}/${f(r.loopMax)}`.padStart(22)}  ${f(r.heapPerDeviceKB).padStart(14)}  ${f(r.idleMsgsPerS, 2).padStart(10)}  ${f(r.idleCpu, 2).padStart(10)}  ${String(r.rulesConnected).padStart(5)}  ${String(r.limitsExceeded).padStart(14)}`,
+    );
+    lines.push(
+      `        load average (1 min) at the end of connecting: ${f(r.load, 2)} on ${cpus().length} CPUs`,
     );
     if (Object.keys(r.failed).length > 0) lines.push(`        failed: ${JSON.stringify(r.failed)}`);
     const a = r.after;

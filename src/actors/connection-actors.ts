@@ -367,15 +367,20 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     const backstopMs = Math.max(1, input.timeoutMs - (performance.now() - startedAt)) + 1000;
     const settled = deps.stallGuard?.connectPending(input.adapter, input.address);
     try {
+      const connectStarted = performance.now();
       try {
-        await bluez.connect(input.adapter, input.address, {
-          waitServicesResolved: true,
-          timeoutMs: backstopMs,
-          signal,
-        });
+        await bluez.connect(input.adapter, input.address, { timeoutMs: backstopMs, signal });
       } finally {
+        // The turn ends with the Connect call; service discovery runs on the link already made.
         release();
       }
+      await bluez.mirror.waitFor((m) => m.device(input.adapter, input.address)?.servicesResolved === true, {
+        paths: [devicePath(input.adapter, input.address)],
+        timeoutMs: Math.max(1, backstopMs - (performance.now() - connectStarted)),
+        signal,
+        description: `ServicesResolved=true for ${input.address} on ${input.adapter}`,
+        errorClass: 'noReply',
+      });
       // The guard cancelled it although it came up: the link is being torn down out of band.
       const stall = settled?.();
       if (stall !== undefined) throw new StalledError(input.adapter, input.address, stall);
