@@ -151,6 +151,11 @@ interface Row {
   n: number;
   /** The machine's 1-minute load average while connecting (other processes delay our event loop too). */
   load: number;
+  /**
+   * This process's CPU time while connecting, per device: unlike wall time and loop delay it does
+   * not grow with other processes' load, so its growth with N shows the library's own complexity.
+   */
+  cpuMsPerDevice: number;
   connected: number;
   failed: Record<string, number>;
   allMs: number;
@@ -191,10 +196,12 @@ async function runOne(n: number, idleS: number): Promise<Row> {
     const loop = monitorEventLoopDelay({ resolution: 10 });
     loop.enable();
     const t0 = performance.now();
+    const connectCpu0 = process.cpuUsage();
     const results = await Promise.allSettled(
       addresses.map((a) => pool.connected(a, { signal: AbortSignal.timeout(900_000) })),
     );
     const allMs = performance.now() - t0;
+    const connectCpu = process.cpuUsage(connectCpu0);
     loop.disable();
     const load = loadavg()[0] ?? 0;
     const failed: Record<string, number> = {};
@@ -232,6 +239,7 @@ async function runOne(n: number, idleS: number): Promise<Row> {
     const row: Row = {
       n,
       load,
+      cpuMsPerDevice: (connectCpu.user + connectCpu.system) / 1000 / n,
       connected,
       failed,
       allMs,
@@ -279,7 +287,7 @@ function print(rows: readonly Row[]): void {
       `${String(r.n).padStart(6)}  ${`${r.connected}/${r.n}`.padStart(9)}  ${f(r.allMs / 1000, 2).padStart(11)}  ${`${f(growth, 2)}×`.padStart(6)}  ${`${f(r.loopP50)}/${f(r.loopP99)}/${f(r.loopMax)}`.padStart(22)}  ${f(r.heapPerDeviceKB).padStart(14)}  ${f(r.idleMsgsPerS, 2).padStart(10)}  ${f(r.idleCpu, 2).padStart(10)}  ${String(r.rulesConnected).padStart(5)}  ${String(r.limitsExceeded).padStart(14)}`,
     );
     lines.push(
-      `        load average (1 min) at the end of connecting: ${f(r.load, 2)} on ${cpus().length} CPUs`,
+      `        CPU while connecting: ${f(r.cpuMsPerDevice, 2)} ms per device (${f(r.cpuMsPerDevice / base.cpuMsPerDevice, 2)}× N=${base.n}); load average (1 min) at the end: ${f(r.load, 2)} on ${cpus().length} CPUs`,
     );
     if (Object.keys(r.failed).length > 0) lines.push(`        failed: ${JSON.stringify(r.failed)}`);
     const a = r.after;
