@@ -34,6 +34,7 @@ import type {
   ValidateInput,
   ValidationCheck,
 } from '../machines/connection-contracts.js';
+import { devicePath } from '../bluez/validate.js';
 import { gattNotEmpty, type Validator } from '../connection/validators.js';
 import { lockDevice } from './device-lock.js';
 import { providedWatchdogMachine } from './watchdog-actors.js';
@@ -44,6 +45,7 @@ import type { ResolvedSlotLock } from '../lock/config.js';
 import { waitGattSettled } from './gatt-settle.js';
 import { locateDevice } from './locate-device.js';
 import type { LeaseBook } from './lease-book.js';
+import { connectAdmission, type ConnectAdmission } from './connect-admission.js';
 
 /** What the actors need. */
 export interface ConnectionActorDeps {
@@ -92,6 +94,11 @@ export interface ConnectionActorDeps {
   readonly discovery?: ResolvedDiscovery;
   /** The caller's AbortSignal: while establishing, its abort is sent to the machine as CANCEL. */
   readonly signal?: AbortSignal;
+  /**
+   * The gate that bounds pending Connect calls per adapter (src/actors/connect-admission.ts);
+   * default: the one shared by everything on `bluez`.
+   */
+  readonly admission?: ConnectAdmission;
 }
 
 function ignoreUnlessAbort(err: unknown): void {
@@ -129,6 +136,7 @@ async function waitDeviceGone(
   signal: AbortSignal,
 ): Promise<void> {
   await bluez.mirror.waitFor((m) => m.device(adapter, address) === undefined, {
+    paths: [devicePath(adapter, address)],
     timeoutMs,
     signal,
     description: `${address} removed from ${adapter}`,
@@ -148,6 +156,7 @@ async function waitLinkDown(
 ): Promise<boolean> {
   return bluez.mirror
     .waitFor((m) => !(m.device(adapter, address)?.connected ?? false), {
+      paths: [devicePath(adapter, address)],
       timeoutMs,
       signal,
       description: `Connected=false for ${address} on ${adapter}`,
@@ -378,15 +387,32 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
         { adapter: input.adapter, device: input.address },
       );
     }
+    // Our turn on the adapter (a bounded number of pending Connects per adapter, first come first
+    // served): released when the call settled, on every path.
+    const admission = deps.admission ?? connectAdmission(bluez);
+    const release = await admission.acquire(input.adapter, signal);
+    if (signal.aborted) {
+      release();
+      throw signal.reason;
+    }
     // The machine's `attemptDeadline` ends the attempt; the call's own deadline is only a backstop
     // a little later, so that the machine (which tears the pending connect down) wins the race.
     const backstopMs = input.timeoutMs + 1000;
     const settled = deps.stallGuard?.connectPending(input.adapter, input.address);
     try {
-      await bluez.connect(input.adapter, input.address, {
-        waitServicesResolved: true,
-        timeoutMs: backstopMs,
+      const connectStarted = performance.now();
+      try {
+        await bluez.connect(input.adapter, input.address, { timeoutMs: backstopMs, signal });
+      } finally {
+        // The turn ends with the Connect call; service discovery runs on the link already made.
+        release();
+      }
+      await bluez.mirror.waitFor((m) => m.device(input.adapter, input.address)?.servicesResolved === true, {
+        paths: [devicePath(input.adapter, input.address)],
+        timeoutMs: Math.max(1, backstopMs - (performance.now() - connectStarted)),
         signal,
+        description: `ServicesResolved=true for ${input.address} on ${input.adapter}`,
+        errorClass: 'noReply',
       });
       // The guard cancelled it although it came up: the link is being torn down out of band.
       const stall = settled?.();
@@ -466,7 +492,11 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
         if (device === undefined) return { reason: `${input.address} is gone from ${input.adapter}` };
         return device.connected ? undefined : { reason: 'Connected=false' };
       },
-      { signal, description: `link loss of ${input.address} on ${input.adapter}` },
+      {
+        signal,
+        description: `link loss of ${input.address} on ${input.adapter}`,
+        paths: [devicePath(input.adapter, input.address)],
+      },
     );
 
   return {

@@ -62,7 +62,8 @@ export function waitGattSettled(
       clearTimeout(quietTimer);
       quietTimer = setTimeout(() => finish('settled'), quietMs);
     };
-    const off = bluez.mirror.on('change', onChange);
+    // Only this device's objects: a settle wait per device costs nothing when others change.
+    const off = bluez.mirror.onPath(path, onChange, { subtree: true });
     const deadlineTimer = setTimeout(
       () => finish('deadline'),
       Math.max(0, options.untilMs - performance.now()),

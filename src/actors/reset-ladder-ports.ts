@@ -6,6 +6,7 @@
 import { execFile } from 'node:child_process';
 import type { BluezClient } from '../bluez/client-types.js';
 import { BluezError, isAbortError } from '../bluez/errors.js';
+import { adapterPath } from '../bluez/validate.js';
 
 /** What the ladder asks of BlueZ. {@link ladderBluezPort} builds it from a {@link BluezClient}. */
 export interface LadderBluezPort {
@@ -119,13 +120,14 @@ export function ladderBluezPort(bluez: BluezClient): LadderBluezPort {
     setPowered: (adapter, on, options) => bluez.setPowered(adapter, on, { ...options, verify: true }),
     powered: (adapter) => bluez.mirror.adapter(adapter)?.powered,
     connectedDevices: (adapter) =>
-      bluez.mirror
-        .devices(adapter)
-        .filter((d) => d.connected)
-        .map((d) => ({ adapter: d.adapter, address: d.address })),
+      (adapter === undefined
+        ? bluez.mirror.devices().filter((d) => d.connected)
+        : bluez.mirror.connectedDevices(adapter)
+      ).map((d) => ({ adapter: d.adapter, address: d.address })),
     async waitForAdapter(adapter, options) {
       await bluez.mirror.waitFor((m) => m.adapter(adapter)?.powered === true, {
         ...options,
+        paths: [adapterPath(adapter)],
         description: `adapter ${adapter} present and powered`,
       });
     },

@@ -22,9 +22,9 @@ export function onDeviceActivity(
   { adapter, address }: ActivityInput,
   onActivity: () => void,
 ): () => void {
-  const prefix = `${devicePath(adapter, address)}/`;
-  return bluez.mirror.on('value', (path) => {
-    if (path.startsWith(prefix)) onActivity();
+  const path = devicePath(adapter, address);
+  return bluez.mirror.onValue(path, (changed) => {
+    if (changed !== path) onActivity();
   });
 }
 

@@ -27,6 +27,7 @@ export async function setPowered(
   if (options?.verify === false) return;
   try {
     await ctx.mirror.waitFor((m) => m.adapter(name)?.powered === on, {
+      paths: [adapterPath(name)],
       timeoutMs: remaining(startedAt, call.timeoutMs),
       signal: call.signal,
       description: `${name} Powered=${on}`,
@@ -120,6 +121,7 @@ export async function removeDevice(
   }
   // The signal is already on its way: a reply that used up the deadline still gets a moment.
   await ctx.mirror.waitFor((m) => m.device(name, mac) === undefined, {
+    paths: [devicePath(name, mac)],
     timeoutMs: Math.max(remaining(startedAt, call.timeoutMs), Math.min(1000, call.timeoutMs)),
     signal: call.signal,
     description: `${mac} removed from ${name}`,

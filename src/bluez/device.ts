@@ -30,13 +30,14 @@ export async function connect(
   } catch (err) {
     // Record how full the controller was: the only way to tell a saturated adapter from an RF abort.
     if (err instanceof BluezError && err.linksOnAdapter === undefined) {
-      err.linksOnAdapter = ctx.mirror.devices(name).filter((d) => d.connected && d.address !== mac).length;
+      err.linksOnAdapter = ctx.mirror.connectedDevices(name).filter((d) => d.address !== mac).length;
     }
     throw asNotReadyWhenUnpowered(ctx, name, mac, err);
   }
   await confirmConnected(ctx, name, mac, call);
   if (!options?.waitServicesResolved) return;
   await ctx.mirror.waitFor((m) => m.device(name, mac)?.servicesResolved === true, {
+    paths: [devicePath(name, mac)],
     timeoutMs: remaining(startedAt, call.timeoutMs),
     signal: call.signal,
     description: `ServicesResolved=true for ${mac} on ${name}`,
@@ -133,6 +134,7 @@ export async function verifiedDisconnect(
   try {
     await ctx.bus.call(bluezCall(devicePath(name, mac), IFACE.device, 'Disconnect'), call);
     await ctx.mirror.waitFor(linkDown, {
+      paths: [devicePath(name, mac)],
       timeoutMs: remaining(startedAt, call.timeoutMs),
       signal: call.signal,
       description: `Connected=false for ${mac} on ${name}`,
@@ -147,6 +149,7 @@ export async function verifiedDisconnect(
   startedAt = performance.now();
   await removeDevice(ctx, name, mac, call);
   await ctx.mirror.waitFor(() => ctx.mirror.device(name, mac) === undefined || linkDown(), {
+    paths: [devicePath(name, mac)],
     timeoutMs: remaining(startedAt, call.timeoutMs),
     signal: call.signal,
     description: `${mac} removed from ${name}`,

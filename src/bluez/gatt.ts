@@ -115,7 +115,8 @@ export async function startNotify(
   const p = validateCharacteristicPath(path);
   if (typeof onValue !== 'function') throw new TypeError('onValue must be a function');
   const call = resolveCall(options, ctx.defaults.callTimeoutMs, context(p));
-  const off = ctx.mirror.on('value', (changedPath, value) => {
+  // Dispatched by path: a subscription costs nothing when other characteristics notify.
+  const off = ctx.mirror.onValue(p, (changedPath, value) => {
     if (changedPath === p) onValue(value);
   });
   try {

@@ -14,7 +14,13 @@ export type {
   WriteOptions,
 } from './client-types.js';
 export { BluezMirror, MIRROR_MATCH_RULES, WaitTimeoutError } from './mirror.js';
-export type { MirrorChange, MirrorEvents, MirrorWaitOptions, RebuildReason } from './mirror.js';
+export type {
+  MirrorChange,
+  MirrorChangeBatch,
+  MirrorEvents,
+  MirrorWaitOptions,
+  RebuildReason,
+} from './mirror.js';
 export {
   DBUS_AUTH_METHODS,
   SharedBus,

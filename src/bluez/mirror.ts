@@ -14,7 +14,15 @@
 import { TypedEmitter } from './emitter.js';
 import { BluezError, BusLostError, type ErrorClass } from './errors.js';
 import type { SharedBus, SignalMessage } from './bus.js';
-import { BLUEZ_ROOT, adapterPath, devicePath, validateSignal, validateTimeoutMs } from './validate.js';
+import {
+  BLUEZ_ROOT,
+  adapterOfPath,
+  adapterPath,
+  devicePath,
+  devicePathOf,
+  validateSignal,
+  validateTimeoutMs,
+} from './validate.js';
 import {
   IFACE,
   decodeInterfaces,
@@ -57,6 +65,32 @@ export type MirrorChange =
       readonly changed: readonly string[];
     };
 
+/**
+ * What changed in the mirror during one turn of the event loop (signals that arrive together are
+ * applied one by one, then reported once): the pool and anything else that derives state from many
+ * objects update only what is named here instead of rescanning the tree per signal.
+ */
+export interface MirrorChangeBatch {
+  /**
+   * True when the whole tree may have changed (a rebuild, bluetoothd gone, the bus lost) or the
+   * org.bluez owner changed: derive everything again.
+   */
+  readonly full: boolean;
+  /** Adapter names whose Adapter1 object was added, removed or changed a property. */
+  readonly adapters: ReadonlySet<string>;
+  /** Device addresses (any adapter) whose Device1 object was added, removed or changed a property. */
+  readonly devices: ReadonlySet<string>;
+  /** Adapter names whose set of connected devices may have changed. */
+  readonly links: ReadonlySet<string>;
+}
+
+interface PendingBatch {
+  full: boolean;
+  adapters: Set<string>;
+  devices: Set<string>;
+  links: Set<string>;
+}
+
 /** Why the mirror was (re)built. */
 export type RebuildReason = 'initial' | 'ownerChanged' | 'reconnected' | 'retry';
 
@@ -64,6 +98,11 @@ export type RebuildReason = 'initial' | 'ownerChanged' | 'reconnected' | 'retry'
 export type MirrorEvents = {
   /** Any object/interface/property change. */
   change: (change: MirrorChange) => void;
+  /**
+   * Once per event-loop turn in which anything changed (after the `change` events of that turn,
+   * in a microtask): which adapters and devices changed ({@link MirrorChangeBatch}).
+   */
+  changes: (batch: MirrorChangeBatch) => void;
   /** A characteristic's Value changed (a notification, or a read that updated the cache). */
   value: (path: string, value: Buffer) => void;
   /** The org.bluez owner changed: bluetoothd started, stopped or restarted. `undefined` = no owner. */
@@ -95,7 +134,17 @@ export interface MirrorWaitOptions extends WaitOptions {
   description?: string;
   /** Class of the timeout error (default `other`). */
   errorClass?: ErrorClass;
+  /**
+   * The object paths the predicate reads. When given, the predicate is evaluated again only after
+   * a change of one of these objects (and after a rebuild or owner change), not after every change
+   * in the tree: a wait per device then costs nothing when other devices change. Leave it out
+   * when the predicate reads anything else (other objects, lists).
+   */
+  paths?: readonly string[];
 }
+
+type PathListener = (change: MirrorChange) => void;
+type ValueListener = (path: string, value: Buffer) => void;
 
 /** Timeouts the mirror uses for its own calls. */
 export interface MirrorTimeouts {
@@ -129,6 +178,24 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
    */
   private readonly changedAt = new Map<string, Map<string, number>>();
   private treeSeq = 0;
+
+  // ---- indexes, kept in step with the tree by index() (every change goes through it) --------
+  /** Paths with Adapter1. */
+  private readonly adapterPaths = new Set<string>();
+  /** Per adapter name: paths with Device1 below it (tree order). */
+  private readonly devicesByAdapter = new Map<string, Set<string>>();
+  /** Per device address: adapter name → path with Device1. */
+  private readonly devicesByAddress = new Map<string, Map<string, string>>();
+  /** Per adapter name: paths of its devices with Connected=true. */
+  private readonly connectedByAdapter = new Map<string, Set<string>>();
+  /** Per object path: its direct children in the tree. */
+  private readonly childrenOf = new Map<string, Set<string>>();
+
+  // ---- per-object dispatch ---------------------------------------------------------------------
+  private readonly pathListeners = new Map<string, Set<PathListener>>();
+  private readonly subtreeListeners = new Map<string, Set<PathListener>>();
+  private readonly valueListeners = new Map<string, Set<ValueListener>>();
+  private pending: PendingBatch | undefined;
 
   /** @internal created by openBluez */
   constructor(
@@ -172,11 +239,11 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
   /** Every adapter, sorted by name. */
   adapters(): AdapterSnapshot[] {
     const out: AdapterSnapshot[] = [];
-    for (const [path, ifaces] of this.tree) {
-      const p = ifaces.get(IFACE.adapter);
+    for (const path of this.adapterPaths) {
+      const p = this.tree.get(path)?.get(IFACE.adapter);
       if (p) out.push(toAdapter(path, p));
     }
-    return out.sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }));
+    return out.sort((a, b) => byName.compare(a.name, b.name));
   }
 
   /** One adapter by name, or undefined. Validates the name. */
@@ -188,14 +255,45 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
 
   /** Every device, optionally only those of one adapter. */
   devices(adapter?: string): DeviceSnapshot[] {
-    const prefix = adapter === undefined ? undefined : `${adapterPath(adapter)}/`;
     const out: DeviceSnapshot[] = [];
+    if (adapter !== undefined) {
+      adapterPath(adapter); // validates the name
+      for (const path of this.devicesByAdapter.get(adapter) ?? []) {
+        const p = this.tree.get(path)?.get(IFACE.device);
+        if (p) out.push(toDevice(path, p));
+      }
+      return out;
+    }
     for (const [path, ifaces] of this.tree) {
-      if (prefix && !path.startsWith(prefix)) continue;
       const p = ifaces.get(IFACE.device);
       if (p) out.push(toDevice(path, p));
     }
     return out;
+  }
+
+  /** Devices of `adapter` with Connected=true (from an index: no scan of the tree). */
+  connectedDevices(adapter: string): DeviceSnapshot[] {
+    adapterPath(adapter); // validates the name
+    const out: DeviceSnapshot[] = [];
+    for (const path of this.connectedByAdapter.get(adapter) ?? []) {
+      const p = this.tree.get(path)?.get(IFACE.device);
+      if (p) out.push(toDevice(path, p));
+    }
+    return out;
+  }
+
+  /** Addresses of the devices of `adapter` with Connected=true, sorted (from an index). */
+  connectedAddresses(adapter: string): string[] {
+    const out: string[] = [];
+    for (const path of this.connectedByAdapter.get(adapter) ?? []) {
+      if (devicePathOf(path) === path) out.push(addressOfDevicePath(path));
+    }
+    return out.sort();
+  }
+
+  /** Number of devices of `adapter` with Connected=true. */
+  connectedCount(adapter: string): number {
+    return this.connectedByAdapter.get(adapter)?.size ?? 0;
   }
 
   /** The device `address` on `adapter`, or undefined. Validates both. */
@@ -207,9 +305,33 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
 
   /** Adapters on which a device with `address` is known. */
   adaptersSeeing(address: string): DeviceSnapshot[] {
-    return this.adapters()
-      .map((a) => this.device(a.name, address))
-      .filter((d): d is DeviceSnapshot => d !== undefined);
+    const out: DeviceSnapshot[] = [];
+    const paths = this.devicesByAddress.get(address.toUpperCase());
+    if (paths === undefined) return out;
+    for (const [adapter, path] of paths) {
+      if (!this.adapterPaths.has(adapterPath(adapter))) continue; // a device of an adapter BlueZ no longer shows
+      const p = this.tree.get(path)?.get(IFACE.device);
+      if (p) out.push(toDevice(path, p));
+    }
+    return out.sort((a, b) => byName.compare(a.adapter, b.adapter));
+  }
+
+  /**
+   * Where `address` is known, as adapter name → RSSI (undefined when BlueZ has none), adapters in
+   * name order. Like {@link BluezMirror.adaptersSeeing} without building full snapshots.
+   */
+  rssiByAdapter(address: string): Array<[adapter: string, rssi: number | undefined]> {
+    const out: Array<[string, number | undefined]> = [];
+    const paths = this.devicesByAddress.get(address.toUpperCase());
+    if (paths === undefined) return out;
+    for (const [adapter, path] of paths) {
+      if (!this.adapterPaths.has(adapterPath(adapter))) continue;
+      const p = this.tree.get(path)?.get(IFACE.device);
+      if (p === undefined) continue;
+      const rssi = p.get('RSSI');
+      out.push([adapter, typeof rssi === 'number' ? rssi : undefined]);
+    }
+    return out.sort((a, b) => byName.compare(a[0], b[0]));
   }
 
   /** GATT services below a device path. */
@@ -249,11 +371,9 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
     iface: string,
     build: (path: string, p: Map<string, unknown>) => T,
   ): T[] {
-    const prefix = `${parent}/`;
     const out: Array<[string, T]> = [];
-    for (const [path, ifaces] of this.tree) {
-      if (!path.startsWith(prefix) || path.indexOf('/', prefix.length) !== -1) continue;
-      const p = ifaces.get(iface);
+    for (const path of this.childrenOf.get(parent) ?? []) {
+      const p = this.tree.get(path)?.get(iface);
       if (p) out.push([path, build(path, p)]);
     }
     return out.sort((a, b) => a[0].localeCompare(b[0])).map(([, v]) => v);
@@ -271,6 +391,9 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
     const timeoutMs =
       options.timeoutMs === undefined ? undefined : validateTimeoutMs(options.timeoutMs, 'timeoutMs');
     const signal = validateSignal(options.signal);
+    const paths = options.paths;
+    if (paths !== undefined && (!Array.isArray(paths) || !paths.every((p) => typeof p === 'string')))
+      throw new TypeError('paths must be an array of object paths');
     if (this.closed) return Promise.reject(new BusLostError('the BlueZ mirror is closed'));
     if (signal?.aborted) return Promise.reject(signal.reason);
     try {
@@ -299,7 +422,12 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
         }
       };
       const onAbort = (): void => finish(signal?.reason);
-      offs.push(this.on('change', check), this.on('rebuilt', check), this.on('ownerChanged', check));
+      // A predicate over anything may also read state derived from the mirror by a `changes`
+      // subscriber (e.g. an adapter pool's view of usable adapters), which is updated once per
+      // tick after the `change` events: check again then too.
+      if (paths === undefined) offs.push(this.on('change', check), this.on('changes', check));
+      else for (const path of paths) offs.push(this.onPath(path, check));
+      offs.push(this.on('rebuilt', check), this.on('ownerChanged', check));
       this.waiters.add(finish);
       signal?.addEventListener('abort', onAbort, { once: true });
       if (timeoutMs !== undefined) {
@@ -312,6 +440,37 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
         );
       }
     });
+  }
+
+  /**
+   * Calls `listener` for every change of the object at `path` (with `subtree`, also of every
+   * object below it). Costs nothing when other objects change: the mirror dispatches each change
+   * to the listeners of its own path and of its ancestors only.
+   * @returns the unsubscribe function (idempotent)
+   */
+  onPath(
+    path: string,
+    listener: (change: MirrorChange) => void,
+    options: { subtree?: boolean } = {},
+  ): () => void {
+    return addTo(options.subtree === true ? this.subtreeListeners : this.pathListeners, path, listener);
+  }
+
+  /**
+   * Calls `listener` for every characteristic Value change at or below `path` (e.g. a device
+   * path: all its notifications), dispatched by path like {@link BluezMirror.onPath}.
+   * @returns the unsubscribe function (idempotent)
+   */
+  onValue(path: string, listener: (path: string, value: Buffer) => void): () => void {
+    return addTo(this.valueListeners, path, listener);
+  }
+
+  /** Listeners registered with onPath/onValue (tests check they return to 0). */
+  get pathListenerCount(): number {
+    let n = 0;
+    for (const map of [this.pathListeners, this.subtreeListeners, this.valueListeners])
+      for (const set of map.values()) n += set.size;
+    return n;
   }
 
   /** Number of pending waits (tests check it returns to 0). */
@@ -329,6 +488,10 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
     for (const off of this.unsubscribe.splice(0)) off();
     for (const w of [...this.waiters]) w(new BusLostError('the BlueZ mirror was closed'));
     this.removeAllListeners();
+    this.pathListeners.clear();
+    this.subtreeListeners.clear();
+    this.valueListeners.clear();
+    this.pending = undefined;
     await Promise.all(
       MIRROR_MATCH_RULES.map((rule) =>
         this.bus.removeMatch(rule, { timeoutMs: this.timeouts.matchTimeoutMs }),
@@ -437,23 +600,113 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
     const prev = this.tree;
     this.tree = next;
     this.changedAt.clear();
+    this.reindexAll();
+    this.batch().full = true;
     for (const [path, ifaces] of prev) {
       const now = next.get(path);
       const gone = [...ifaces.keys()].filter((i) => !now?.has(i));
-      if (gone.length > 0) this.emit('change', { type: 'interfacesRemoved', path, interfaces: gone });
+      if (gone.length > 0) this.changed({ type: 'interfacesRemoved', path, interfaces: gone });
     }
     for (const [path, ifaces] of next) {
       const before = prev.get(path);
       const added = [...ifaces.keys()].filter((i) => !before?.has(i));
-      if (added.length > 0) this.emit('change', { type: 'interfacesAdded', path, interfaces: added });
+      if (added.length > 0) this.changed({ type: 'interfacesAdded', path, interfaces: added });
       if (!before) continue;
       for (const [iface, props] of ifaces) {
         const old = before.get(iface);
         if (!old) continue;
         const changed = diffProps(old, props);
-        if (changed.length > 0)
-          this.emit('change', { type: 'propertiesChanged', path, interface: iface, changed });
+        if (changed.length > 0) this.changed({ type: 'propertiesChanged', path, interface: iface, changed });
       }
+    }
+  }
+
+  private reindexAll(): void {
+    this.adapterPaths.clear();
+    this.devicesByAdapter.clear();
+    this.devicesByAddress.clear();
+    this.connectedByAdapter.clear();
+    this.childrenOf.clear();
+    for (const path of this.tree.keys()) this.index(path);
+  }
+
+  /** Brings every index in line with the tree's entry for `path` (present or not). */
+  private index(path: string): void {
+    const ifaces = this.tree.get(path);
+    const parent = path.slice(0, path.lastIndexOf('/'));
+    if (ifaces === undefined) removeFrom(this.childrenOf, parent, path);
+    else if (parent !== '') addTo(this.childrenOf, parent, path);
+    if (ifaces?.has(IFACE.adapter) === true) this.adapterPaths.add(path);
+    else this.adapterPaths.delete(path);
+    const adapter = adapterOfPath(path);
+    if (adapter === undefined || path.length <= adapterPath(adapter).length) return;
+    const address = devicePathOf(path) === path ? addressOfDevicePath(path) : undefined;
+    const device = ifaces?.get(IFACE.device);
+    if (device === undefined) {
+      removeFrom(this.devicesByAdapter, adapter, path);
+      removeFrom(this.connectedByAdapter, adapter, path);
+      if (address !== undefined) {
+        const byAdapter = this.devicesByAddress.get(address);
+        byAdapter?.delete(adapter);
+        if (byAdapter?.size === 0) this.devicesByAddress.delete(address);
+      }
+      return;
+    }
+    addTo(this.devicesByAdapter, adapter, path);
+    if (device.get('Connected') === true) addTo(this.connectedByAdapter, adapter, path);
+    else removeFrom(this.connectedByAdapter, adapter, path);
+    if (address !== undefined) {
+      let byAdapter = this.devicesByAddress.get(address);
+      if (byAdapter === undefined) {
+        byAdapter = new Map();
+        this.devicesByAddress.set(address, byAdapter);
+      }
+      byAdapter.set(adapter, path);
+    }
+  }
+
+  private batch(): PendingBatch {
+    if (this.pending === undefined) {
+      const pending: PendingBatch = {
+        full: false,
+        adapters: new Set(),
+        devices: new Set(),
+        links: new Set(),
+      };
+      this.pending = pending;
+      // Once the signals applied in this task are done (a microtask: before any other I/O or timer,
+      // so the pool hears of a vanished adapter before a child's next step does).
+      queueMicrotask(() => {
+        if (this.pending !== pending || this.closed) return;
+        this.pending = undefined;
+        this.emit('changes', pending);
+      });
+    }
+    return this.pending;
+  }
+
+  /**
+   * One change applied to the tree (indexes already updated): the `change` event, the listeners
+   * of that path and of its ancestors, and this turn's batch.
+   */
+  private changed(change: MirrorChange): void {
+    const { path } = change;
+    const batch = this.batch();
+    const adapter = adapterOfPath(path);
+    if (adapter !== undefined) {
+      if (path.length === adapterPath(adapter).length) {
+        batch.adapters.add(adapter);
+      } else if (devicePathOf(path) === path) {
+        batch.devices.add(addressOfDevicePath(path));
+        if (change.type !== 'propertiesChanged' || change.changed.includes('Connected'))
+          batch.links.add(adapter);
+      }
+    }
+    this.emit('change', change);
+    dispatch(this.pathListeners.get(path), change);
+    if (this.subtreeListeners.size > 0) {
+      for (let p = path; p.length > 0; p = p.slice(0, p.lastIndexOf('/')))
+        dispatch(this.subtreeListeners.get(p), change);
     }
   }
 
@@ -526,7 +779,8 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
     if (props.has(name) && sameValue(props.get(name), value)) return false;
     props.set(name, value);
     this.mark(path, `${iface}\0${name}`, seq);
-    this.emit('change', { type: 'propertiesChanged', path, interface: iface, changed: [name] });
+    this.index(path);
+    this.changed({ type: 'propertiesChanged', path, interface: iface, changed: [name] });
     return true;
   }
 
@@ -550,7 +804,8 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
       this.tree.set(path, ifaces);
     }
     for (const [iface, props] of added) ifaces.set(iface, props);
-    this.emit('change', { type: 'interfacesAdded', path, interfaces: [...added.keys()] });
+    this.index(path);
+    this.changed({ type: 'interfacesAdded', path, interfaces: [...added.keys()] });
   }
 
   private onInterfacesRemoved(body: readonly unknown[], seq: number): void {
@@ -572,7 +827,8 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
       this.tree.delete(path);
       this.changedAt.delete(path);
     }
-    if (gone.length > 0) this.emit('change', { type: 'interfacesRemoved', path, interfaces: gone });
+    this.index(path);
+    if (gone.length > 0) this.changed({ type: 'interfacesRemoved', path, interfaces: gone });
   }
 
   private onPropertiesChanged(path: string, body: readonly unknown[], seq: number): void {
@@ -589,10 +845,62 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
     const names = [...changed.keys(), ...invalidated];
     for (const k of names) this.mark(path, `${iface}\0${k}`, seq);
     if (names.length === 0) return;
-    this.emit('change', { type: 'propertiesChanged', path, interface: iface, changed: names });
+    if (iface === IFACE.device || iface === IFACE.adapter) this.index(path);
+    this.changed({ type: 'propertiesChanged', path, interface: iface, changed: names });
     const value = changed.get('Value');
-    if (iface === IFACE.characteristic && Buffer.isBuffer(value)) this.emit('value', path, value);
+    if (iface === IFACE.characteristic && Buffer.isBuffer(value)) {
+      this.emit('value', path, value);
+      if (this.valueListeners.size > 0) {
+        for (let p = path; p.length > 0; p = p.slice(0, p.lastIndexOf('/'))) {
+          const set = this.valueListeners.get(p);
+          if (set !== undefined) for (const l of [...set]) isolate(() => l(path, value));
+        }
+      }
+    }
   }
+}
+
+/** Adapter names in numeric order (hci2 before hci10); one collator, not one per comparison. */
+const byName = new Intl.Collator('en', { numeric: true });
+
+function addTo<V>(map: Map<string, Set<V>>, key: string, value: V): () => void {
+  let set = map.get(key);
+  if (set === undefined) {
+    set = new Set();
+    map.set(key, set);
+  }
+  set.add(value);
+  return () => removeFrom(map, key, value);
+}
+
+function removeFrom<V>(map: Map<string, Set<V>>, key: string, value: V): void {
+  const set = map.get(key);
+  if (set === undefined) return;
+  set.delete(value);
+  if (set.size === 0) map.delete(key);
+}
+
+function isolate(run: () => void): void {
+  try {
+    run();
+  } catch (err) {
+    // Like the emitter: a throwing listener must not break dispatch for the others.
+    process.emitWarning(`a mirror path listener threw: ${String(err)}`, 'BluezListenerWarning');
+  }
+}
+
+function dispatch(set: Set<PathListener> | undefined, change: MirrorChange): void {
+  if (set === undefined) return;
+  if (set.size === 1) {
+    for (const l of set) isolate(() => l(change));
+    return;
+  }
+  for (const l of [...set]) isolate(() => l(change));
+}
+
+/** `/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF` → `AA:BB:CC:DD:EE:FF` (the path must be a device path). */
+function addressOfDevicePath(path: string): string {
+  return path.slice(path.lastIndexOf('/') + 5).replace(/_/g, ':');
 }
 
 function diffProps(a: ReadonlyMap<string, unknown>, b: ReadonlyMap<string, unknown>): string[] {

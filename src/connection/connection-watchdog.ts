@@ -8,7 +8,7 @@
 import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import { openBluez } from '../bluez/client.js';
 import type { BluezClient } from '../bluez/client-types.js';
-import { validateAdapterName, validateMac } from '../bluez/validate.js';
+import { devicePath, validateAdapterName, validateMac } from '../bluez/validate.js';
 import { onDeviceActivity, providedWatchdogMachine } from '../actors/watchdog-actors.js';
 import type { ZombieReport } from '../machines/watchdog.js';
 import { TypedEmitter } from '../bluez/emitter.js';
@@ -137,7 +137,7 @@ export class ConnectionWatchdog extends TypedEmitter<ConnectionWatchdogEvents> {
     this.#running = true;
     this.#wasConnected = bluez.device(this.#target.adapter, this.#target.address)?.connected ?? false;
     this.#offs.push(
-      bluez.mirror.on('change', () => {
+      bluez.mirror.onPath(devicePath(this.#target.adapter, this.#target.address), () => {
         const connected = bluez.device(this.#target.adapter, this.#target.address)?.connected ?? false;
         // Connected again (the caller reconnected): a fresh silence allowance.
         if (connected && !this.#wasConnected) this.#arm();

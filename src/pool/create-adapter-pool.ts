@@ -30,11 +30,12 @@ import {
   usableAdapters,
   type AdapterStrategy,
   type PoolDeviceStatus,
-  type Sightings,
 } from '../machines/adapter-pool-logic.js';
 import { slotReport, type PoolEmitted } from '../machines/adapter-pool-steps.js';
 import type { ResolvedSlotLock } from '../lock/config.js';
 import { lockHolders } from '../lock/holders.js';
+import { startMirrorSync } from './mirror-sync.js';
+import { connectAdmission, validateConnectsPerAdapter } from '../actors/connect-admission.js';
 
 /** Per-device options of {@link AdapterPool.connect} (the pool chooses the adapters). */
 export type PoolConnectOptions = Omit<
@@ -102,6 +103,13 @@ export interface AdapterPoolOptions {
   lock?: ConnectionOptions['lock'];
   /** Managed discovery for every child (scan lock, listen-only; see the connection option). */
   discovery?: ConnectionOptions['discovery'];
+  /**
+   * Device1.Connect calls pending at once per adapter (default 2; src/actors/connect-admission.ts
+   * says why): children wait for their turn first come first served. The bound belongs to the
+   * BluezClient and is shared with everything connecting through it (other pools,
+   * establishConnection); setting it here sets it for that client.
+   */
+  connectsPerAdapter?: number;
 }
 
 /** Per-adapter view in a {@link PoolSnapshot}. */
@@ -181,6 +189,7 @@ function validatePoolOptions(options: AdapterPoolOptions): {
   strategy: AdapterStrategy;
   limitReprobeMs: number | undefined;
   allowed: (adapter: string) => boolean;
+  connectsPerAdapter: number | undefined;
 } {
   if (typeof options !== 'object' || options === null)
     throw new TypeError('createAdapterPool options must be an object');
@@ -208,9 +217,13 @@ function validatePoolOptions(options: AdapterPoolOptions): {
     throw new RangeError('adapters must name at least one adapter (omit it to use every adapter)');
   if (include !== undefined && exclude !== undefined && include.every((a) => exclude.includes(a)))
     throw new RangeError('excludeAdapters removes every adapter of adapters');
+  const connectsPerAdapter =
+    options.connectsPerAdapter === undefined
+      ? undefined
+      : validateConnectsPerAdapter(options.connectsPerAdapter, 'connectsPerAdapter');
   const allowed = (adapter: string): boolean =>
     (include === undefined || include.includes(adapter)) && !(exclude ?? []).includes(adapter);
-  return { slots, strategy, limitReprobeMs: reprobe, allowed };
+  return { slots, strategy, limitReprobeMs: reprobe, allowed, connectsPerAdapter };
 }
 
 /**
@@ -254,20 +267,12 @@ function watchForeignAttempts(
   return () => clearInterval(timer);
 }
 
-function sightingsOf(bluez: BluezClient, address: string, allowed: (adapter: string) => boolean): Sightings {
-  const out: Record<string, number | null> = {};
-  for (const d of bluez.mirror.adaptersSeeing(address)) {
-    if (allowed(d.adapter)) out[d.adapter] = d.rssi ?? null;
-  }
-  return out;
-}
-
 /**
  * Creates and starts the adapter pool (docs/architecture.md) over `options.bluez`.
  * Throws TypeError/RangeError naming the field for bad options, before any I/O.
  */
 export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
-  const { slots, strategy, limitReprobeMs, allowed } = validatePoolOptions(options);
+  const { slots, strategy, limitReprobeMs, allowed, connectsPerAdapter } = validatePoolOptions(options);
   const { bluez } = options;
   // The adapters the pool may use, as BlueZ shows them now.
   const poolAdapters = () => bluez.adapters().filter((a) => allowed(a.name));
@@ -336,6 +341,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     },
     slotLock: poolDefaults.lock,
     discovery: poolDefaults.discovery,
+    admission: connectAdmission(bluez, connectsPerAdapter),
   });
   const childLogic = connectionMachine.provide({
     ...implementations,
@@ -361,57 +367,16 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
   const endErrors = new Map<string, unknown>();
   const offFailed = actor.on('device-failed', (e) => endErrors.set(e.address, e.cause));
 
-  // ---- mirror → pool ---------------------------------------------------------------------------
-  let known = new Map<string, boolean>(poolAdapters().map((a) => [a.name, a.powered]));
-  let up = bluez.mirror.bluezReady;
-  const lastSightings = new Map<string, string>();
-  const lastLinks = new Map<string, string>();
-  const syncMirror = (): void => {
-    if (closed) return;
-    const ready = bluez.mirror.bluezReady;
-    if (!ready && up) {
-      up = false;
-      actor.send({ type: 'BLUEZ_DOWN' });
-      known = new Map();
-    }
-    const now = new Map<string, boolean>(ready ? poolAdapters().map((a) => [a.name, a.powered]) : []);
-    for (const [name] of known) if (!now.has(name)) actor.send({ type: 'ADAPTER_GONE', name });
-    for (const [name, powered] of now) {
-      if (known.get(name) !== powered) actor.send({ type: 'ADAPTER_PRESENT', name, powered });
-    }
-    known = now;
-    // Every link BlueZ shows takes a controller slot, another service's too (docs/architecture.md).
-    for (const name of lastLinks.keys()) if (!now.has(name)) lastLinks.delete(name);
-    for (const name of now.keys()) {
-      const connected = bluez.mirror
-        .devices(name)
-        .filter((d) => d.connected)
-        .map((d) => d.address)
-        .sort();
-      const key = connected.join(',');
-      if (lastLinks.get(name) !== key) {
-        lastLinks.set(name, key);
-        actor.send({ type: 'ADAPTER_LINKS', name, connected });
-      }
-    }
-    for (const address of Object.keys(actor.getSnapshot().context.devices)) {
-      const sightings = sightingsOf(bluez, address, allowed);
-      const key = JSON.stringify(sightings);
-      if (lastSightings.get(address) !== key) {
-        lastSightings.set(address, key);
-        actor.send({ type: 'SIGHTINGS', address, sightings });
-      }
-    }
-    if (ready && !up) {
-      up = true;
-      actor.send({ type: 'BLUEZ_UP' });
-    }
-  };
-  const offMirror = [
-    bluez.mirror.on('change', syncMirror),
-    bluez.mirror.on('rebuilt', syncMirror),
-    bluez.mirror.on('ownerChanged', syncMirror),
-  ];
+  // ---- mirror → pool (src/pool/mirror-sync.ts: only what changed) ------------------------------
+  const mirrorSync = startMirrorSync({
+    mirror: bluez.mirror,
+    allowed,
+    inPool: (address) => actor.getSnapshot().context.devices[address] !== undefined,
+    poolDevices: () => Object.keys(actor.getSnapshot().context.devices),
+    send: (event) => {
+      if (!closed) actor.send(event);
+    },
+  });
 
   const offLog = [
     actor.on('device-rotated', (e) =>
@@ -433,13 +398,13 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
   ];
   actor.start();
   // Links that exist already (another service's, or ours from before) occupy slots from the start.
-  syncMirror();
+  mirrorSync.syncAll();
   const stopWatchingSlots =
     poolDefaults.lock === undefined
       ? () => {}
       : watchForeignAttempts(
           poolDefaults.lock,
-          () => [...known.keys()],
+          () => [...mirrorSync.adapters.keys()],
           (name, count) => {
             if (!closed) actor.send({ type: 'ADAPTER_FOREIGN_ATTEMPTS', name, count });
           },
@@ -459,9 +424,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     if (typeof keepAlive !== 'boolean') throw new TypeError('keepAlive must be a boolean');
     validators.set(mac, resolved.validate);
     endErrors.delete(mac);
-    const sightings = sightingsOf(bluez, mac, allowed);
-    lastSightings.set(mac, JSON.stringify(sightings));
-    actor.send({ type: 'SIGHTINGS', address: mac, sightings });
+    mirrorSync.announce(mac);
     actor.send({
       type: 'CONNECT_DEVICE',
       address: mac,
@@ -480,24 +443,45 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     return child;
   };
 
+  // Waits on the pool's emitted events, routed by address: one subscription for all waits, and an
+  // event about one device runs that device's waits only (a wait per device for N devices would
+  // otherwise make every event O(N)). Events without an address run every wait.
+  const waits = new Map<string, Set<(e: PoolEmitted | null) => void>>();
+  const waitSub = actor.on('*', (e) => {
+    const event: PoolEmitted = e;
+    if ('address' in event) {
+      const set = waits.get(event.address);
+      if (set !== undefined) for (const check of [...set]) check(event);
+    } else {
+      for (const set of [...waits.values()]) for (const check of [...set]) check(event);
+    }
+  });
   const waitFor = <T>(
+    address: string,
     decide: (emitted: PoolEmitted | null) => { value: T } | { error: unknown } | undefined,
     signal?: AbortSignal,
   ): Promise<T> =>
     new Promise<T>((resolve, reject) => {
-      const subs: Array<{ unsubscribe(): void }> = [];
+      let set = waits.get(address);
+      if (set === undefined) {
+        set = new Set();
+        waits.set(address, set);
+      }
+      const mine = set;
       const done = (outcome: { value: T } | { error: unknown }): void => {
-        for (const s of subs) s.unsubscribe();
+        mine.delete(check);
+        if (mine.size === 0 && waits.get(address) === mine) waits.delete(address);
         signal?.removeEventListener('abort', onAbort);
         if ('value' in outcome) resolve(outcome.value);
         else reject(outcome.error);
       };
       const onAbort = (): void => done({ error: signal?.reason });
       const check = (e: PoolEmitted | null): void => {
+        if (!mine.has(check)) return;
         const outcome = decide(e);
         if (outcome !== undefined) done(outcome);
       };
-      subs.push(actor.on('*', (e) => check(e)));
+      mine.add(check);
       signal?.addEventListener('abort', onAbort, { once: true });
       check(null);
     });
@@ -515,21 +499,25 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
       if (signal?.aborted) throw signal.reason;
       connect(mac, rest);
       try {
-        return await waitFor<PooledConnection>((e) => {
-          const d = actor.getSnapshot().context.devices[mac];
-          if (d === undefined) return { error: new Error(`${mac} left the pool before it connected`) };
-          if (d.status === 'connected' && d.adapter !== null) {
-            const child = childOf(mac);
-            if (child !== undefined) return { value: { address: mac, adapter: d.adapter, child } };
-          }
-          if (d.status === 'failed' || (e?.type === 'device-failed' && e.address === mac)) {
-            const error = e?.type === 'device-failed' && e.address === mac ? e.cause : endErrors.get(mac);
-            return {
-              error: error ?? new BluezError('CONNECTION_FAILED', 'other', d.error ?? `${mac} failed`),
-            };
-          }
-          return undefined;
-        }, signal);
+        return await waitFor<PooledConnection>(
+          mac,
+          (e) => {
+            const d = actor.getSnapshot().context.devices[mac];
+            if (d === undefined) return { error: new Error(`${mac} left the pool before it connected`) };
+            if (d.status === 'connected' && d.adapter !== null) {
+              const child = childOf(mac);
+              if (child !== undefined) return { value: { address: mac, adapter: d.adapter, child } };
+            }
+            if (d.status === 'failed' || (e?.type === 'device-failed' && e.address === mac)) {
+              const error = e?.type === 'device-failed' && e.address === mac ? e.cause : endErrors.get(mac);
+              return {
+                error: error ?? new BluezError('CONNECTION_FAILED', 'other', d.error ?? `${mac} failed`),
+              };
+            }
+            return undefined;
+          },
+          signal,
+        );
       } catch (err) {
         if (isAbortError(err) || signal?.aborted) actor.send({ type: 'DISCONNECT_DEVICE', address: mac });
         throw err;
@@ -538,7 +526,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     async disconnect(address) {
       const mac = validateMac(address, 'address');
       if (actor.getSnapshot().context.devices[mac] === undefined) return;
-      const gone = waitFor<void>(() =>
+      const gone = waitFor<void>(mac, () =>
         actor.getSnapshot().context.devices[mac] === undefined ? { value: undefined } : undefined,
       );
       actor.send({ type: 'DISCONNECT_DEVICE', address: mac });
@@ -575,9 +563,10 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
       if (closed) return;
       closed = true;
       stopWatchingSlots();
-      for (const off of offMirror) off();
+      mirrorSync.stop();
       for (const sub of offLog) sub.unsubscribe();
       offFailed.unsubscribe();
+      waitSub.unsubscribe();
       actor.stop();
       // Children stopped in any state: no lock outlives them.
       leases.releaseAll();
