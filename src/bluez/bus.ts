@@ -202,6 +202,13 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
   private callIds = 0;
   /** Serials of our calls on the wire (replies to them get an arrival seq). */
   private readonly liveSerials = new Set<number>();
+  /**
+   * Calls given up on (deadline, abort) while on the wire, by serial, with the gate whose slot they
+   * hold. dbus-daemon keeps counting them toward max_replies_per_connection until the callee answers
+   * or leaves the bus (its stock reply_timeout is "never": dbus's bus/config-parser.c), so their slot
+   * is freed only when that late reply or error arrives, or with the connection.
+   */
+  private readonly orphans = new Map<number, CallGate>();
   private generation = 0;
   private stateValue: BusState = 'connecting';
   private uniqueNameValue: string | undefined;
@@ -425,6 +432,11 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
         this.pending.delete(id);
         ticket?.cancel(); // still queued: it is never sent
         seq = (serial === undefined ? undefined : this.replySeqs.get(serial)) ?? this.rxSeq;
+        if (forget && holdsSlot && serial !== undefined) {
+          // Given up on while on the wire: dbus-daemon still counts it until the reply comes.
+          holdsSlot = false;
+          this.orphan(serial, gate);
+        }
         unwire(forget);
         freeSlot();
         return true;
@@ -503,6 +515,14 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
       if (gated) ticket = gate.submit(key, priority, send);
       else send();
     });
+  }
+
+  private orphan(serial: number, gate: CallGate): void {
+    if (gate !== this.gate) {
+      gate.done();
+      return;
+    }
+    this.orphans.set(serial, gate);
   }
 
   /**
@@ -678,6 +698,11 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
       if (msg.type === METHOD_RETURN_TYPE || msg.type === ERROR_TYPE) {
         const serial = Number(msg.replySerial);
         if (this.liveSerials.has(serial)) this.replySeqs.set(serial, seq);
+        const orphanGate = this.orphans.get(serial);
+        if (orphanGate !== undefined) {
+          this.orphans.delete(serial);
+          orphanGate.done();
+        }
         return;
       }
       if (msg.type !== SIGNAL_TYPE) return;
@@ -741,6 +766,7 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
     this.gate.reset();
     for (const p of [...this.pending.values()]) p.reject(err);
     this.pending.clear();
+    this.orphans.clear(); // the daemon forgets a dead connection's pending replies with it
   }
 
   private disposeBus(): Promise<void> {
