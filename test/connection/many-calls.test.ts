@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openBluez } from '../../src/bluez/client.js';
 import type { BluezClient } from '../../src/bluez/client-types.js';
-import { BluezError } from '../../src/bluez/errors.js';
+import { BluezError, ConnectionFailedError } from '../../src/bluez/errors.js';
 import { establishConnection, type ManagedConnection } from '../../src/connection/establish.js';
 import { startSimulatedBluez, type DeviceSpec, type SimulatedBluez } from '../../src/testing/index.js';
 import { BATTERY_LEVEL, BATTERY_SERVICE, eventually } from './harness.js';
@@ -25,6 +25,10 @@ function address(i: number): string {
 function adapterOf(i: number): string {
   return `hci${i % ADAPTERS}`;
 }
+
+/** Devices whose every Connect fails, and devices that connect but fail validation. */
+const refusesConnect = (i: number): boolean => i % 20 === 3;
+const failsValidation = (i: number): boolean => i % 20 === 7;
 
 function device(i: number): DeviceSpec {
   return {
@@ -50,9 +54,21 @@ describe('300 concurrent establishConnection calls on one client (stock bus limi
   beforeAll(async () => {
     env = await startSimulatedBluez({
       latencyScale: 0.01,
+      // dbus-daemon's built-in default, stated: the stock system bus's limit.
+      bus: { limits: { max_replies_per_connection: 128 } },
       scenario: {
         adapters: Array.from({ length: ADAPTERS }, (_, k) => ({ name: `hci${k}`, slotLimit: 64 })),
         devices: Array.from({ length: N }, (_, i) => device(i)),
+        // Some devices never connect, so that rejections happen among the 300.
+        faults: Array.from({ length: N }, (_, i) => i)
+          .filter(refusesConnect)
+          .map((i) => ({
+            kind: 'fail-connect' as const,
+            target: { device: address(i) },
+            count: 1000,
+            errorName: 'org.bluez.Error.Failed',
+            message: 'Input/output error',
+          })),
       },
     });
     bluez = await openBluez({
@@ -79,7 +95,8 @@ describe('300 concurrent establishConnection calls on one client (stock bus limi
           disconnectTimeoutMs: 2000,
           rediscoveryTimeoutMs: 5000,
           lateGattDelaysMs: [],
-          backoffMs: { other: 20, noReply: 20, aborted: 20, inProgress: 20 },
+          backoffMs: { other: 20, noReply: 20, aborted: 20, inProgress: 20, validation: 20 },
+          validate: () => !failsValidation(i),
         }),
       ),
     );
@@ -99,6 +116,19 @@ describe('300 concurrent establishConnection calls on one client (stock bus limi
       if (err instanceof BluezError) causes.push(err.attempts.map((a) => a.code).join('>'));
       if (!typed) untyped.push(`${address(i)}: ${String(err)}`);
     });
+    // Exactly the faulty devices reject, each after its 3 attempts.
+    const expectedFailures = Array.from({ length: N }, (_, i) => i).filter(
+      (i) => refusesConnect(i) || failsValidation(i),
+    );
+    expect(results.filter((r) => r.status === 'rejected')).toHaveLength(expectedFailures.length);
+    for (const i of expectedFailures) {
+      const r = results[i];
+      expect(r?.status).toBe('rejected');
+      if (r?.status === 'rejected') {
+        expect(r.reason).toBeInstanceOf(ConnectionFailedError);
+        expect((r.reason as ConnectionFailedError).attempts).toHaveLength(3);
+      }
+    }
     const summary =
       `connected ${held.size}/${N}; rejections ${JSON.stringify([...byCode])}; ` +
       `attempt codes of rejections: ${causes.slice(0, 5).join(' ')}`;
