@@ -397,7 +397,9 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
     const gate = this.gate;
     const generation = this.generation;
     const priority = options.priority ?? 'normal';
-    const key = fairnessKey(spec.path);
+    // Adapter1.RemoveDevice names its device in the body: it queues with that device's calls.
+    const target = spec.member === 'RemoveDevice' ? spec.body?.[0] : undefined;
+    const key = fairnessKey(typeof target === 'string' ? target : spec.path);
     const gated = spec.destination !== BUS_DAEMON;
     const id = ++this.callIds;
     return new Promise<{ body: unknown[]; seq: number }>((resolve, reject) => {

@@ -160,6 +160,21 @@ describe('in-flight bound: at most maxInFlightCalls awaiting a reply per connect
     await Promise.all([...normal, control]);
   });
 
+  it('AddMatch and RemoveMatch go straight to the daemon while every slot is held (it answers them itself)', async () => {
+    const { bus, service } = await world(2);
+    const held = [bus.call(hold('01'), { timeoutMs: 20_000 }), bus.call(hold('02'), { timeoutMs: 20_000 })];
+    const queued = bus.call(hold('03'), { timeoutMs: 20_000 });
+    await until('the two slots are taken', () => service.held === 2);
+    expect(bus.queuedCount).toBe(1);
+    const rule = "type='signal',interface='org.example.Held'";
+    await bus.addMatch(rule, { timeoutMs: 2000 });
+    expect(bus.matchRules.get(rule)).toBe(1);
+    await bus.removeMatch(rule, { timeoutMs: 2000 });
+    expect(bus.queuedCount).toBe(1);
+    service.autoReply(1);
+    await Promise.all([...held, queued]);
+  });
+
   it('a call whose deadline passes while queued rejects with DBusTimeoutError and is never sent', async () => {
     const { bus, service } = await world(2);
     const first = [bus.call(hold('01'), { timeoutMs: 20_000 }), bus.call(hold('02'), { timeoutMs: 20_000 })];
