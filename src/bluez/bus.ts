@@ -103,8 +103,8 @@ export interface BusCallOptions {
   adapter?: string;
   device?: string;
   /**
-   * `control` for the calls the mirror's view depends on (resync, property reads): served before
-   * queued normal calls and allowed into slots normal calls leave free. Default `normal`.
+   * `control` for the calls the mirror's view depends on (its GetManagedObjects resync): served
+   * before queued normal calls and allowed into slots normal calls leave free. Default `normal`.
    */
   priority?: CallPriority;
 }
