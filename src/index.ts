@@ -133,3 +133,7 @@ export type { AttemptRecord, Classification, ErrorClass } from './bluez/index.js
 // ---- metrics (prom-client is an optional peer dependency, loaded only by this function) ----------
 export { createPrometheusMetrics } from './metrics/prometheus.js';
 export type { MetricsRegistry, PrometheusMetrics, PrometheusMetricsOptions } from './metrics/prometheus.js';
+
+// ---- D-Bus call bound (issue 14: in-flight calls per connection, LimitsExceeded) ------------------
+export { BusLimitsExceededError } from './bluez/index.js';
+export { DEFAULT_MAX_IN_FLIGHT_CALLS } from './bluez/index.js';

@@ -101,6 +101,30 @@ export interface ConnectionActorDeps {
   readonly admission?: ConnectAdmission;
 }
 
+/** Tries of a teardown's verified disconnect (each bounded by disconnectTimeoutMs per step). */
+export const TEARDOWN_TRIES = 3;
+/** Pause before the next try, times the number of tries so far. */
+const TEARDOWN_RETRY_MS = 100;
+
+/** Waits `ms`, or rejects with `signal.reason` when it aborts first. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
 function ignoreUnlessAbort(err: unknown): void {
   if (isAbortError(err)) throw err;
 }
@@ -452,7 +476,7 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     }),
   });
 
-  const verifiedDisconnect = async (
+  const verifiedDisconnectOnce = async (
     input: DisconnectInput,
     signal: AbortSignal,
   ): Promise<DisconnectOutput> => {
@@ -472,6 +496,30 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
       signal,
     });
     return { outcome };
+  };
+
+  /**
+   * The teardown, tried up to {@link TEARDOWN_TRIES} times: a Disconnect and its RemoveDevice
+   * fallback that both fail (a busy bus or bluetoothd timing out) would otherwise leave the link up
+   * in BlueZ for a call that already gave up on it. Stops early once BlueZ shows the link down, and
+   * on cancellation, or when bluetoothd or the bus is gone (nothing to send the next try to).
+   */
+  const verifiedDisconnect = async (
+    input: DisconnectInput,
+    signal: AbortSignal,
+  ): Promise<DisconnectOutput> => {
+    for (let tried = 1; ; tried += 1) {
+      try {
+        return await verifiedDisconnectOnce(input, signal);
+      } catch (err) {
+        if (isAbortError(err) || signal.aborted || tried >= TEARDOWN_TRIES) throw err;
+        if (err instanceof BluezError && err.errorClass === 'bluezGone') throw err;
+        if (!(bluez.device(input.adapter, input.address)?.connected ?? false)) {
+          return { outcome: 'notConnected' };
+        }
+        await pause(TEARDOWN_RETRY_MS * tried, signal);
+      }
+    }
   };
 
   /**

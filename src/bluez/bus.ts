@@ -6,10 +6,20 @@
  * - the `error` event is always handled (an unhandled one kills the process: matter-js#800);
  * - match rules are refcounted here and really removed with RemoveMatch (dbus-next's refcount
  *   has swapped hasOwnProperty arguments and never sends RemoveMatch, dbus-next#125);
- * - the connection is re-established with backoff and match rules are re-added.
+ * - the connection is re-established with backoff and match rules are re-added;
+ * - calls awaiting a reply are bounded per connection (`maxInFlightCalls`, src/bluez/call-gate.ts),
+ *   node-ble's calls on this connection included, with fair queueing per device.
  */
 import dbus from 'dbus-next';
 import type { Message as DBusMessage, MessageBus } from 'dbus-next';
+import {
+  CallGate,
+  DEFAULT_MAX_IN_FLIGHT_CALLS,
+  fairnessKey,
+  validateMaxInFlightCalls,
+  type CallPriority,
+  type GateTicket,
+} from './call-gate.js';
 import { TypedEmitter } from './emitter.js';
 import { BusLostError, DBusTimeoutError, toBluezError } from './errors.js';
 import { validateSignal, validateTimeoutMs } from './validate.js';
@@ -92,6 +102,22 @@ export interface BusCallOptions {
   /** For error messages and error fields. */
   adapter?: string;
   device?: string;
+  /**
+   * `control` for the calls the mirror's view depends on (its GetManagedObjects resync): served
+   * before queued normal calls and allowed into slots normal calls leave free. Default `normal`.
+   */
+  priority?: CallPriority;
+}
+
+/** Options of {@link acquireBus} that shape the connection's call bound. */
+export interface BusLimits {
+  /** Bound on calls awaiting a reply (default {@link DEFAULT_MAX_IN_FLIGHT_CALLS}). */
+  maxInFlightCalls?: number;
+  /**
+   * Deadline of a call made on the MessageBus directly (node-ble's calls), which carry none of
+   * their own: queued and in flight together. Default 25 000 (the D-Bus reference deadline).
+   */
+  foreignCallTimeoutMs?: number;
 }
 
 /** A received D-Bus signal, as handed to `message` listeners. */
@@ -141,6 +167,14 @@ interface PendingCall {
   reject(err: unknown): void;
 }
 
+/** The bus daemon itself: it answers AddMatch, GetNameOwner… at once, holding no pending-reply slot. */
+const BUS_DAEMON = 'org.freedesktop.DBus';
+const LIMITS_EXCEEDED = 'org.freedesktop.DBus.Error.LimitsExceeded';
+/** How often one call is re-sent after dbus-daemon refused it for the reply limit. */
+const MAX_REFUSALS = 5;
+/** dbus-next's flag (D-Bus specification, message flags). */
+const NO_REPLY_EXPECTED = 1;
+const DEFAULT_FOREIGN_CALL_TIMEOUT_MS = 25_000;
 const METHOD_RETURN_TYPE = 2;
 const ERROR_TYPE = 3;
 const SIGNAL_TYPE = 4;
@@ -160,9 +194,25 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
   /** @internal the registry key (address and mechanisms) */
   readonly key: string;
   private bus: MessageBus | undefined;
+  /** dbus-next's own `call` of the current MessageBus (its `call` property is replaced by the gated one). */
+  private rawCall: ((msg: DBusMessage) => Promise<DBusMessage | null>) | undefined;
+  private gate: CallGate;
+  private maxInFlight: number;
+  private foreignTimeoutMs: number;
+  private callIds = 0;
+  /** Serials of our calls on the wire (replies to them get an arrival seq). */
+  private readonly liveSerials = new Set<number>();
+  /**
+   * Calls given up on (deadline, abort) while on the wire, by serial, with the gate whose slot they
+   * hold. dbus-daemon keeps counting them toward max_replies_per_connection until the callee answers
+   * or leaves the bus (its stock reply_timeout is "never": dbus's bus/config-parser.c), so their slot
+   * is freed only when that late reply or error arrives, or with the connection.
+   */
+  private readonly orphans = new Map<number, CallGate>();
   private generation = 0;
   private stateValue: BusState = 'connecting';
   private uniqueNameValue: string | undefined;
+  /** Every call not yet settled, queued or on the wire, ours and node-ble's: rejected on loss. */
   private readonly pending = new Map<number, PendingCall>();
   private readonly matches = new Map<string, number>();
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -173,14 +223,55 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
   private readonly replySeqs = new Map<number, number>();
   /** Number of method calls we have sent (including AddMatch/RemoveMatch). */
   sentCalls = 0;
+  /** LimitsExceeded refusals dbus-daemon sent this connection (each is retried or reported typed). */
+  limitsExceeded = 0;
+  /** Most calls awaiting a reply at once (the bound holds it at or under {@link SharedBus.maxInFlightCalls}). */
+  peakInFlight = 0;
 
   /** @internal use {@link acquireBus} */
-  constructor(address: string, authMethods: readonly DBusAuthMethod[] = defaultAuthMethods(address)) {
+  constructor(
+    address: string,
+    authMethods: readonly DBusAuthMethod[] = defaultAuthMethods(address),
+    limits: BusLimits = {},
+  ) {
     super();
     this.address = address;
     this.authMethods = authMethods;
     this.key = registryKey(address, authMethods);
+    this.maxInFlight = limits.maxInFlightCalls ?? DEFAULT_MAX_IN_FLIGHT_CALLS;
+    this.foreignTimeoutMs = limits.foreignCallTimeoutMs ?? DEFAULT_FOREIGN_CALL_TIMEOUT_MS;
+    this.gate = new CallGate(this.maxInFlight);
     this.connect();
+  }
+
+  /**
+   * Applies a later user's limits to the shared connection: the bound only goes down (the
+   * strictest user wins), the deadline of direct MessageBus calls only up.
+   * @internal
+   */
+  applyLimits(limits: BusLimits): void {
+    if (limits.maxInFlightCalls !== undefined && limits.maxInFlightCalls < this.maxInFlight) {
+      this.maxInFlight = limits.maxInFlightCalls;
+      this.gate.lowerLimit(this.maxInFlight);
+    }
+    if (limits.foreignCallTimeoutMs !== undefined && limits.foreignCallTimeoutMs > this.foreignTimeoutMs) {
+      this.foreignTimeoutMs = limits.foreignCallTimeoutMs;
+    }
+  }
+
+  /** The bound on calls awaiting a reply on this connection. */
+  get maxInFlightCalls(): number {
+    return this.maxInFlight;
+  }
+
+  /** Calls on the wire now (bounded by {@link SharedBus.maxInFlightCalls}). */
+  get inFlightCount(): number {
+    return this.gate.inFlight;
+  }
+
+  /** Calls waiting for a slot now. */
+  get queuedCount(): number {
+    return this.gate.queued;
   }
 
   /** Current state. */
@@ -193,7 +284,7 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
     return this.uniqueNameValue;
   }
 
-  /** Number of calls awaiting a reply (tests check it returns to 0). */
+  /** Number of calls not yet settled, queued ones included (tests check it returns to 0). */
   get pendingCount(): number {
     return this.pending.size;
   }
@@ -290,7 +381,8 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
     const ctx = { member, path: spec.path, adapter: options.adapter, device: options.device };
     if (signal?.aborted) return Promise.reject(signal.reason);
     const bus = this.bus;
-    if (this.stateValue === 'closed' || this.stateValue === 'lost' || !bus) {
+    const rawCall = this.rawCall;
+    if (this.stateValue === 'closed' || this.stateValue === 'lost' || !bus || !rawCall) {
       return Promise.reject(
         new BusLostError(
           `${member} on ${spec.path}: D-Bus connection to ${this.address} is ${this.stateValue}`,
@@ -302,73 +394,227 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
         ),
       );
     }
-    const serial = bus.newSerial();
-    const msg = new dbus.Message({
-      destination: spec.destination,
-      path: spec.path,
-      interface: spec.interface,
-      member: spec.member,
-      signature: spec.signature ?? '',
-      body: spec.body ?? [],
-      serial,
-    });
+    const gate = this.gate;
+    const generation = this.generation;
+    const priority = options.priority ?? 'normal';
+    // Adapter1.RemoveDevice names its device in the body: it queues with that device's calls.
+    const target = spec.member === 'RemoveDevice' ? spec.body?.[0] : undefined;
+    const key = fairnessKey(typeof target === 'string' ? target : spec.path);
+    const gated = spec.destination !== BUS_DAEMON;
+    const id = ++this.callIds;
     return new Promise<{ body: unknown[]; seq: number }>((resolve, reject) => {
       let settled = false;
       let seq = 0;
-      const settle = (): boolean => {
+      let serial: number | undefined;
+      let ticket: GateTicket | undefined;
+      let holdsSlot = false;
+      let refusals = 0;
+      // A call we give up on must not leave dbus-next's reply handler behind (a late reply would
+      // otherwise resolve a promise nobody awaits, and the handler table would grow).
+      const unwire = (forget: boolean): void => {
+        if (serial === undefined) return;
+        if (forget) {
+          const internals = bus as unknown as MessageBusInternals;
+          if (internals._methodReturnHandlers) delete internals._methodReturnHandlers[serial];
+        }
+        this.liveSerials.delete(serial);
+        this.replySeqs.delete(serial);
+        serial = undefined;
+      };
+      const freeSlot = (): void => {
+        if (!holdsSlot) return;
+        holdsSlot = false;
+        gate.done();
+      };
+      const settle = (forget: boolean): boolean => {
         if (settled) return false;
         settled = true;
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
-        this.pending.delete(serial);
-        seq = this.replySeqs.get(serial) ?? this.rxSeq;
-        this.replySeqs.delete(serial);
+        this.pending.delete(id);
+        ticket?.cancel(); // still queued: it is never sent
+        seq = (serial === undefined ? undefined : this.replySeqs.get(serial)) ?? this.rxSeq;
+        if (forget && holdsSlot && serial !== undefined) {
+          // Given up on while on the wire: dbus-daemon still counts it until the reply comes.
+          holdsSlot = false;
+          this.orphan(serial, gate);
+        }
+        unwire(forget);
+        freeSlot();
         return true;
       };
-      // A call we give up on must not leave dbus-next's reply handler behind (a late reply would
-      // otherwise resolve a promise nobody awaits, and the handler table would grow).
-      const forget = (): void => {
-        const internals = bus as unknown as MessageBusInternals;
-        if (internals._methodReturnHandlers) delete internals._methodReturnHandlers[serial];
-      };
       const onAbort = (): void => {
-        if (!settle()) return;
-        forget();
+        if (!settle(true)) return;
         reject(signal?.reason);
       };
       const timer = setTimeout(() => {
-        if (!settle()) return;
-        forget();
-        reject(
-          new DBusTimeoutError(member, spec.path, timeoutMs, {
-            adapter: options.adapter,
-            device: options.device,
-          }),
-        );
+        const queued = ticket !== undefined && !ticket.admitted;
+        if (!settle(true)) return;
+        const err = new DBusTimeoutError(member, spec.path, timeoutMs, {
+          adapter: options.adapter,
+          device: options.device,
+        });
+        if (queued) {
+          err.message =
+            `${member} on ${spec.path} waited ${timeoutMs} ms for one of the ${gate.limit} call slots ` +
+            `of the D-Bus connection (maxInFlightCalls) and was never sent`;
+        }
+        reject(err);
       }, timeoutMs);
+      const send = (): void => {
+        if (settled) return;
+        holdsSlot = gated;
+        if (gate.inFlight > this.peakInFlight) this.peakInFlight = gate.inFlight;
+        const wireSerial = bus.newSerial();
+        serial = wireSerial;
+        this.liveSerials.add(wireSerial);
+        const msg = new dbus.Message({
+          destination: spec.destination,
+          path: spec.path,
+          interface: spec.interface,
+          member: spec.member,
+          signature: spec.signature ?? '',
+          body: spec.body ?? [],
+          serial: wireSerial,
+        });
+        this.sentCalls += 1;
+        rawCall(msg).then(
+          (reply: DBusMessage | null) => {
+            if (serial !== wireSerial || !settle(false)) return;
+            resolve({ body: (reply?.body ?? []) as unknown[], seq });
+          },
+          (err: unknown) => {
+            if (serial !== wireSerial || settled) return;
+            if (isLimitsExceeded(err)) {
+              this.limitsExceeded += 1;
+              // The daemon never delivered it (bus/connection.c refuses before forwarding), so it is
+              // safe to send again, whatever the method: after half the calls in flight are answered.
+              if (gated && refusals < MAX_REFUSALS && generation === this.generation) {
+                refusals += 1;
+                unwire(false);
+                gate.refused();
+                freeSlot();
+                ticket = gate.submit(key, priority, send, true);
+                return;
+              }
+            }
+            if (!settle(false)) return;
+            reject(
+              this.stateValue === 'connected'
+                ? toBluezError(err, ctx)
+                : new BusLostError(`${member} on ${spec.path}: ${String(err)}`, { cause: err }),
+            );
+          },
+        );
+      };
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.pending.set(serial, {
+      this.pending.set(id, {
         reject: (err) => {
-          if (!settle()) return;
-          forget();
+          if (!settle(true)) return;
           reject(err);
         },
       });
-      this.sentCalls += 1;
-      bus.call(msg).then(
-        (reply: DBusMessage | null) => {
+      if (gated) ticket = gate.submit(key, priority, send);
+      else send();
+    });
+  }
+
+  private orphan(serial: number, gate: CallGate): void {
+    if (gate !== this.gate) {
+      gate.done();
+      return;
+    }
+    this.orphans.set(serial, gate);
+  }
+
+  /**
+   * The gated replacement of the MessageBus's `call` (what node-ble and dbus-next's proxies use):
+   * the same bound and queue as {@link SharedBus.callOrdered}, a deadline ({@link BusLimits.foreignCallTimeoutMs}),
+   * a retry after a LimitsExceeded refusal, and a {@link BusLostError} when the connection dies
+   * (dbus-next itself would leave the call pending forever). Errors stay dbus-next's DBusErrors,
+   * as node-ble's callers expect.
+   */
+  private foreignCall(
+    msg: DBusMessage,
+    rawCall: (msg: DBusMessage) => Promise<DBusMessage | null>,
+    gate: CallGate,
+    generation: number,
+  ): Promise<DBusMessage | null> {
+    if (msg.destination === BUS_DAEMON || (msg.flags & NO_REPLY_EXPECTED) !== 0) return rawCall(msg);
+    if (generation !== this.generation) {
+      return Promise.reject(new BusLostError(`${msg.interface}.${msg.member} on ${msg.path}: bus was lost`));
+    }
+    const member = `${msg.interface}.${msg.member}`;
+    const key = fairnessKey(msg.path);
+    const timeoutMs = this.foreignTimeoutMs;
+    const id = ++this.callIds;
+    return new Promise<DBusMessage | null>((resolve, reject) => {
+      let settled = false;
+      let ticket: GateTicket | undefined;
+      let holdsSlot = false;
+      let refusals = 0;
+      let attempt = 0;
+      const settle = (): boolean => {
+        if (settled) return false;
+        settled = true;
+        clearTimeout(timer);
+        this.pending.delete(id);
+        ticket?.cancel();
+        if (holdsSlot) {
+          holdsSlot = false;
+          gate.done();
+        }
+        return true;
+      };
+      const timer = setTimeout(() => {
+        const queued = ticket !== undefined && !ticket.admitted;
+        if (!settle()) return;
+        const serial = msg.serial;
+        const internals = this.bus as unknown as MessageBusInternals | undefined;
+        if (serial !== null && internals?._methodReturnHandlers)
+          delete internals._methodReturnHandlers[serial];
+        const err = new DBusTimeoutError(member, msg.path, timeoutMs);
+        if (queued)
+          err.message = `${member} on ${msg.path} waited ${timeoutMs} ms for a call slot and was never sent`;
+        reject(err);
+      }, timeoutMs);
+      const send = (): void => {
+        if (settled) return;
+        holdsSlot = true;
+        if (gate.inFlight > this.peakInFlight) this.peakInFlight = gate.inFlight;
+        const mine = ++attempt;
+        this.sentCalls += 1;
+        rawCall(msg).then(
+          (reply) => {
+            if (mine !== attempt || !settle()) return;
+            resolve(reply);
+          },
+          (err: unknown) => {
+            if (mine !== attempt || settled) return;
+            if (isLimitsExceeded(err)) {
+              this.limitsExceeded += 1;
+              if (refusals < MAX_REFUSALS && generation === this.generation) {
+                refusals += 1;
+                gate.refused();
+                holdsSlot = false;
+                gate.done();
+                // dbus-next gives a message that was sent once a new serial on the next call().
+                ticket = gate.submit(key, 'normal', send, true);
+                return;
+              }
+            }
+            if (!settle()) return;
+            reject(err);
+          },
+        );
+      };
+      this.pending.set(id, {
+        reject: (err) => {
           if (!settle()) return;
-          resolve({ body: (reply?.body ?? []) as unknown[], seq });
+          reject(err);
         },
-        (err: unknown) => {
-          if (!settle()) return;
-          reject(
-            this.stateValue === 'connected'
-              ? toBluezError(err, ctx)
-              : new BusLostError(`${member} on ${spec.path}: ${String(err)}`, { cause: err }),
-          );
-        },
-      );
+      });
+      ticket = gate.submit(key, 'normal', send);
     });
   }
 
@@ -426,6 +672,12 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
       return;
     }
     this.bus = bus;
+    // Every call on this connection, node-ble's included, goes through one bound and one queue.
+    this.gate = new CallGate(this.maxInFlight);
+    const gate = this.gate;
+    const rawCall = bus.call.bind(bus);
+    this.rawCall = rawCall;
+    bus.call = (msg: DBusMessage) => this.foreignCall(msg, rawCall, gate, generation);
     const internals = bus as unknown as MessageBusInternals;
     const stream = internals._connection?.stream;
     // Always handled: dbus-next emits 'error' for socket, auth and write-after-close failures, and
@@ -447,7 +699,12 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
       const seq = ++this.rxSeq;
       if (msg.type === METHOD_RETURN_TYPE || msg.type === ERROR_TYPE) {
         const serial = Number(msg.replySerial);
-        if (this.pending.has(serial)) this.replySeqs.set(serial, seq);
+        if (this.liveSerials.has(serial)) this.replySeqs.set(serial, seq);
+        const orphanGate = this.orphans.get(serial);
+        if (orphanGate !== undefined) {
+          this.orphans.delete(serial);
+          orphanGate.done();
+        }
         return;
       }
       if (msg.type !== SIGNAL_TYPE) return;
@@ -507,13 +764,17 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
   }
 
   private rejectAll(err: unknown): void {
+    // Queued calls first: a settling call frees its slot, which would send the next queued one.
+    this.gate.reset();
     for (const p of [...this.pending.values()]) p.reject(err);
     this.pending.clear();
+    this.orphans.clear(); // the daemon forgets a dead connection's pending replies with it
   }
 
   private disposeBus(): Promise<void> {
     const bus = this.bus;
     this.bus = undefined;
+    this.rawCall = undefined;
     if (!bus) return Promise.resolve();
     const stream = (bus as unknown as MessageBusInternals)._connection?.stream;
     // Keep a no-op error listener: late socket errors of a dead connection must not crash the process.
@@ -555,6 +816,10 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
   }
 }
 
+function isLimitsExceeded(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { type?: unknown }).type === LIMITS_EXCEEDED;
+}
+
 function busDaemonCall(member: 'AddMatch' | 'RemoveMatch', rule: string): MethodCall {
   return {
     destination: 'org.freedesktop.DBus',
@@ -581,7 +846,11 @@ function registryKey(address: string, authMethods: readonly DBusAuthMethod[]): s
 export function acquireBus(
   address: string = defaultBusAddress(),
   authMethods?: readonly DBusAuthMethod[],
+  limits: BusLimits = {},
 ): SharedBus {
+  if (limits.maxInFlightCalls !== undefined) validateMaxInFlightCalls(limits.maxInFlightCalls);
+  if (limits.foreignCallTimeoutMs !== undefined)
+    validateTimeoutMs(limits.foreignCallTimeoutMs, 'foreignCallTimeoutMs');
   if (typeof address !== 'string' || address.length === 0) {
     throw new TypeError('busAddress must be a non-empty D-Bus address string');
   }
@@ -594,8 +863,10 @@ export function acquireBus(
   const key = registryKey(address, methods);
   let bus = registry.get(key);
   if (!bus) {
-    bus = new SharedBus(address, methods);
+    bus = new SharedBus(address, methods, limits);
     registry.set(key, bus);
+  } else {
+    bus.applyLimits(limits);
   }
   bus.retain();
   return bus;

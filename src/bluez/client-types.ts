@@ -33,6 +33,15 @@ export interface OpenBluezOptions {
   signal?: AbortSignal;
   /** Deadline for opening (connect + first sync). Default dbusCallTimeoutMs. */
   openTimeoutMs?: number;
+  /**
+   * Most method calls awaiting a reply at once on the D-Bus connection, node-ble's calls on it
+   * included; further calls wait in a queue served fairly per device (round-robin), each still
+   * under its own deadline and AbortSignal (a call whose deadline passes while queued is never
+   * sent). dbus-daemon refuses calls beyond `max_replies_per_connection` with LimitsExceeded: 128
+   * on a stock system bus (dbus's bus/system.conf.in). An integer from 1 to 100 000; default 64.
+   * The connection is shared by every client on the same address: the lowest value asked for wins.
+   */
+  maxInFlightCalls?: number;
 }
 
 /** How a verified disconnect ended. */

@@ -3,6 +3,7 @@
  */
 import * as adapterOps from './adapter.js';
 import { acquireBus, defaultBusAddress, validateAuthMethods, type SharedBus } from './bus.js';
+import { validateMaxInFlightCalls } from './call-gate.js';
 import { probeBusAddress } from './bus-probe.js';
 import type {
   BluezClient,
@@ -64,12 +65,18 @@ export async function openBluez(options: OpenBluezOptions = {}): Promise<BluezCl
   }
   const authMethods =
     options.authMethods === undefined ? undefined : validateAuthMethods(options.authMethods);
+  const maxInFlightCalls =
+    options.maxInFlightCalls === undefined ? undefined : validateMaxInFlightCalls(options.maxInFlightCalls);
   signal?.throwIfAborted();
   const address = options.busAddress ?? defaultBusAddress();
   // A missing, refused or forbidden socket is reported now, naming the errno and the path, not
   // retried until openTimeoutMs. acquireBus validates the address format before anything is opened.
   await probeBusAddress(address, { timeoutMs: Math.min(openTimeoutMs, PROBE_TIMEOUT_MS), signal });
-  const bus = acquireBus(address, authMethods);
+  // node-ble's calls on the connection carry no deadline of their own: they get the call default.
+  const bus = acquireBus(address, authMethods, {
+    maxInFlightCalls,
+    foreignCallTimeoutMs: defaults.callTimeoutMs,
+  });
   let mirror: BluezMirror | undefined;
   try {
     await bus.ready({ timeoutMs: openTimeoutMs, signal });

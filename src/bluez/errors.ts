@@ -17,6 +17,7 @@ export type ErrorClass =
   | 'noReply'
   | 'bluezGone'
   | 'notConnected'
+  | 'limitsExceeded'
   | 'other';
 
 /** What the connection machine should do by default for an error class (docs/errors.md, Failure classes). */
@@ -29,6 +30,7 @@ export type DefaultAction =
   | 'escalateDiagnose'
   | 'waitForBluez'
   | 'treatAsPhantom'
+  | 'retryAfterDrain'
   | 'retry';
 
 /** Result of {@link classifyError}. */
@@ -141,6 +143,16 @@ const CLASS_TABLE: Record<ErrorClass, { backoffMs: number; action: DefaultAction
     advice:
       'BlueZ says the device is not connected although a GATT operation was attempted: the link is gone ' +
       'or half-open. Reconnect.',
+  },
+  limitsExceeded: {
+    backoffMs: 250,
+    action: 'retryAfterDrain',
+    advice:
+      'dbus-daemon refused the call because this connection already had as many calls awaiting a reply ' +
+      'as the bus allows (max_replies_per_connection: 128 on a stock system bus). It is transient: the ' +
+      'call is retried once calls in flight have been answered, and it never counts toward escalation. ' +
+      'If it persists, the bus is configured below maxInFlightCalls (default 64): lower maxInFlightCalls ' +
+      'in openBluez, or raise the limit in the bus configuration.',
   },
   other: {
     backoffMs: 100,
@@ -424,6 +436,18 @@ export class BusLostError extends BluezError {
   }
 }
 
+/**
+ * org.freedesktop.DBus.Error.LimitsExceeded: dbus-daemon refused the call for one of its
+ * per-connection limits, usually `max_replies_per_connection` (dbus's bus/connection.c,
+ * bus_connections_expect_reply). Transient (class `limitsExceeded`): never counted toward escalation.
+ */
+export class BusLimitsExceededError extends BluezError {
+  /** @param message - the daemon's text; @param options - D-Bus name, adapter, device */
+  constructor(message: string, options: BluezErrorOptions = {}) {
+    super('DBUS_LIMITS_EXCEEDED', 'limitsExceeded', message, options);
+  }
+}
+
 /** Any other D-Bus error from BlueZ. `dbusName` keeps the original name. */
 export class DBusCallError extends BluezError {
   /** @param message - the D-Bus error text; @param options - D-Bus name, adapter, device */
@@ -461,6 +485,7 @@ const BY_NAME: Readonly<Record<string, ErrorClass>> = {
   'org.freedesktop.DBus.Error.ServiceUnknown': 'bluezGone',
   'org.freedesktop.DBus.Error.NameHasNoOwner': 'bluezGone',
   'org.freedesktop.DBus.Error.Disconnected': 'bluezGone',
+  'org.freedesktop.DBus.Error.LimitsExceeded': 'limitsExceeded',
 };
 
 /** Text patterns, tried in order, for org.bluez.Error.Failed and for errors without a D-Bus name. */
@@ -599,6 +624,8 @@ export function toBluezError(err: unknown, ctx: ErrorContext = {}): Error {
       return new BluezUnavailableError(message, options);
     case 'notConnected':
       return new NotConnectedError(message, options);
+    case 'limitsExceeded':
+      return new BusLimitsExceededError(message, options);
     default:
       return new DBusCallError(message, options);
   }

@@ -45,6 +45,7 @@ export {
   AdapterNotReadyError,
   BluezError,
   BluezUnavailableError,
+  BusLimitsExceededError,
   BusLostError,
   BusUnreachableError,
   ConnectionFailedError,
@@ -104,3 +105,10 @@ export type {
   GattServiceTree,
   WaitOptions,
 } from './types.js';
+export {
+  DEFAULT_MAX_IN_FLIGHT_CALLS,
+  MAX_IN_FLIGHT_CALLS_LIMIT,
+  validateMaxInFlightCalls,
+} from './call-gate.js';
+export type { CallPriority } from './call-gate.js';
+export type { BusLimits } from './bus.js';

@@ -591,7 +591,8 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
   private async getManagedObjects(owner: string): Promise<{ tree: Tree; seq: number }> {
     const { body, seq } = await this.bus.callOrdered(
       { destination: owner, path: '/', interface: IFACE.objectManager, member: 'GetManagedObjects' },
-      { timeoutMs: this.timeouts.callTimeoutMs },
+      // The view every decision is made from: ahead of queued calls (src/bluez/call-gate.ts).
+      { timeoutMs: this.timeouts.callTimeoutMs, priority: 'control' },
     );
     return { tree: decodeManagedObjects(body[0]), seq };
   }

@@ -17,6 +17,7 @@ import { connectionMachine } from '../machines/connection.js';
 import { StallGuard, type EventLoopDelay } from '../stall-guard/stall-guard.js';
 import type { ConnectionAttempt } from '../machines/connection-contracts.js';
 import { topLevelState } from '../machines/state-trail.js';
+import { typedRejection } from './typed-rejection.js';
 import {
   resolveOptions,
   type ConnectionActorOptions,
@@ -329,8 +330,9 @@ function waitForActor(
 /**
  * Connects `options.address` with every workaround of the connection machine (docs/architecture.md)
  * and resolves with a {@link ManagedConnection}; rejects with a `ConnectionFailedError` listing each
- * attempt's cause and adapter, or with an AbortError/TimeoutError DOMException for
- * `signal`/`overallTimeoutMs`.
+ * attempt's cause and adapter (whatever failed, src/connection/typed-rejection.ts), with an
+ * AbortError/TimeoutError DOMException for `signal`/`overallTimeoutMs`, or with a TypeError/RangeError
+ * for bad options.
  */
 export async function establishConnection(options: EstablishOptions): Promise<ManagedConnection> {
   const resolved = resolveOptions(options); // validates before any I/O
@@ -342,6 +344,8 @@ export async function establishConnection(options: EstablishOptions): Promise<Ma
       busAddress: options.busAddress,
       authMethods: options.authMethods,
       signal: options.signal,
+    }).catch((err: unknown) => {
+      throw typedRejection(err, resolved.address, [], undefined);
     }));
   let actor: ConnectionActor | undefined;
   try {
@@ -432,6 +436,8 @@ export async function establishConnection(options: EstablishOptions): Promise<Ma
       await stallGuardOf(actor)?.close();
     }
     if (ownBluez) await bluez.close().catch(() => {});
-    throw err;
+    // Every rejection is a library error listing its attempts (cancellation and bad input aside).
+    const context = actor?.getSnapshot().context;
+    throw typedRejection(err, resolved.address, context?.attempts ?? [], context?.adapter);
   }
 }

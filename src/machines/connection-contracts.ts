@@ -366,6 +366,7 @@ export const DEFAULT_BACKOFF_MS: Readonly<Record<FailureClass, number>> = Object
   noReply: 250,
   bluezGone: 2000,
   notConnected: 0,
+  limitsExceeded: 250,
   other: 100,
   validation: 250,
   phantom: 1000,

@@ -79,10 +79,12 @@ export function emptyLedger(): EscalationLedger {
  * was refused again and again while it waited for a slot (its ledger outlives the park) push a
  * full adapter to a reset, which drops every other link on it (saturation is fixed by
  * rotation and queueing, never by a reset: docs/errors.md, `outOfSlots`), or push a later genuine
- * failure over the threshold.
+ * failure over the threshold. Nor does `limitsExceeded`: dbus-daemon refusing a call for its
+ * per-connection reply limit says this process had too many calls pending, nothing about the
+ * adapter or the device.
  */
 export function countsTowardEscalation(failureClass: FailureClass): boolean {
-  return failureClass !== 'outOfSlots';
+  return failureClass !== 'outOfSlots' && failureClass !== 'limitsExceeded';
 }
 
 /**
@@ -152,6 +154,7 @@ export function resetCooldownElapsed(
  * free slot or queues it until one frees), or retry after the class's backoff when there is nothing
  * to rotate to. It never resets or clears, whatever the count: a reset of a full adapter drops every
  * link on it and frees no slot for anyone but the next refusal (docs/errors.md, `outOfSlots`).
+ * `limitsExceeded` (dbus-daemon's per-connection reply limit) is always a plain retry after its backoff.
  *
  * Every other class follows the original's order (docs/errors.md, Escalation): reset (count,
  * enabled, cooldown) → clear → rotate → diagnose → retry. Clear before rotate keeps the original's
@@ -166,6 +169,8 @@ export function decideEscalation(
   const count = ledger.failures[question.adapter] ?? 0;
   const rotateUsable = levelEnabled(config, 'rotate') && question.canRotate;
   if (question.failureClass === 'outOfSlots') return rotateUsable ? 'rotate' : 'retry';
+  // The bus refused the call for this process's own load: wait for calls to drain and retry here.
+  if (question.failureClass === 'limitsExceeded') return 'retry';
   if (
     count >= config.resetAfter &&
     levelEnabled(config, 'reset') &&

@@ -38,6 +38,12 @@ export interface PrivateBusOptions {
    * VM's bus; its address is {@link PrivateBus.tcpAddress}. Default false.
    */
   tcp?: boolean;
+  /**
+   * `<limit name="…">` entries of the daemon's configuration, e.g. `{ max_replies_per_connection: 128 }`
+   * (names as in dbus-daemon(1)). Unset limits keep dbus-daemon's built-in defaults, which are the
+   * stock system bus's (dbus's bus/config-parser.c: 128 replies and 512 match rules per connection).
+   */
+  limits?: Readonly<Record<string, number>>;
 }
 
 /** A running private dbus-daemon. */
@@ -107,7 +113,13 @@ const TCP_LISTENER = `  <listen>tcp:host=127.0.0.1,port=0</listen>
   <allow_anonymous/>
 `;
 
-function busConfig(socketPath: string, tcp: boolean): string {
+function limitLines(limits: Readonly<Record<string, number>>): string {
+  return Object.entries(limits)
+    .map(([name, value]) => `  <limit name="${name}">${value}</limit>\n`)
+    .join('');
+}
+
+function busConfig(socketPath: string, tcp: boolean, limits: Readonly<Record<string, number>> = {}): string {
   // <type>system</type> so clients see the same limits/semantics as the system bus.
   // The policy is wide open because the bus is private to one test: anyone may own
   // org.bluez and talk to anyone. Debug.Stats is listed explicitly because leak tests
@@ -131,7 +143,7 @@ ${tcp ? TCP_LISTENER : ''}  <policy context="default">
     <allow eavesdrop="true"/>
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Debug.Stats"/>
   </policy>
-</busconfig>
+${limitLines(limits)}</busconfig>
 `;
 }
 
@@ -142,6 +154,20 @@ function isExecutable(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+function validateLimits(limits: unknown): Readonly<Record<string, number>> | undefined {
+  if (limits === undefined) return undefined;
+  if (typeof limits !== 'object' || limits === null) {
+    throw new TypeError('startPrivateBus: limits must be an object like { max_replies_per_connection: 128 }');
+  }
+  for (const [name, value] of Object.entries(limits)) {
+    if (!/^[a-z_]+$/.test(name)) throw new RangeError(`startPrivateBus: limits.${name} is not a limit name`);
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
+      throw new RangeError(`startPrivateBus: limits.${name} must be an integer >= 0, got ${String(value)}`);
+    }
+  }
+  return limits as Readonly<Record<string, number>>;
 }
 
 /** Resolves the daemon binary or throws {@link DbusDaemonNotFoundError}. */
@@ -192,10 +218,11 @@ async function launch(
   socketPath: string,
   startTimeoutMs: number,
   tcp: boolean,
+  limits?: Readonly<Record<string, number>>,
 ): Promise<Running> {
   mkdirSync(dir, { recursive: true });
   const configPath = join(dir, 'bus.conf');
-  writeFileSync(configPath, busConfig(socketPath, tcp));
+  writeFileSync(configPath, busConfig(socketPath, tcp, limits));
   try {
     unlinkSync(socketPath); // a SIGKILLed daemon leaves its socket file behind
   } catch {
@@ -305,6 +332,7 @@ export async function startPrivateBus(opts: PrivateBusOptions = {}): Promise<Pri
     throw new TypeError('startPrivateBus: tcp must be a boolean');
   }
   const tcp = opts.tcp === true;
+  const limits = validateLimits(opts.limits);
   if (!Number.isFinite(startTimeoutMs) || startTimeoutMs <= 0) {
     throw new RangeError('startPrivateBus: startTimeoutMs must be a positive number of milliseconds');
   }
@@ -319,7 +347,7 @@ export async function startPrivateBus(opts: PrivateBusOptions = {}): Promise<Pri
   }
   let run: Running | undefined;
   try {
-    run = await launch(daemon, dir, socketPath, startTimeoutMs, tcp);
+    run = await launch(daemon, dir, socketPath, startTimeoutMs, tcp, limits);
   } catch (e) {
     rmSync(dir, { recursive: true, force: true });
     throw e;
@@ -353,7 +381,7 @@ export async function startPrivateBus(opts: PrivateBusOptions = {}): Promise<Pri
       const r = run;
       run = undefined;
       if (r) await shutdown(r, 'SIGTERM');
-      run = await launch(daemon, dir, socketPath, startTimeoutMs, tcp);
+      run = await launch(daemon, dir, socketPath, startTimeoutMs, tcp, limits);
     },
   };
   return bus;

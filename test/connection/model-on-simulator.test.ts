@@ -12,6 +12,7 @@ import {
   connectionActorFunctions,
   connectionActorImplementations,
   rediscover,
+  TEARDOWN_TRIES,
   type ConnectionActorFunctions,
 } from '../../src/actors/connection-actors.js';
 import { busyDeviceLocks } from '../../src/actors/device-lock.js';
@@ -386,19 +387,20 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
             break;
           }
           case 'error:verifiedDisconnect':
+            // Every try of the teardown fails (it is retried: TEARDOWN_TRIES).
             inject({
               kind: 'hang',
               target: { device: address },
               interface: 'org.bluez.Device1',
               member: 'Disconnect',
-              count: 1,
+              count: TEARDOWN_TRIES,
             });
             inject({
               kind: 'hang',
               target: { adapter },
               interface: 'org.bluez.Adapter1',
               member: 'RemoveDevice',
-              count: 1,
+              count: TEARDOWN_TRIES,
             });
             restore = async () => {
               await bluez.verifiedDisconnect(adapter, address, { timeoutMs: 2000 }).catch(() => {});
