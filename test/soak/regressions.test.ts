@@ -1,0 +1,76 @@
+/**
+ * Defects the randomized soak found (test/soak/harness.ts), each as a focused scenario on the
+ * simulator with the soak seed that found it in its name.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { findDevice } from '../../src/discovery/find-device.js';
+import { establishConnection } from '../../src/connection/establish.js';
+import { BluezError } from '../../src/bluez/errors.js';
+import { busyDeviceLocks } from '../../src/actors/device-lock.js';
+import { bms, startWorld, trackTimers, type World } from '../connection/harness.js';
+
+let world: World | undefined;
+afterEach(async () => {
+  await world?.stop();
+  world = undefined;
+});
+
+const UNKNOWN = 'AA:BB:CC:DD:EE:42';
+
+describe('defects found by the soak', () => {
+  it('a search whose discovery cannot start on any adapter ends its mirror wait with it: no timer or listener left for timeoutMs (soak seed 7, path 65)', async () => {
+    // hci0 is off, so StartDiscovery fails with NotReady on every adapter of the search.
+    world = await startWorld({ adapters: [{ name: 'hci0', powered: false }], devices: [] });
+    const { bluez } = world;
+    const listeners = bluez.mirror.totalListenerCount();
+    const timers = trackTimers();
+    let pending: string[];
+    try {
+      await expect(
+        findDevice(bluez, ['hci0'], UNKNOWN, { timeoutMs: 30_000, signal: new AbortController().signal }),
+      ).rejects.toMatchObject({ dbusName: 'org.bluez.Error.NotReady' });
+      expect(bluez.mirror.totalListenerCount()).toBe(listeners);
+    } finally {
+      pending = timers.stop();
+    }
+    expect(pending.filter((t) => t.startsWith('30000 ms'))).toEqual([]);
+  });
+
+  it('an adapter unplugged while establishConnection looks for the device: the call connects on the adapter left or fails typed, never with a TypeError about its own adapter list (soak seed 8, path 10)', async () => {
+    // The device is in range of hci1 only and in no cache, so establishConnection searches both.
+    world = await startWorld({
+      adapters: [{ name: 'hci0' }, { name: 'hci1' }],
+      devices: [{ ...bms([]), inRange: ['hci1'] }],
+    });
+    const { bluez, env } = world;
+    // hci0 is unplugged the moment our search has started discovery on hci1, before the device is heard.
+    let unplugged = false;
+    const off = bluez.mirror.on('change', () => {
+      if (!unplugged && bluez.adapters().find((a) => a.name === 'hci1')?.discovering === true) {
+        unplugged = true;
+        env.sim.inject({ kind: 'remove-adapter', target: { adapter: 'hci0' } });
+      }
+    });
+    try {
+      const outcome = await establishConnection({
+        bluez,
+        address: bms().address,
+        attemptTimeoutMs: 4000,
+        rediscoveryTimeoutMs: 4000,
+        disconnectTimeoutMs: 1000,
+      }).then(
+        (c) => ({ connected: c }),
+        (error: unknown) => ({ error }),
+      );
+      expect(unplugged).toBe(true);
+      if ('error' in outcome) expect(outcome.error).toBeInstanceOf(BluezError);
+      else {
+        expect(outcome.connected.adapter).toBe('hci1');
+        await outcome.connected.disconnect();
+      }
+    } finally {
+      off();
+    }
+    expect(busyDeviceLocks()).toEqual([]);
+  });
+});
