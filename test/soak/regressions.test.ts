@@ -7,7 +7,7 @@ import { findDevice } from '../../src/discovery/find-device.js';
 import { establishConnection } from '../../src/connection/establish.js';
 import { BluezError } from '../../src/bluez/errors.js';
 import { busyDeviceLocks } from '../../src/actors/device-lock.js';
-import { bms, startWorld, trackTimers, type World } from '../connection/harness.js';
+import { bms, eventually, startWorld, trackTimers, type World } from '../connection/harness.js';
 
 let world: World | undefined;
 afterEach(async () => {
@@ -72,5 +72,31 @@ describe('defects found by the soak', () => {
       off();
     }
     expect(busyDeviceLocks()).toEqual([]);
+  });
+});
+
+describe('simulator defects found by the soak', () => {
+  it('an adapter unplugged and plugged back while a StartDiscovery is pending: the call fails NotReady and no scan runs on the old adapter (soak seed 11: the simulator threw "object … already exported" from a scan tick)', async () => {
+    world = await startWorld({
+      adapters: [{ name: 'hci0' }, { name: 'hci1' }],
+      devices: [bms(['hci0'])],
+      timing: { gattMs: 200 },
+    });
+    const { bluez, env } = world;
+    // StartDiscovery is pending while the controller "reports discovery started" (gattMs); the
+    // adapter leaves and comes back within that time.
+    const pending = bluez.startDiscovery('hci0', { timeoutMs: 3000 });
+    pending.catch(() => {});
+    await eventually('StartDiscovery received on hci0', () =>
+      env.sim.calls.some((c) => c.member === 'StartDiscovery' && c.path === '/org/bluez/hci0'),
+    );
+    const unplug = env.sim.inject({ kind: 'remove-adapter', target: { adapter: 'hci0' } });
+    unplug.clear();
+    await expect(pending).rejects.toMatchObject({ dbusName: 'org.bluez.Error.NotReady' });
+    // Several advertising intervals later the simulator is still consistent and nobody scans on hci0.
+    await new Promise((r) => setTimeout(r, 100));
+    const hci0 = env.sim.state().adapters.find((a) => a.name === 'hci0');
+    expect(hci0?.discovering).toBe(false);
+    expect(hci0?.devices.map((d) => d.address)).toEqual([bms().address]);
   });
 });
