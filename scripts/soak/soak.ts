@@ -7,7 +7,11 @@
  * heap of the last 10 % of cycles within 5 % of the first 10 %.
  *
  * A failure prints fast-check's seed and path; `npm run soak -- --seed S --path P` replays exactly
- * that counterexample (the shrunk one), `--seed S` alone the whole run.
+ * that counterexample (the shrunk one), `--seed S` alone the whole run. With `--keep-going` a
+ * broken cycle is printed with its replay command (`--seed S --path K`: run K of that seed) and the
+ * run goes on, so one long run reports every broken cycle and still gives the heap verdict.
+ * Cycles depend on real timers: a replay repeats the scenario, and a race it hit may need a few
+ * replays (or the regression test written from it) to show again.
  */
 import fc from 'fast-check';
 import { startSoakWorld } from '../../test/soak/harness.js';
@@ -18,6 +22,7 @@ interface Args {
   seed: number;
   path: string | undefined;
   shrink: boolean;
+  keepGoing: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -26,6 +31,7 @@ function parseArgs(argv: string[]): Args {
     seed: Date.now() ^ (Math.random() * 0x100000000),
     path: undefined,
     shrink: true,
+    keepGoing: false,
   };
   for (let i = 0; i < argv.length; i += 1) {
     const flag = argv[i];
@@ -38,8 +44,12 @@ function parseArgs(argv: string[]): Args {
     else if (flag === '--seed') args.seed = Number(value());
     else if (flag === '--path') args.path = value();
     else if (flag === '--no-shrink') args.shrink = false;
+    else if (flag === '--keep-going') args.keepGoing = true;
     else if (flag === '--help') {
-      console.log('npm run soak -- [--cycles N (default 1000)] [--seed S] [--path P] [--no-shrink]');
+      console.log(
+        'npm run soak -- [--cycles N (default 1000)] [--seed S] [--path P] [--no-shrink] [--keep-going]\n' +
+          '  --keep-going: a cycle that breaks an invariant is reported with its replay command and the run goes on',
+      );
       process.exit(0);
     } else throw new RangeError(`unknown option ${flag} (try --help)`);
   }
@@ -66,6 +76,8 @@ async function main(): Promise<void> {
   const heapByTenth: number[][] = Array.from({ length: 10 }, () => []);
   const outcomes = new Map<string, number>();
   let mainRuns = 0;
+  const phaseTotals: number[] = [];
+  const brokenCycles: string[] = [];
   let failing = false;
   const apis = { pool: 0, establish: 0 };
   console.log(
@@ -89,12 +101,24 @@ async function main(): Promise<void> {
     await fc.assert(
       fc.asyncProperty(soakScenario, async (scenario) => {
         const result = await world.runCycle(scenario);
-        if (!failing && result.violations.length === 0) {
+        const broken =
+          result.violations.length === 0
+            ? undefined
+            : `invariants broken in cycle ${world.cycles}:\n  - ${result.violations.join('\n  - ')}\n` +
+              `scenario: ${JSON.stringify(scenario)}\noutcomes: ${result.outcomes.join(', ')}`;
+        if (!failing) {
           mainRuns += 1;
+          result.phasesMs.forEach((ms, i) => (phaseTotals[i] = (phaseTotals[i] ?? 0) + ms));
           apis[scenario.api] += 1;
           for (const o of result.outcomes) {
             const key = o.replace(/^\S+ /, '');
             outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+          }
+          if (broken !== undefined && args.keepGoing) {
+            // Without shrinking, run k (from 0) of a seed is replayed by --path k.
+            const replay = `npm run soak -- --seed ${args.seed} --path ${mainRuns - 1}${args.path === undefined ? '' : ` (after ${args.path})`}`;
+            brokenCycles.push(replay);
+            console.log(`${broken}\nreplay: ${replay}`);
           }
           if (mainRuns % sampleEvery === 0) {
             gc();
@@ -108,16 +132,13 @@ async function main(): Promise<void> {
             console.log(
               `[${String(Math.round((mainRuns / args.cycles) * 100)).padStart(3)} %] ${mainRuns} cycles in ${secs.toFixed(0)} s ` +
                 `(${(mainRuns / secs).toFixed(1)}/s; pool ${apis.pool}, establish ${apis.establish}); heap ${mb(mean(heapByTenth[t]!))} ` +
-                `(mean of ${heapByTenth[t]!.length}); invariants held in every cycle so far`,
+                `(mean of ${heapByTenth[t]!.length}); ${brokenCycles.length === 0 ? 'invariants held in every cycle so far' : `${brokenCycles.length} cycle(s) broke an invariant`}`,
             );
           }
         }
-        if (result.violations.length > 0) {
+        if (broken !== undefined && !args.keepGoing) {
           failing = true;
-          throw new Error(
-            `invariants broken in cycle ${world.cycles}:\n  - ${result.violations.join('\n  - ')}\n` +
-              `scenario: ${JSON.stringify(scenario)}\noutcomes: ${result.outcomes.join(', ')}`,
-          );
+          throw new Error(broken);
         }
       }),
       {
@@ -143,13 +164,17 @@ async function main(): Promise<void> {
   const last = mean(heapByTenth[9]!);
   const change = (last - first) / first;
   const flat = Math.abs(change) <= 0.05;
+  console.log(
+    `mean per cycle: start simulator ${(phaseTotals[0]! / mainRuns).toFixed(0)} ms, scenario ${(phaseTotals[1]! / mainRuns).toFixed(0)} ms, ` +
+      `stop simulator ${(phaseTotals[2]! / mainRuns).toFixed(0)} ms, leak checks ${(phaseTotals[3]! / mainRuns).toFixed(0)} ms`,
+  );
   console.log(`\noutcomes over ${mainRuns} cycles: ${[...outcomes].map(([k, v]) => `${k} ${v}`).join(', ')}`);
   console.log(
     `heap per tenth: ${heapByTenth.map((h) => mb(mean(h))).join(', ')}\n` +
-      `verdict: every invariant held in all ${mainRuns} cycles; heap last 10 % ${mb(last)} vs first 10 % ${mb(first)} ` +
+      `verdict: ${brokenCycles.length === 0 ? `every invariant held in all ${mainRuns} cycles` : `${brokenCycles.length} of ${mainRuns} cycles broke an invariant (replay: ${brokenCycles.join('; ')})`}; heap last 10 % ${mb(last)} vs first 10 % ${mb(first)} ` +
       `(${(change * 100).toFixed(2)} %): ${flat ? 'within 5 %: flat' : 'NOT within 5 %'}; ${((Date.now() - started) / 1000).toFixed(0)} s`,
   );
-  if (!flat) process.exitCode = 1;
+  if (!flat || brokenCycles.length > 0) process.exitCode = 1;
 }
 
 main().catch((err: unknown) => {

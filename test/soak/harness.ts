@@ -133,6 +133,8 @@ export interface CycleResult {
   /** Per device: connected, failed (error code), cancelled. */
   outcomes: string[];
   durationMs: number;
+  /** Time spent starting the simulator, running the scenario, stopping it, and checking leaks. */
+  phasesMs: number[];
 }
 
 /** Library options of every device: short deadlines and backoffs (latencies scaled by 0.01). */
@@ -202,7 +204,7 @@ async function until(check: () => string | undefined, ms: number): Promise<strin
   for (;;) {
     const complaint = check();
     if (complaint === undefined || performance.now() > end) return complaint;
-    await sleep(10);
+    await sleep(5);
   }
 }
 
@@ -305,6 +307,7 @@ export async function startSoakWorld(): Promise<SoakWorld> {
       unhandled.length = 0;
       const violations: string[] = [];
       const outcomes: string[] = [];
+      const marks: number[] = [performance.now()];
       phase = 'starting the simulator';
       const sim = await BluezSimulator.start({
         busAddress: bus.address,
@@ -319,23 +322,26 @@ export async function startSoakWorld(): Promise<SoakWorld> {
           violations,
         );
         await until(() => (bluez.adapters().length === scenario.adapters ? undefined : 'adapters'), 2000);
+        marks.push(performance.now());
         if (violations.length === 0) {
           if (scenario.api === 'pool') await poolCycle(bluez, sim, scenario, violations, outcomes);
           else await establishCycle(bluez, sim, scenario, violations, outcomes);
         }
       } finally {
+        marks.push(performance.now());
         phase = 'stopping the simulator';
         await sim.stop();
       }
       // bluetoothd gone: the shared client is back where it was before the cycle.
       await until(() => (bluez.mirror.bluezReady ? 'bluez still up' : undefined), 2000);
       await sleep(0);
+      marks.push(performance.now());
       phase = 'leak checks';
       const pending = timers.pendingOf(world.cycles);
       if (pending.length > 0) {
         // A timer that fires soon after may be a short library deadline finishing on its own; give
-        // it a moment, then whatever is still pending is a leak.
-        await sleep(50);
+        // it up to 50 ms, then whatever is still pending is a leak.
+        await until(() => (timers.pendingOf(world.cycles).length > 0 ? 'pending' : undefined), 50);
         const still = timers.pendingOf(world.cycles);
         if (still.length > 0) violations.push(`timers left pending after the cycle: ${still.join(' ;; ')}`);
         timers.forget(world.cycles);
@@ -350,7 +356,9 @@ export async function startSoakWorld(): Promise<SoakWorld> {
       before = after;
       if (warnings.length > 0) violations.push(`process warnings: ${warnings.join(' ;; ')}`);
       if (unhandled.length > 0) violations.push(`unhandled rejections: ${unhandled.join(' ;; ')}`);
-      return { violations, outcomes, durationMs: performance.now() - t0 };
+      marks.push(performance.now());
+      const phases = marks.slice(1).map((m, i) => Math.round(m - marks[i]!));
+      return { violations, outcomes, durationMs: performance.now() - t0, phasesMs: phases };
     },
     async stop() {
       process.off('warning', onWarning);
@@ -524,8 +532,13 @@ async function poolCycle(
     phase = 'pool: stopping subscriptions';
     await subs.stopAll();
     phase = 'pool: disconnecting';
-    for (const d of pool.snapshot().devices)
-      await bounded(`pool.disconnect(${d.address})`, pool.disconnect(d.address), 10_000, violations);
+    await Promise.all(
+      pool
+        .snapshot()
+        .devices.map((d) =>
+          bounded(`pool.disconnect(${d.address})`, pool.disconnect(d.address), 10_000, violations),
+        ),
+    );
     const children = Object.keys(pool.actor.getSnapshot().children);
     if (children.length > 0)
       violations.push(`pool children left after every disconnect: ${children.join(', ')}`);
@@ -651,13 +664,15 @@ async function establishCycle(
     phase = 'establish: stopping subscriptions';
     await subs.stopAll();
     phase = 'establish: disconnecting';
-    for (const c of connections) {
-      if (c === null) continue;
-      await bounded(`disconnect() of ${c.address}`, c.disconnect(), 10_000, violations);
-      // Stopped by disconnect(), or done earlier when keep-alive gave up.
-      if (c.actor.getSnapshot().status === 'active')
-        violations.push(`${c.address}: actor ${c.actor.getSnapshot().status} after disconnect()`);
-    }
+    await Promise.all(
+      connections.map(async (c) => {
+        if (c === null) return;
+        await bounded(`disconnect() of ${c.address}`, c.disconnect(), 10_000, violations);
+        // Stopped by disconnect(), or done earlier when keep-alive gave up.
+        if (c.actor.getSnapshot().status === 'active')
+          violations.push(`${c.address}: actor ${c.actor.getSnapshot().status} after disconnect()`);
+      }),
+    );
     const left = [...simLinks(sim)]
       .filter(([link, phantom]) => !phantom || heldAtSettle.has(link))
       .map(([link]) => link);
