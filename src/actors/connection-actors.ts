@@ -432,8 +432,10 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
       await bluez
         .disconnect(input.adapter, input.address, { timeoutMs: deps.disconnectTimeoutMs, signal })
         .catch(ignoreUnlessAbort);
-      await waitLinkDown(bluez, input, deps.disconnectTimeoutMs, signal);
-      return { outcome: 'notConnected' };
+      if (await waitLinkDown(bluez, input, deps.disconnectTimeoutMs, signal))
+        return { outcome: 'notConnected' };
+      // The Connect won the race and that Disconnect did not take the link down (it hung or was
+      // refused): the link is up in BlueZ, so tear it down like any other, RemoveDevice last.
     }
     const outcome = await bluez.verifiedDisconnect(input.adapter, input.address, {
       timeoutMs: deps.disconnectTimeoutMs,

@@ -100,3 +100,36 @@ describe('simulator defects found by the soak', () => {
     expect(hci0?.devices.map((d) => d.address)).toEqual([bms().address]);
   });
 });
+
+describe('links left behind, found by the soak', () => {
+  it('a connect cancelled while its Connect is pending, the cancelling Disconnect hangs and the Connect completes: the link is still torn down, nothing left in BlueZ (soak seed 381178259, path 99)', async () => {
+    world = await startWorld({ adapters: [{ name: 'hci0' }], devices: [bms(['hci0'])] });
+    const { bluez, env } = world;
+    // The Connect takes 300 ms; the first Disconnect is swallowed, so it cannot cancel the Connect.
+    env.sim.inject({ kind: 'connect-latency', target: { device: bms().address }, ms: 300 });
+    env.sim.inject({
+      kind: 'hang',
+      target: { device: bms().address },
+      interface: 'org.bluez.Device1',
+      member: 'Disconnect',
+      count: 1,
+    });
+    const ac = new AbortController();
+    const connecting = establishConnection({
+      bluez,
+      address: bms().address,
+      adapters: ['hci0'],
+      signal: ac.signal,
+      attemptTimeoutMs: 4000,
+      disconnectTimeoutMs: 400,
+    });
+    await eventually('Connect pending in bluetoothd', () =>
+      env.sim.calls.some((c) => c.member === 'Connect' && c.repliedAt === undefined),
+    );
+    ac.abort();
+    await expect(connecting).rejects.toMatchObject({ name: 'AbortError' });
+    const device = env.sim.state().adapters[0]?.devices.find((d) => d.address === bms().address);
+    expect(device?.connected ?? false).toBe(false);
+    expect(busyDeviceLocks()).toEqual([]);
+  });
+});

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, it } from 'vitest';
 import { startSoakWorld, type SoakWorld } from './harness.js';
 import { soakScenario } from './scenario.js';
 
-const RUNS = 30;
+const RUNS = 50;
 const seedFromEnv = process.env.SOAK_SEED;
 const seed =
   seedFromEnv === undefined ? (Date.now() ^ (Math.random() * 0x100000000)) | 0 : Number(seedFromEnv);
