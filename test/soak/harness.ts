@@ -542,7 +542,10 @@ async function poolCycle(
     const children = Object.keys(pool.actor.getSnapshot().children);
     if (children.length > 0)
       violations.push(`pool children left after every disconnect: ${children.join(', ')}`);
-    if (pool.heldLocks !== 0) violations.push(`pool leases held after every disconnect: ${pool.heldLocks}`);
+    if (pool.heldLocks !== 0)
+      violations.push(
+        `pool leases held after every disconnect: ${pool.heldLocks} (device locks busy: ${busyDeviceLocks().join(', ') || 'none'})`,
+      );
     for (const off of offs) off.unsubscribe();
     phase = 'pool: close';
     await bounded('pool.close()', pool.close(), 10_000, violations);

@@ -3,6 +3,9 @@
  * simulator with the soak seed that found it in its name.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { createActor } from 'xstate';
+import { connectionActorImplementations } from '../../src/actors/connection-actors.js';
+import { LeaseBook } from '../../src/actors/lease-book.js';
 import { findDevice } from '../../src/discovery/find-device.js';
 import { establishConnection } from '../../src/connection/establish.js';
 import { BluezError } from '../../src/bluez/errors.js';
@@ -130,6 +133,40 @@ describe('links left behind, found by the soak', () => {
     await expect(connecting).rejects.toMatchObject({ name: 'AbortError' });
     const device = env.sim.state().adapters[0]?.devices.find((d) => d.address === bms().address);
     expect(device?.connected ?? false).toBe(false);
+    expect(busyDeviceLocks()).toEqual([]);
+  });
+});
+
+describe('locks left behind, found by the soak', () => {
+  it('a lock acquisition stopped between granting the device lock and XState relaying it (CANCEL, the pool stopping its child) gives the lease back: no device lock outlives it (soak seed 778090754, path 216: "pool leases held after every disconnect", 3 of 40 replays)', async () => {
+    world = await startWorld({ adapters: [{ name: 'hci0' }], devices: [bms(['hci0'])] });
+    const leases = new LeaseBook();
+    const { actors } = connectionActorImplementations({
+      bluez: world.bluez,
+      leases,
+      lateGattDelaysMs: [],
+      disconnectTimeoutMs: 1000,
+      rediscoveryTimeoutMs: 1000,
+    });
+    const input = { address: bms().address, adapter: 'hci0', lease: null };
+    // Stop the invoke after 0, 1, 2, … microtasks: every moment from "waiting for the lock" to
+    // "result relayed" is hit once. A result that was relayed belongs to the machine (released here
+    // as the machine would); any other moment must leave no lease behind.
+    const stoppedWithLeaseLeft: number[] = [];
+    for (let ticks = 0; ticks < 30; ticks += 1) {
+      const invoke = createActor(actors.acquireDeviceLock, { input });
+      invoke.start();
+      for (let i = 0; i < ticks; i += 1) await Promise.resolve();
+      const snapshot = invoke.getSnapshot();
+      invoke.stop();
+      if (snapshot.status === 'done' && snapshot.output !== undefined) leases.release(snapshot.output.lease);
+      await new Promise((r) => setTimeout(r, 0));
+      if (leases.size > 0) {
+        stoppedWithLeaseLeft.push(ticks);
+        leases.releaseAll();
+      }
+    }
+    expect(stoppedWithLeaseLeft).toEqual([]);
     expect(busyDeviceLocks()).toEqual([]);
   });
 });
