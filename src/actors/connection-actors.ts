@@ -276,15 +276,31 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
       }
       lease = deps.leases.add(release);
     }
-    if (deps.slotLock === undefined) return { lease, slotLease: null, degraded: false, waitedMs: 0 };
-    try {
-      const slot = await takeSlot(deps.slotLock, input.adapter, deps.leases, signal);
-      return { lease, ...slot };
-    } catch (err) {
-      // The machine never sees a lease of a failed acquisition: give back what this call took.
-      if (!reused) deps.leases.release(lease);
-      throw err;
+    let output: LockOutput;
+    if (deps.slotLock === undefined) output = { lease, slotLease: null, degraded: false, waitedMs: 0 };
+    else {
+      try {
+        const slot = await takeSlot(deps.slotLock, input.adapter, deps.leases, signal);
+        output = { lease, ...slot };
+      } catch (err) {
+        // The machine never sees a lease of a failed acquisition: give back what this call took.
+        if (!reused) deps.leases.release(lease);
+        throw err;
+      }
     }
+    // XState relays the result a tick after this function returns; an invoke stopped in between
+    // (CANCEL, the pool stopping its child) drops it and aborts the signal. Nobody would ever
+    // release those leases, and the device's lock would stay taken for the process's lifetime.
+    const giveBack = (): void => {
+      if (!reused) deps.leases.release(lease);
+      if (output.slotLease !== null) deps.leases.release(output.slotLease);
+    };
+    if (signal.aborted) {
+      giveBack();
+      throw signal.reason;
+    }
+    signal.addEventListener('abort', giveBack, { once: true });
+    return output;
   };
 
   const inspectDevice = async (input: InspectInput, _signal: AbortSignal): Promise<DeviceFinding> => {
@@ -488,8 +504,10 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
       await bluez
         .disconnect(input.adapter, input.address, { timeoutMs: deps.disconnectTimeoutMs, signal })
         .catch(ignoreUnlessAbort);
-      await waitLinkDown(bluez, input, deps.disconnectTimeoutMs, signal);
-      return { outcome: 'notConnected' };
+      if (await waitLinkDown(bluez, input, deps.disconnectTimeoutMs, signal))
+        return { outcome: 'notConnected' };
+      // The Connect won the race and that Disconnect did not take the link down (it hung or was
+      // refused): the link is up in BlueZ, so tear it down like any other, RemoveDevice last.
     }
     const outcome = await bluez.verifiedDisconnect(input.adapter, input.address, {
       timeoutMs: deps.disconnectTimeoutMs,

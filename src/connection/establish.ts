@@ -349,7 +349,19 @@ export async function establishConnection(options: EstablishOptions): Promise<Ma
     }));
   let actor: ConnectionActor | undefined;
   try {
-    const adapters = await firstAttemptOrder(bluez, resolved);
+    const order = await firstAttemptOrder(bluez, resolved);
+    // An adapter may be unplugged while the device is looked for: the order was checked before
+    // that, so rotate over the adapters BlueZ still has rather than fail the caller's input check.
+    const present = bluez.adapters().map((a) => a.name);
+    const adapters = bluez.mirror.bluezReady ? order.filter((a) => present.includes(a)) : order;
+    if (adapters.length === 0) {
+      throw new AdapterError(
+        `every adapter to try (${order.join(', ')}) was removed while looking for the device`,
+        {
+          device: resolved.address,
+        },
+      );
+    }
     actor = createConnectionActor({ ...options, bluez, adapters });
     actor.send({ type: 'CONNECT' });
     const snapshot = await waitForActor(actor, (s) => s.status !== 'active' || s.value === 'connected');

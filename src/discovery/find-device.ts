@@ -122,7 +122,10 @@ export async function findDevice(
         },
         {
           timeoutMs: options.timeoutMs,
-          signal,
+          // The search's own signal (aborted with the caller's, and in `finally`): when discovery
+          // fails on every adapter the race below ends, and the wait must end with it rather than
+          // hold its timer and mirror listeners until timeoutMs.
+          signal: sessions.signal,
           description: `${address} heard on ${looking.join(', ')}`,
           errorClass: 'notFound',
         },

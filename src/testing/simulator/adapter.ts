@@ -45,6 +45,8 @@ export class SimAdapter implements DeviceHost {
   private readonly presetFilters = new Map<string, Record<string, unknown>>();
   private discovering = false;
   private stopScan: (() => void) | undefined;
+  /** Unplugged or gone with its bluetoothd: pending calls must not act on it any more. */
+  private destroyed = false;
   private alias: string | undefined;
   private discoverable = false;
   private pairable = true;
@@ -237,6 +239,9 @@ export class SimAdapter implements DeviceHost {
     if (this.discovering) return;
     // The reply waits until the controller reports discovery started.
     if (!(await this.ctx.timers.sleep(this.ctx.timing.gattMs))) throw new DaemonStopped();
+    // Unplugged meanwhile (a controller plugged back in is a new adapter object): no scan may
+    // start on this one, or its ticks would export devices the new adapter already has.
+    if (this.destroyed) throw dbusError(BluezErrors.NotReady, BluezTexts.notReady);
     if (!this.sessions.has(sender) || this.discovering || !this.powered) return;
     this.discovering = true;
     this.ctx.bus.changed(this.iface, ['Discovering']);
@@ -422,6 +427,8 @@ export class SimAdapter implements DeviceHost {
 
   /** The adapter leaves (unplug, bluetoothd exit): everything under it goes, silently or not. */
   destroy(silent: boolean): void {
+    this.destroyed = true;
+    this.sessions.clear();
     this.stopScan?.();
     this.stopScan = undefined;
     for (const d of [...this.devices.values()]) {
