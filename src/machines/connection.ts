@@ -309,6 +309,7 @@ export const connectionSetup = setup({
     escalationSaysRotate: ({ context }) => decide(context) === 'rotate',
     escalationSaysDiagnose: ({ context }) => decide(context) === 'diagnose',
     hasParentPool: ({ context }) => context.pooled,
+    parksDuringBackoff: ({ context }) => context.parkDuringBackoff,
     linkMayBeOpen: ({ context }) => context.linkMayBeOpen,
     /** The attempt is still looking for the device (no Connect sent yet). */
     stillSearching: stateIn('#connection.connecting.searching'),
@@ -580,6 +581,14 @@ export const connectionSetup = setup({
         adapter: context.adapter,
       } satisfies ConnectionReport);
     }),
+    reportParkedToPool: enqueueActions(({ context, enqueue }) => {
+      if (!context.parkDuringBackoff) return;
+      enqueue.sendParent({
+        type: 'CHILD_PARKED',
+        address: context.address,
+        adapter: context.adapter,
+      } satisfies ConnectionReport);
+    }),
     reportResetToPool: enqueueActions(({ context, enqueue }, params: { running: boolean }) => {
       if (!context.pooled) return;
       enqueue.sendParent({
@@ -675,6 +684,7 @@ export const connectionMachine = connectionSetup.createMachine({
     address: input.address,
     adapters: [...input.adapters],
     pooled: input.pooled ?? false,
+    parkDuringBackoff: (input.pooled ?? false) && (input.parkDuringBackoff ?? false),
     adapter: input.adapters[0] ?? 'hci0',
     assignedAdapter: null,
     maxAttempts: input.maxAttempts,
@@ -1111,9 +1121,15 @@ export const connectionMachine = connectionSetup.createMachine({
             { target: 'waiting' },
           ],
         },
+        // A pooled actor holds no slot while it waits (CHILD_PARKED) and asks the pool for one
+        // when the wait ends, its attempts kept (waiting-for-slot without QUEUED_FOR_SLOT).
         waiting: {
+          entry: 'reportParkedToPool',
           after: {
-            backoffForErrorClass: { target: '#connection.locking', actions: 'beginAttempt' },
+            backoffForErrorClass: [
+              { guard: 'parksDuringBackoff', target: '#connection.waiting-for-slot' },
+              { target: '#connection.locking', actions: 'beginAttempt' },
+            ],
           },
         },
       },
@@ -1133,10 +1149,15 @@ export const connectionMachine = connectionSetup.createMachine({
       // timer. The pool hands out the freed slot, oldest waiting device first.
       entry: [...releaseLock, 'reportWaitingToPool'],
       on: {
-        ADAPTER_ASSIGNED: {
-          target: 'locking',
-          actions: ['adoptAssignedAdapter', 'startFresh', 'beginAttempt'],
-        },
+        ADAPTER_ASSIGNED: [
+          // Queued for a slot (QUEUED_FOR_SLOT): a new run. After a parked backoff: the same run.
+          {
+            guard: 'queuedForSlot',
+            target: 'locking',
+            actions: ['adoptAssignedAdapter', 'startFresh', 'beginAttempt'],
+          },
+          { target: 'locking', actions: ['adoptAssignedAdapter', 'beginAttempt'] },
+        ],
         CANCEL: { target: 'failed', actions: ['recordCancellation', 'failWithCancellation'] },
       },
     },

@@ -34,7 +34,7 @@ export type {
 } from './connection-contracts.js';
 export { adapterPoolMachine } from './adapter-pool.js';
 export type { PoolInput } from './adapter-pool.js';
-export type { PoolChildState, Sightings } from './adapter-pool-logic.js';
+export type { Sightings } from './adapter-pool-logic.js';
 export type { PoolEvent } from './adapter-pool-steps.js';
 export { watchdogMachine } from './watchdog.js';
 export type {
