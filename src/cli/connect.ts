@@ -31,11 +31,12 @@ import {
   usageFailure,
   type DBusAuthMethod,
 } from './args.js';
+import { inspectHint, startCliInspector, type CliInspector } from './inspect.js';
 
 const HELP = `usage: bluez-cm connect <MAC> [--adapter hciN ...] [--timeout-ms N] [--attempts N]
                         [--profile battery|sensor|onDemand] [--close-inactive]
                         [--lock] [--scan-lock] [--lock-dir DIR] [--listen]
-                        [--dbus-auth M,M] [--json]
+                        [--dbus-auth M,M] [--json] [--inspect [--inspect-port N]]
 
 Connects one device through BlueZ on the system bus (DBUS_SYSTEM_BUS_ADDRESS is
 respected: point it at \`bluez-cm sim\` to try without hardware), prints the
@@ -58,6 +59,10 @@ interrupted while connecting.
                        (off by default: another process may own that link)
 ${DBUS_AUTH_HELP}
       --json           JSON lines instead of text
+      --inspect        show the connection actor live in the Stately inspector:
+                       prints the page to open (http://localhost:8080, or
+                       --inspect-port N; needs the
+                       package @statelyai/inspect)
   -h, --help           this text
 `;
 
@@ -74,6 +79,8 @@ interface ConnectArgs {
   lockDir: string;
   listen: boolean;
   json: boolean;
+  inspect: boolean;
+  inspectPort: number | undefined;
 }
 
 const PROFILES: readonly EscalationProfileName[] = ['battery', 'sensor', 'onDemand'];
@@ -93,6 +100,8 @@ function parse(args: string[]): ConnectArgs | 'help' {
       'lock-dir': { type: 'string' },
       listen: { type: 'boolean' },
       json: { type: 'boolean' },
+      inspect: { type: 'boolean' },
+      'inspect-port': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     true,
@@ -139,6 +148,8 @@ function parse(args: string[]): ConnectArgs | 'help' {
     lockDir,
     listen: values.listen === true,
     json: values.json === true,
+    inspect: values.inspect === true,
+    inspectPort: numberFlag(values, 'inspect-port', { min: 1, max: 65535, integer: true }),
   };
 }
 
@@ -223,7 +234,18 @@ export async function run(args: string[]): Promise<number> {
 
   let bluez: BluezClient | undefined;
   let actor: ConnectionActor | undefined;
+  let inspector: CliInspector | undefined;
   try {
+    if (options.inspect) {
+      try {
+        inspector = await startCliInspector(options.inspectPort);
+      } catch (e) {
+        return usageFailure('connect', e, HELP);
+      }
+      if (options.json)
+        process.stdout.write(`${JSON.stringify({ t: 0, type: 'inspector', url: inspector.url })}\n`);
+      else process.stderr.write(inspectHint('connect', inspector));
+    }
     const bus = process.env.DBUS_SYSTEM_BUS_ADDRESS ?? 'the system bus';
     bluez = await openBluez({
       signal: stop.signal,
@@ -245,6 +267,7 @@ export async function run(args: string[]): Promise<number> {
 
     let lastState = '';
     const inspect = (event: InspectionEvent): void => {
+      inspector?.inspect(event);
       if (event.type !== '@xstate.microstep' && event.type !== '@xstate.snapshot') return;
       const snapshot = event.snapshot as SnapshotLike;
       if (snapshot.machine?.id !== connectionMachine.id || snapshot.context === undefined) return;
@@ -363,6 +386,7 @@ export async function run(args: string[]): Promise<number> {
   } finally {
     actor?.stop();
     await bluez?.close();
+    inspector?.stop();
     process.off('SIGINT', onSecond);
     stop.dispose();
   }

@@ -9,9 +9,10 @@ import { DbusDaemonNotFoundError } from '../testing/index.js';
 import { UsageError, numberFlag, onStopSignal, parseFlags, usageFailure } from './args.js';
 import { runDemo, type DemoOutput } from './demo/run.js';
 import { runNodeBleWalkthrough } from './demo-node-ble.js';
+import { inspectHint, startCliInspector, type CliInspector } from './inspect.js';
 
 const HELP = `usage: bluez-cm demo [--latency-scale N] [--json | --lines | --table] [--node-ble]
-                     [--metrics PORT]
+                     [--metrics PORT] [--inspect [--inspect-port N]]
 
 Starts a private dbus-daemon and the BlueZ simulator playing a gateway with two
 adapters and twelve BLE devices (battery monitors, a shunt, thermometers, a relay,
@@ -33,6 +34,10 @@ expected, 1 otherwise, 3 when dbus-daemon is missing (Debian package "dbus").
       --metrics PORT     serve Prometheus metrics on http://127.0.0.1:PORT/metrics
                          (0: a free port); after the summary it keeps serving
                          until Ctrl-C, so the final counts can be scraped
+      --inspect          show the machines live in the Stately inspector: prints
+                         the page to open (http://localhost:8080, or
+                         --inspect-port N; needs the
+                         package @statelyai/inspect)
   -h, --help             this text
 `;
 
@@ -41,6 +46,8 @@ export async function run(args: string[]): Promise<number> {
   let mode: DemoOutput['mode'];
   let nodeBle: boolean;
   let metricsPort: number | undefined;
+  let inspect: boolean;
+  let inspectPort: number | undefined;
   try {
     const { values } = parseFlags(args, {
       'latency-scale': { type: 'string' },
@@ -49,6 +56,8 @@ export async function run(args: string[]): Promise<number> {
       table: { type: 'boolean' },
       'node-ble': { type: 'boolean' },
       metrics: { type: 'string' },
+      inspect: { type: 'boolean' },
+      'inspect-port': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     });
     if (values.help === true) {
@@ -60,6 +69,10 @@ export async function run(args: string[]): Promise<number> {
     metricsPort = numberFlag(values, 'metrics', { min: 0, max: 65535, integer: true });
     if (metricsPort !== undefined && nodeBle)
       throw new UsageError('--metrics and --node-ble exclude each other');
+    inspect = values.inspect === true;
+    inspectPort = numberFlag(values, 'inspect-port', { min: 1, max: 65535, integer: true });
+    if (inspectPort !== undefined && !inspect) throw new UsageError('--inspect-port needs --inspect');
+    if (inspect && nodeBle) throw new UsageError('--inspect and --node-ble exclude each other');
     const chosen = (['json', 'lines', 'table'] as const).filter((m) => values[m] === true);
     if (chosen.length > 1) {
       throw new UsageError(`${chosen.map((m) => `--${m}`).join(' and ')} exclude each other`);
@@ -72,7 +85,18 @@ export async function run(args: string[]): Promise<number> {
 
   const stop = onStopSignal();
   let served: ServedMetrics | undefined;
+  let inspector: CliInspector | undefined;
   try {
+    if (inspect) {
+      try {
+        inspector = await startCliInspector(inspectPort);
+      } catch (e) {
+        return usageFailure('demo', e, HELP);
+      }
+      if (mode === 'json')
+        process.stdout.write(`${JSON.stringify({ t: 0, type: 'inspector', url: inspector.url })}\n`);
+      else process.stderr.write(inspectHint('demo', inspector));
+    }
     if (metricsPort !== undefined) {
       served = await serveMetrics(metricsPort);
       const url = served.url;
@@ -83,6 +107,7 @@ export async function run(args: string[]): Promise<number> {
       latencyScale,
       signal: stop.signal,
       ...(served === undefined ? {} : { metrics: served.metrics }),
+      ...(inspector === undefined ? {} : { inspect: inspector.inspect }),
       output: {
         mode,
         write: (text) => process.stdout.write(text),
@@ -109,6 +134,7 @@ export async function run(args: string[]): Promise<number> {
     return 1;
   } finally {
     await served?.close();
+    inspector?.stop();
     stop.dispose();
   }
 }

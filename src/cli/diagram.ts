@@ -1,22 +1,27 @@
 /**
- * `bluez-cm diagram [connection|pool|all] [--format mermaid|dot] [--actions]`: draws the library's
- * machines from their definitions (the machines are the documentation, docs/architecture.md).
+ * `bluez-cm diagram [connection|pool|adapter|watchdog|all] [--format mermaid|dot] [--actions]`:
+ * draws the library's machines from their definitions (the machines are the documentation,
+ * docs/architecture.md).
  */
-import { adapterPoolMachine, connectionMachine, watchdogMachine } from '../machines/index.js';
+import { adapterMachine, adapterPoolMachine, connectionMachine, watchdogMachine } from '../machines/index.js';
 import { UsageError, parseFlags, stringFlag, usageFailure } from './args.js';
 import { machineGraph } from './diagram/graph.js';
 import { toDot, toMermaid } from './diagram/render.js';
 
-const HELP = `usage: bluez-cm diagram [connection|pool|watchdog|all] [--format mermaid|dot] [--actions]
+const HELP = `usage: bluez-cm diagram [connection|pool|adapter|watchdog|all] [--format mermaid|dot] [--actions]
 
 Prints a machine of the library as a diagram on stdout, read from the machine
 definition itself: every state, every transition with its event, guard and
-delay, the actors each state invokes and its entry actions.
+delay, the actors each state invokes and its entry actions. An edge that every
+child of a state has alike (e.g. CANCEL in every step) is drawn once, from the
+parent; events a state handles without leaving it are listed in its box.
 
   connection   the per-device connection actor; the default
-  pool         the adapter pool that spawns them
+  pool         the adapter pool that spawns them and the adapter actors
+  adapter      one adapter in the pool: free/full slots, the learned limit
   watchdog     the notification watchdog that \`connected\` invokes
-  all          all three, one after the other
+  all          all four: Markdown with one mermaid block each, or (dot)
+               one digraph each (dot -Tsvg -O renders every one)
 
   -f, --format F  mermaid (default; GitHub renders it) or dot (Graphviz:
                   bluez-cm diagram -f dot | dot -Tsvg > connection.svg)
@@ -27,8 +32,12 @@ delay, the actors each state invokes and its entry actions.
 const MACHINES = {
   connection: connectionMachine,
   pool: adapterPoolMachine,
+  adapter: adapterMachine,
   watchdog: watchdogMachine,
 } as const;
+
+type MachineName = keyof typeof MACHINES;
+const isMachineName = (name: string): name is MachineName => name in MACHINES;
 
 export async function run(args: string[]): Promise<number> {
   try {
@@ -51,15 +60,18 @@ export async function run(args: string[]): Promise<number> {
     }
     if (positionals.length > 1) throw new UsageError(`one machine at most (got ${positionals.join(' ')})`);
     const which = positionals[0] ?? 'connection';
-    if (which !== 'connection' && which !== 'pool' && which !== 'watchdog' && which !== 'all') {
-      throw new UsageError(`unknown machine "${which}": connection, pool, watchdog or all`);
+    if (which !== 'all' && !isMachineName(which)) {
+      throw new UsageError(`unknown machine "${which}": connection, pool, adapter, watchdog or all`);
     }
-    const names: ReadonlyArray<keyof typeof MACHINES> =
-      which === 'all' ? ['connection', 'pool', 'watchdog'] : [which];
+    const names: readonly MachineName[] =
+      which === 'all' ? ['connection', 'pool', 'adapter', 'watchdog'] : [which];
     const options = { actions: values.actions === true };
     const out = names.map((name) => {
       const graph = machineGraph(MACHINES[name]);
-      return format === 'dot' ? toDot(graph, options) : toMermaid(graph, options);
+      if (format === 'dot') return toDot(graph, options);
+      const mermaid = toMermaid(graph, options);
+      // Several mermaid diagrams are one Markdown document, a fenced block each.
+      return which === 'all' ? `## ${name}\n\n\`\`\`mermaid\n${mermaid}\`\`\`\n` : mermaid;
     });
     process.stdout.write(out.join('\n'));
     return 0;

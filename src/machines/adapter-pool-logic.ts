@@ -45,15 +45,13 @@ export type PoolDeviceStatus =
    * attempt down; the slot stays counted until the child reports that it is waiting.
    */
   | 'requeueing'
+  /**
+   * Its child waits out a backoff (CHILD_PARKED): it holds no slot, keeps its attempt budget, and
+   * asks for a slot again when the wait ends (it is queued then, its last adapter preferred).
+   */
+  | 'parked'
   /** Gave up (attempts exhausted or cancelled): the error is in `error`. */
   | 'failed';
-
-/**
- * What a device's child is doing: `idle` (not told to connect, or back after a link loss),
- * `connecting` (any attempt state), `resetting` (running the recovery ladder, which may power its
- * adapter off), `waiting-for-slot` (parked until the pool assigns an adapter), `connected`.
- */
-export type PoolChildState = 'idle' | 'connecting' | 'resetting' | 'waiting-for-slot' | 'connected';
 
 /** Per-device connection settings the pool passes to the child (plain data). */
 export interface PoolDeviceSettings {
@@ -77,8 +75,19 @@ export interface PoolDevice {
    * in `waiting-for-slot`); a device connected again after it failed gets a new one.
    */
   readonly childId: string | null;
-  /** What its child is doing, as the pool last knew it (from its reports and the pool's own commands). */
-  readonly childState: PoolChildState;
+  /**
+   * Its child reported that it waits in `waiting-for-slot` (CHILD_WAITING_FOR_SLOT) and has not been
+   * assigned an adapter since: it starts on ADAPTER_ASSIGNED alone (an idle child needs CONNECT).
+   */
+  readonly waiting: boolean;
+  /**
+   * The adapter on which its child runs the recovery ladder (CHILD_RESETTING), or null: the pool
+   * leaves it alone until it ends (the ladder itself powers the adapter off, re-plugs it or
+   * restarts bluetoothd).
+   */
+  readonly recoveringOn: string | null;
+  /** The adapter a parked device waited on: preferred when it asks for a slot again. */
+  readonly parkedFrom: string | null;
   /** How many children were spawned for it (ids are unique per spawn; a new one only after `failed`). */
   readonly spawns: number;
   /** Reconnect after a link loss (keep-alive); false after a requested disconnect. */

@@ -11,13 +11,16 @@ import type {
   FailureClass,
   RotationRequest,
 } from './connection-contracts.js';
+import { adapterActorId, type AdapterInput, type AdapterStatus, type LimitReprobeReport } from './adapter.js';
 import {
+  adaptersForDevice,
   chooseAdapter,
   freeSlots,
   holdsSlot,
   lessonFromRefusal,
   lessonFromSuccess,
   realLinksBesides,
+  slotsInUse,
   usableAdapters,
   type RefusalLesson,
   type PoolAdapter,
@@ -40,8 +43,10 @@ export type PoolCommand =
   | { readonly kind: 'spawn'; readonly childId: string; readonly input: ConnectionInput }
   | { readonly kind: 'send'; readonly childId: string; readonly event: ConnectionExternalEvent }
   | { readonly kind: 'stop'; readonly childId: string }
-  /** (Re)start the timer after which `adapter`'s learned limit is re-probed (LIMIT_REPROBE). */
-  | { readonly kind: 'reprobe-later'; readonly adapter: string; readonly delayMs: number };
+  /** A new adapter actor (an Adapter1 the pool had not seen). */
+  | { readonly kind: 'spawn-adapter'; readonly childId: string; readonly input: AdapterInput }
+  /** What changed about an adapter in this step, for its actor. */
+  | { readonly kind: 'adapter-status'; readonly childId: string; readonly status: AdapterStatus };
 
 /** Events the pool emits for observers (`pool.on(type, …)`). */
 export type PoolEmitted =
@@ -51,6 +56,8 @@ export type PoolEmitted =
   | { type: 'device-link-lost'; address: string; adapter: string }
   | { type: 'device-rotated'; address: string; from: string; to: string; failureClass: FailureClass | null }
   | { type: 'device-requeued'; address: string; from: string; reason: string }
+  /** Its child waits out a backoff: the slot on `adapter` is free meanwhile. */
+  | { type: 'device-parked'; address: string; adapter: string }
   /** `cause` is the child's final error (ConnectionFailedError, AbortError, or what crashed it). */
   | { type: 'device-failed'; address: string; error: string; cause: unknown }
   | { type: 'device-removed'; address: string }
@@ -74,8 +81,8 @@ export type PoolEvent =
   | { type: 'ADAPTER_FOREIGN_ATTEMPTS'; name: string; count: number }
   /** The devices BlueZ shows connected on adapter `name` changed (any process's links). */
   | { type: 'ADAPTER_LINKS'; name: string; connected: readonly string[] }
-  /** The learned limit of adapter `name` has held for `limitReprobeMs`: try the configured one again. */
-  | { type: 'LIMIT_REPROBE'; name: string }
+  /** From an adapter actor: its learned limit has held for `limitReprobeMs`, try the configured one. */
+  | LimitReprobeReport
   /** From the children themselves (sendParent), see {@link ConnectionReport}. */
   | ConnectionReport;
 
@@ -157,7 +164,7 @@ class Draft {
   }
 
   enqueue(address: string): void {
-    this.patch(address, { status: 'queued', adapter: null, ticket: this.ticket() });
+    this.patch(address, { status: 'queued', adapter: null, recoveringOn: null, ticket: this.ticket() });
     this.emitted.push({ type: 'device-queued', address });
   }
 
@@ -180,7 +187,7 @@ class Draft {
     const spawns = d.spawns + 1;
     const childId = childIdOf(address, spawns);
     const hint = adapterHint ?? usableAdapters(this.view)[0] ?? Object.keys(this.adapters)[0] ?? 'hci0';
-    this.patch(address, { spawns, childId, childState: 'idle' });
+    this.patch(address, { spawns, childId, waiting: false, recoveringOn: null });
     this.commands.push({
       kind: 'spawn',
       childId,
@@ -189,6 +196,8 @@ class Draft {
         // The pool assigns the adapter of each attempt (ADAPTER_ASSIGNED); this is only the start value.
         adapters: [hint],
         pooled: true,
+        // A backoff holds no slot: the pool gives it to a waiting device meanwhile.
+        parkDuringBackoff: true,
         maxAttempts: d.settings.maxAttempts,
         attemptTimeoutMs: d.settings.attemptTimeoutMs,
         closeInactiveConnections: d.settings.closeInactiveConnections,
@@ -201,8 +210,50 @@ class Draft {
   }
 
   result(): StepResult {
-    return { context: this.view, commands: this.commands, emitted: this.emitted };
+    const context = this.view;
+    const commands = [...this.commands];
+    // The adapter actors hear what this step changed about their adapter (and new ones are spawned).
+    for (const name of Object.keys(context.adapters)) {
+      const now = adapterStatus(context, name);
+      const childId = adapterActorId(name);
+      if (this.base.adapters[name] === undefined) {
+        commands.push({
+          kind: 'spawn-adapter',
+          childId,
+          input: { name, limitReprobeMs: context.limitReprobeMs, status: now },
+        });
+      } else if (!sameStatus(adapterStatus(this.base, name), now)) {
+        commands.push({ kind: 'adapter-status', childId, status: now });
+      }
+    }
+    return { context, commands, emitted: this.emitted };
   }
+}
+
+/** What the pool knows about adapter `name` (the figures its adapter actor's states follow). */
+export function adapterStatus(view: PoolContext, name: string): AdapterStatus {
+  const a = view.adapters[name];
+  return {
+    present: a?.present ?? false,
+    powered: a?.powered ?? false,
+    resets: Object.values(view.devices).filter((d) => d.recoveringOn === name).length,
+    inUse: slotsInUse(view, name),
+    configuredLimit: view.slotsPerAdapter,
+    learnedLimit: a?.learnedLimit ?? null,
+    suspectedLimit: a?.suspectedLimit ?? null,
+  };
+}
+
+function sameStatus(a: AdapterStatus, b: AdapterStatus): boolean {
+  return (
+    a.present === b.present &&
+    a.powered === b.powered &&
+    a.resets === b.resets &&
+    a.inUse === b.inUse &&
+    a.configuredLimit === b.configuredLimit &&
+    a.learnedLimit === b.learnedLimit &&
+    a.suspectedLimit === b.suspectedLimit
+  );
 }
 
 /** The id of the n-th child of `address`. */
@@ -220,16 +271,28 @@ function dispatch(draft: Draft): void {
     .filter((d) => d.status === 'queued')
     .sort((a, b) => a.ticket - b.ticket);
   for (const d of queued) {
-    const adapter = chooseAdapter(draft.view, d.address);
+    const adapter = preferredAdapter(draft.view, d) ?? chooseAdapter(draft.view, d.address);
     if (adapter === null) continue;
     draft.lastChosen = adapter;
     const childId = d.childId ?? draft.spawnFor(d.address, adapter);
-    const parked = d.childId !== null && d.childState === 'waiting-for-slot';
-    draft.patch(d.address, { status: 'connecting', adapter, childState: 'connecting' });
+    const waiting = d.childId !== null && d.waiting;
+    draft.patch(d.address, { status: 'connecting', adapter, waiting: false, parkedFrom: null });
     draft.send(childId, { type: 'ADAPTER_ASSIGNED', adapter });
-    if (!parked) draft.send(childId, { type: 'CONNECT' });
+    if (!waiting) draft.send(childId, { type: 'CONNECT' });
     draft.emitted.push({ type: 'device-assigned', address: d.address, adapter });
   }
+}
+
+/**
+ * A device back from a parked backoff goes on where it was when that adapter still sees it and has
+ * a free slot: its escalation (rotation, reset) stays the child's decision, not the round-robin's.
+ */
+function preferredAdapter(view: PoolContext, d: PoolDevice): string | null {
+  const from = d.parkedFrom;
+  if (from === null) return null;
+  return adaptersForDevice(view, d.address).includes(from) && freeSlots(view, from, d.address) > 0
+    ? from
+    : null;
 }
 
 function finish(draft: Draft): StepResult {
@@ -250,7 +313,9 @@ export function admitDevice(
       status: 'queued',
       adapter: null,
       childId: null,
-      childState: 'idle',
+      waiting: false,
+      recoveringOn: null,
+      parkedFrom: null,
       spawns: existing?.spawns ?? 0,
       keepAlive: event.keepAlive,
       settings: event.settings,
@@ -284,6 +349,7 @@ export function releaseDevice(
       break;
     case 'connecting':
     case 'requeueing':
+    case 'parked':
       draft.patch(d.address, { status: 'disconnecting', keepAlive: false });
       if (d.childId !== null) draft.send(d.childId, { type: 'CANCEL', reason: 'aborted' });
       break;
@@ -302,7 +368,7 @@ export function releaseDevice(
  * reports its end ({@link childResetting}).
  */
 function isRecovering(d: PoolDevice): boolean {
-  return d.childState === 'resetting';
+  return d.recoveringOn !== null;
 }
 
 /** Sends a device that is connecting on `from` to another adapter that sees it, or parks it. */
@@ -338,10 +404,10 @@ function learn(draft: Draft, adapter: string, lesson: RefusalLesson, why: string
     draft.emitted.push({ type: 'slot-limit-forgotten', adapter, reason: why });
     return;
   }
-  draft.emitted.push({ type: 'slot-limit-learned', adapter, limit });
   // Not for ever: a controller that refused under load (or a run of radio trouble that happened to
-  // line up) would otherwise keep its slots from the pool until it is re-plugged.
-  draft.commands.push({ kind: 'reprobe-later', adapter, delayMs: draft.base.limitReprobeMs });
+  // line up) would otherwise keep its slots from the pool until it is re-plugged. The adapter actor
+  // enters `limit.learned` with this step's status and asks for a re-probe when its time is up.
+  draft.emitted.push({ type: 'slot-limit-learned', adapter, limit });
 }
 
 /** An adapter appeared (plugged in, bluetoothd back) or changed power. */
@@ -450,10 +516,7 @@ export function foreignAttempts(
 }
 
 /** A learned limit's time is up: the configured limit is tried again (a refusal teaches it anew). */
-export function limitReprobe(
-  context: PoolContext,
-  event: Extract<PoolEvent, { type: 'LIMIT_REPROBE' }>,
-): StepResult {
+export function limitReprobe(context: PoolContext, event: LimitReprobeReport): StepResult {
   const draft = new Draft(context);
   if ((draft.adapters[event.name]?.learnedLimit ?? null) === null) return draft.result();
   learn(
@@ -473,7 +536,7 @@ export function childConnected(
   const draft = new Draft(context);
   const d = draft.device(event.address);
   if (d === undefined || d.childId === null) return draft.result();
-  draft.patch(d.address, { childState: 'connected' });
+  draft.patch(d.address, { waiting: false });
   // `requeueing`: the link came up before the child read QUEUED_FOR_SLOT; it keeps the slot.
   const a = draft.adapters[event.adapter];
   if (a !== undefined) {
@@ -485,8 +548,8 @@ export function childConnected(
       `${event.adapter} took a link at ${links} others`,
     );
   }
-  if (d.status === 'connecting' || d.status === 'requeueing') {
-    draft.patch(d.address, { status: 'connected', adapter: event.adapter });
+  if (d.status === 'connecting' || d.status === 'requeueing' || d.status === 'parked') {
+    draft.patch(d.address, { status: 'connected', adapter: event.adapter, parkedFrom: null });
     draft.patchAdapter(event.adapter, { recentFailures: 0 });
     draft.emitted.push({ type: 'device-connected', address: d.address, adapter: event.adapter });
   }
@@ -504,7 +567,7 @@ export function childWentIdle(
   const draft = new Draft(context);
   const d = draft.device(event.address);
   if (d === undefined || d.childId === null) return draft.result();
-  draft.patch(d.address, { childState: 'idle' });
+  draft.patch(d.address, { waiting: false, recoveringOn: null });
   if (d.status === 'connected') {
     draft.emitted.push({ type: 'device-link-lost', address: d.address, adapter: d.adapter ?? event.adapter });
     if (d.keepAlive) draft.enqueue(d.address);
@@ -568,8 +631,31 @@ export function childWaitingForSlot(
   const draft = new Draft(context);
   const d = draft.device(event.address);
   if (d === undefined || d.childId === null) return draft.result();
-  draft.patch(d.address, { childState: 'waiting-for-slot' });
-  if (d.status === 'requeueing') draft.enqueue(d.address);
+  draft.patch(d.address, { waiting: true });
+  if (d.status === 'requeueing' || d.status === 'parked') draft.enqueue(d.address);
+  // Its backoff ended before the pool parked it (it was rotated meanwhile): the slot it holds is its own.
+  else if (d.status === 'connecting' && d.adapter !== null) {
+    draft.patch(d.address, { waiting: false });
+    draft.send(d.childId, { type: 'ADAPTER_ASSIGNED', adapter: d.adapter });
+  }
+  return finish(draft);
+}
+
+/**
+ * A child waits out a backoff on `event.adapter`: it needs no slot meanwhile, so the slot goes to a
+ * device that waits for one; the child asks again when its wait ends (CHILD_WAITING_FOR_SLOT). A
+ * report from an adapter the pool has moved it away from since (a rotation) changes nothing.
+ */
+export function childParked(
+  context: PoolContext,
+  event: Extract<ChildReport, { type: 'CHILD_PARKED' }>,
+): StepResult {
+  const draft = new Draft(context);
+  const d = draft.device(event.address);
+  if (d === undefined || d.childId === null) return draft.result();
+  if (d.status !== 'connecting' || d.adapter !== event.adapter || isRecovering(d)) return draft.result();
+  draft.patch(d.address, { status: 'parked', adapter: null, parkedFrom: event.adapter, waiting: false });
+  draft.emitted.push({ type: 'device-parked', address: d.address, adapter: event.adapter });
   return finish(draft);
 }
 
@@ -586,14 +672,14 @@ export function childResetting(
   const draft = new Draft(context);
   const d = draft.device(event.address);
   if (d === undefined || d.childId === null) return draft.result();
-  draft.patch(d.address, { childState: event.running ? 'resetting' : 'connecting' });
+  draft.patch(d.address, { recoveringOn: event.running ? event.adapter : null });
   const adapter = d.adapter;
   if (!event.running && d.status === 'connecting' && adapter !== null) {
     if (!usableAdapters(draft.view).includes(adapter)) {
       const why = draft.bluezUp
         ? `${adapter} is not usable after its recovery ladder`
         : 'bluetoothd went away';
-      moveAway(draft, { ...d, childState: 'connecting' }, adapter, why);
+      moveAway(draft, { ...d, recoveringOn: null }, adapter, why);
     }
   }
   return finish(draft);
@@ -643,7 +729,15 @@ export function childEnded(
       break;
     default:
       draft.commands.push({ kind: 'stop', childId });
-      draft.patch(d.address, { status: 'failed', adapter: null, childId: null, error });
+      draft.patch(d.address, {
+        status: 'failed',
+        adapter: null,
+        childId: null,
+        error,
+        waiting: false,
+        recoveringOn: null,
+        parkedFrom: null,
+      });
       draft.emitted.push({ type: 'device-failed', address: d.address, error, cause });
   }
   return finish(draft);

@@ -82,6 +82,13 @@ export interface ConnectionInput {
    * progress to the pool ({@link ConnectionReport}). A standalone actor sends its parent nothing.
    */
   readonly pooled?: boolean;
+  /**
+   * A pooled actor holds no slot while it waits out a backoff: it reports CHILD_PARKED when the wait
+   * starts and, when it ends, waits in `waiting-for-slot` (CHILD_WAITING_FOR_SLOT) for the pool's
+   * ADAPTER_ASSIGNED, its attempts kept. The adapter pool sets it; default false (the actor goes
+   * on by itself after the wait).
+   */
+  readonly parkDuringBackoff?: boolean;
   readonly maxAttempts: number;
   readonly attemptTimeoutMs: number;
   readonly closeInactiveConnections: boolean;
@@ -115,6 +122,8 @@ export interface ConnectionContext {
   readonly address: string;
   readonly adapters: readonly string[];
   readonly pooled: boolean;
+  /** See {@link ConnectionInput.parkDuringBackoff} (only with a parent pool). */
+  readonly parkDuringBackoff: boolean;
   /** Adapter of the current (or last) attempt. */
   readonly adapter: string;
   /** Adapter the pool assigned for the next attempt, if any. */
@@ -250,8 +259,16 @@ export type ConnectionReport =
       /** Real links on the adapter besides this device when its Connect failed, when known. */
       readonly linksOnAdapter?: number;
     }
-  /** Entered `waiting-for-slot` after QUEUED_FOR_SLOT: the attempt is torn down, the slot is free. */
+  /**
+   * Entered `waiting-for-slot`: after QUEUED_FOR_SLOT (the attempt is torn down, the slot is free),
+   * or at the end of a backoff the pool parked it for (it asks for a slot again, attempts kept).
+   */
   | { readonly type: 'CHILD_WAITING_FOR_SLOT'; readonly address: string; readonly adapter: string }
+  /**
+   * Started waiting out a backoff on `adapter`: it needs no slot until the wait ends, when it enters
+   * `waiting-for-slot` (CHILD_WAITING_FOR_SLOT) and goes on with its attempts on ADAPTER_ASSIGNED.
+   */
+  | { readonly type: 'CHILD_PARKED'; readonly address: string; readonly adapter: string }
   /** The adapter recovery ladder started (`running` true) or ended on `adapter`. */
   | {
       readonly type: 'CHILD_RESETTING';

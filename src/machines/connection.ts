@@ -334,6 +334,8 @@ export const connectionSetup = setup({
     decisionIs: ({ context }, params: { action: EscalationAction }) => context.decision === params.action,
     /** Rotation was decided and a parent pool chooses the adapter. */
     rotationIsThePools: ({ context }) => context.decision === 'rotate' && context.pooled,
+    /** The pool parks this actor during backoffs (no slot held; CHILD_PARKED). */
+    parksDuringBackoff: ({ context }) => context.parkDuringBackoff,
     linkMayBeOpen: ({ context }) => context.linkMayBeOpen,
     /** The attempt is still looking for the device (no Connect sent yet). */
     stillSearching: stateIn('#connection.establishing.connecting.searching'),
@@ -680,10 +682,11 @@ export const connectionSetup = setup({
     })),
     /**
      * What a pooled actor tells its parent pool (ConnectionReport), with its address and adapter;
-     * a standalone actor has no parent to tell.
+     * a standalone actor has no parent to tell, and only a parked one reports CHILD_PARKED.
      */
     tellPool: enqueueActions(({ context, enqueue }, report: PoolReport) => {
       if (!context.pooled) return;
+      if (report.type === 'CHILD_PARKED' && !context.parkDuringBackoff) return;
       const full: ConnectionReport = { ...report, address: context.address, adapter: context.adapter };
       enqueue.sendParent(full);
     }),
@@ -801,6 +804,7 @@ export const connectionMachine = connectionSetup.createMachine({
     address: input.address,
     adapters: [...input.adapters],
     pooled: input.pooled ?? false,
+    parkDuringBackoff: (input.pooled ?? false) && (input.parkDuringBackoff ?? false),
     adapter: input.adapters[0] ?? 'hci0',
     assignedAdapter: null,
     maxAttempts: input.maxAttempts,
@@ -1261,9 +1265,15 @@ export const connectionMachine = connectionSetup.createMachine({
                 { target: 'waiting' },
               ],
             },
+            // A parked actor holds no slot while it waits (CHILD_PARKED) and asks the pool for one
+            // when the wait ends, its attempts kept (waiting-for-slot without QUEUED_FOR_SLOT).
             waiting: {
+              entry: { type: 'tellPool', params: { type: 'CHILD_PARKED' } },
               after: {
-                backoffForErrorClass: { target: '#connection.establishing.locking', actions: 'beginAttempt' },
+                backoffForErrorClass: [
+                  { guard: 'parksDuringBackoff', target: '#connection.waiting-for-slot' },
+                  { target: '#connection.establishing.locking', actions: 'beginAttempt' },
+                ],
               },
             },
           },
@@ -1408,14 +1418,25 @@ export const connectionMachine = connectionSetup.createMachine({
       // timer. The pool hands out the freed slot, oldest waiting device first.
       entry: [...releaseLock, { type: 'tellPool', params: { type: 'CHILD_WAITING_FOR_SLOT' } }],
       on: {
-        ADAPTER_ASSIGNED: {
-          target: 'establishing.locking',
-          actions: [
-            { type: 'adoptAssignedAdapter', params: ({ event }) => ({ adapter: event.adapter }) },
-            'startFresh',
-            'beginAttempt',
-          ],
-        },
+        ADAPTER_ASSIGNED: [
+          // Queued for a slot (QUEUED_FOR_SLOT): a new run. After a parked backoff: the same run.
+          {
+            guard: 'queuedForSlot',
+            target: 'establishing.locking',
+            actions: [
+              { type: 'adoptAssignedAdapter', params: ({ event }) => ({ adapter: event.adapter }) },
+              'startFresh',
+              'beginAttempt',
+            ],
+          },
+          {
+            target: 'establishing.locking',
+            actions: [
+              { type: 'adoptAssignedAdapter', params: ({ event }) => ({ adapter: event.adapter }) },
+              'beginAttempt',
+            ],
+          },
+        ],
         CANCEL: { target: 'failed', actions: [cancelledBy, 'failWithCancellation'] },
       },
     },

@@ -33,8 +33,16 @@ export type {
   WatchdogConfig,
 } from './connection-contracts.js';
 export { adapterPoolMachine } from './adapter-pool.js';
-export type { PoolInput } from './adapter-pool.js';
-export type { PoolChildState, Sightings } from './adapter-pool-logic.js';
+export type { PoolInput, PooledConnectionActor, PoolAdapterActor } from './adapter-pool.js';
+export { adapterMachine, limitInForce } from './adapter.js';
+export type {
+  AdapterContext,
+  AdapterEvent,
+  AdapterInput,
+  AdapterStatus,
+  LimitReprobeReport,
+} from './adapter.js';
+export type { Sightings } from './adapter-pool-logic.js';
 export type { PoolEvent } from './adapter-pool-steps.js';
 export { watchdogMachine } from './watchdog.js';
 export type {

@@ -4,7 +4,7 @@
  * `resetAdapter` actor. This file is the glue: it feeds the mirror to the pool and offers
  * connect/disconnect/snapshot (the children report to the pool themselves).
  */
-import { createActor, type Actor, type AnyActorRef } from 'xstate';
+import { createActor, type Actor, type SnapshotFrom } from 'xstate';
 import type { BluezClient } from '../bluez/client-types.js';
 import { BluezError, isAbortError } from '../bluez/errors.js';
 import { validateAdapterName, validateMac, validateSignal, validateTimeoutMs } from '../bluez/validate.js';
@@ -23,7 +23,7 @@ import {
 } from '../connection/options.js';
 import type { Validator } from '../connection/validators.js';
 import { connectionMachine } from '../machines/connection.js';
-import { adapterPoolMachine } from '../machines/adapter-pool.js';
+import { adapterPoolMachine, type PooledConnectionActor } from '../machines/adapter-pool.js';
 import {
   effectiveLimit,
   freeSlots,
@@ -146,7 +146,7 @@ export interface PooledConnection {
   readonly address: string;
   readonly adapter: string;
   /** The device's connection actor. */
-  readonly child: AnyActorRef;
+  readonly child: PooledConnectionActor;
 }
 
 /** The running pool. */
@@ -158,7 +158,7 @@ export interface AdapterPool {
    * this actor while it is in the pool: when no adapter has a free slot for it, the actor waits in
    * `waiting-for-slot`. Only a device connected again after it failed gets a new actor.
    */
-  connect(address: string, options?: PoolConnectOptions): AnyActorRef;
+  connect(address: string, options?: PoolConnectOptions): PooledConnectionActor;
   /** `connect`, then resolves once it is connected; rejects with the child's error, or on `signal`. */
   connected(
     address: string,
@@ -167,7 +167,7 @@ export interface AdapterPool {
   /** Verified disconnect; resolves when the device has left the pool. */
   disconnect(address: string): Promise<void>;
   /** The current connection actor of a device. */
-  child(address: string): AnyActorRef | undefined;
+  child(address: string): PooledConnectionActor | undefined;
   snapshot(): PoolSnapshot;
   /** Stops every child (no disconnect), releases every lock and listener. Idempotent. */
   close(): Promise<void>;
@@ -265,6 +265,13 @@ function watchForeignAttempts(
   const timer = setInterval(() => void poll().catch(() => {}), Math.max(50, lock.retryIntervalMs));
   timer.unref();
   return () => clearInterval(timer);
+}
+
+/** One of the pool's children: connection actors (`device:…`) and adapter actors (`adapter:…`). */
+type PoolChild = NonNullable<SnapshotFrom<typeof adapterPoolMachine>['children'][string]>;
+
+function isConnectionActor(child: PoolChild): child is PoolChild & PooledConnectionActor {
+  return child.src === 'connection';
 }
 
 /**
@@ -410,13 +417,14 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
           },
         );
 
-  const childOf = (address: string): AnyActorRef | undefined => {
+  const childOf = (address: string): PooledConnectionActor | undefined => {
     const d = actor.getSnapshot().context.devices[address];
     if (d?.childId == null) return undefined;
-    return (actor.getSnapshot().children as Record<string, AnyActorRef | undefined>)[d.childId];
+    const child = actor.getSnapshot().children[d.childId];
+    return child !== undefined && isConnectionActor(child) ? child : undefined;
   };
 
-  const connect = (address: string, connectOptions: PoolConnectOptions = {}): AnyActorRef => {
+  const connect = (address: string, connectOptions: PoolConnectOptions = {}): PooledConnectionActor => {
     if (closed) throw new Error('the adapter pool is closed');
     const mac = validateMac(address, 'address');
     const resolved = resolveOptions({ ...options.defaults, ...connectOptions, address: mac });

@@ -4,8 +4,15 @@
  * and the guards, delays and actors that carry the BlueZ workarounds.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AnyStateMachine } from 'xstate';
-import { adapterPoolMachine, connectionMachine, watchdogMachine } from '../../src/machines/index.js';
+import { setup, type AnyStateMachine } from 'xstate';
+import {
+  adapterMachine,
+  adapterPoolMachine,
+  connectionMachine,
+  watchdogMachine,
+} from '../../src/machines/index.js';
+import { machineGraph } from '../../src/cli/diagram/graph.js';
+import { toDot, toMermaid } from '../../src/cli/diagram/render.js';
 import { buildCliPackage, type CliPackage } from './harness.js';
 
 interface Node {
@@ -74,19 +81,79 @@ describe('bluez-cm diagram', () => {
     const pool = await diagram('pool');
     for (const name of stateNames(adapterPoolMachine)) expect(pool).toContain(name);
     expect(pool).toContain('title: adapterPool machine');
-    expect(pool).toContain('ROTATION_REQUESTED / rotateOrQueue');
-    expect(pool).toContain('spawns connection actors');
+    // org.bluez as states of their own; the device steps listed in their region's box, not as loops.
+    expect(pool).toContain('bluez_up --> bluez_down : BLUEZ_DOWN');
+    expect(pool).toContain('bluez_down --> bluez_up : BLUEZ_UP');
+    expect(pool).toContain('managing : on ROTATION_REQUESTED / rotateOrQueue');
+    expect(pool).not.toMatch(/managing --> managing/);
+    expect(pool).toContain('spawns connection, adapter actors');
+    // Its two regions side by side (Mermaid's concurrency divider inside the machine's own box).
+    expect(pool).toContain('state "adapterPool" as adapterPool_machine {');
+    expect(pool).toMatch(/\n {4}--\n/);
+
+    const adapter = await diagram('adapter');
+    expect(stateNames(adapterMachine).length).toBeGreaterThan(5);
+    for (const name of stateNames(adapterMachine)) expect(adapter).toContain(name);
+    expect(adapter).toContain('availability_on_free --> availability_on_full : always [isFull]');
+    expect(adapter).toContain('limit_suspected --> limit_learned : always [hasLearnedLimit]');
+    expect(adapter).toContain('limit_learned : on after limitReprobe / askForReprobe');
   });
 
-  it('dot: every state of both machines, no edge to an undeclared node, guards and delays on the edges', async () => {
-    const both = await diagram('all', '-f', 'dot');
-    const [connection = '', pool = ''] = both.split(/\n(?=digraph )/);
+  it('all, mermaid: one Markdown document with a fenced block per machine, each a whole diagram', async () => {
+    const all = await diagram('all');
+    const blocks = [...all.matchAll(/```mermaid\n([\s\S]*?)```/g)].map((m) => m[1] ?? '');
+    expect(all.match(/^## \w+$/gm)).toEqual(['## connection', '## pool', '## adapter', '## watchdog']);
+    expect(blocks).toHaveLength(4);
+    for (const block of blocks) {
+      expect(block).toMatch(/^---\ntitle: \w+ machine\n---\nstateDiagram-v2\n/);
+      // Every composite state opened is closed.
+      expect((block.match(/\{$/gm) ?? []).length).toBe((block.match(/^\s*\}$/gm) ?? []).length);
+    }
+  });
+
+  it('an edge every child of a state has alike is drawn once, from the parent; a different one stays', () => {
+    const machine = setup({}).createMachine({
+      id: 'steps',
+      initial: 'working',
+      states: {
+        working: {
+          initial: 'one',
+          states: {
+            one: { on: { NEXT: 'two', CANCEL: '#steps.failed' } },
+            two: { on: { NEXT: 'three', CANCEL: '#steps.failed' } },
+            three: { on: { CANCEL: '#steps.failed', STOP: '#steps.failed' } },
+          },
+        },
+        failed: { type: 'final' },
+      },
+    });
+    const mermaid = toMermaid(machineGraph(machine), { actions: false });
+    expect(mermaid).toContain('working --> failed : CANCEL');
+    expect(mermaid).not.toContain('working_one --> failed : CANCEL');
+    expect(mermaid).toContain('working_three --> failed : STOP');
+    expect(mermaid).toContain('working_one --> working_two : NEXT');
+    const dot = toDot(machineGraph(machine), { actions: false });
+    expect(dot).toContain('"working.one" -> "failed" [label="CANCEL", ltail="cluster_working"]');
+    expect(dot.match(/label="CANCEL"/g)).toHaveLength(1);
+  });
+
+  it('dot: every state of every machine, no edge to an undeclared node, guards and delays on the edges', async () => {
+    const all = await diagram('all', '-f', 'dot');
+    const [connection = '', pool = '', adapter = '', watchdog = ''] = all.split(/\n(?=digraph )/);
     expect(connection).toMatch(/^digraph "connection" \{/);
     expect(pool).toMatch(/^digraph "adapterPool" \{/);
+    expect(adapter).toMatch(/^digraph "adapter" \{/);
+    expect(watchdog).toMatch(/^digraph "watchdog" \{/);
     for (const name of stateNames(connectionMachine)) expect(connection).toContain(`label="${name}`);
     for (const name of stateNames(adapterPoolMachine)) expect(pool).toContain(`label="${name}`);
-    expect(undeclaredDotNodes(connection)).toEqual([]);
-    expect(undeclaredDotNodes(pool)).toEqual([]);
+    for (const name of stateNames(adapterMachine)) expect(adapter).toContain(`label="${name}`);
+    for (const graph of [connection, pool, adapter, watchdog]) {
+      expect(undeclaredDotNodes(graph)).toEqual([]);
+      expect((graph.match(/\{/g) ?? []).length).toBe((graph.match(/\}/g) ?? []).length);
+    }
+    // A parallel machine's regions have no initial arrow of their own parent, each its own start.
+    expect(pool).toContain('"bluez.[*]" -> "bluez.waiting";');
+    expect(adapter).toContain('"availability.[*]" -> "availability.settling";');
     expect(connection).toContain(
       '"connecting.searching" -> "disconnecting" [label="after attemptDeadline", ltail="cluster_connecting"]',
     );
@@ -106,7 +173,7 @@ describe('bluez-cm diagram', () => {
   it('bad arguments exit 2 naming the flag or the argument', async () => {
     const cases: Array<[string[], string]> = [
       [['diagram', '--format', 'svg'], '--format must be "mermaid" or "dot" (got "svg")'],
-      [['diagram', 'locks'], 'unknown machine "locks": connection, pool, watchdog or all'],
+      [['diagram', 'locks'], 'unknown machine "locks": connection, pool, adapter, watchdog or all'],
       [['diagram', '--colour'], "'--colour'"],
     ];
     for (const [args, message] of cases) {

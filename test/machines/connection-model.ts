@@ -114,6 +114,13 @@ export const MODEL_INPUTS: Record<string, ConnectionInput> = {
   },
 };
 
+/** Pooled and parked during backoffs (as the adapter pool runs its children): the wait ends in `waiting-for-slot`, attempts kept. */
+MODEL_INPUTS['parked'] = {
+  ...(MODEL_INPUTS['pooled'] as ConnectionInput),
+  address: 'AA:BB:CC:DD:EE:14',
+  parkDuringBackoff: true,
+};
+
 /** Keep-alive with a reconnecting watchdog: link loss and zombies start a reconnect run. */
 MODEL_INPUTS['keepAlive'] = {
   address: 'AA:BB:CC:DD:EE:13',

@@ -265,7 +265,13 @@ describe('adapters and bluetoothd coming and going (simulator)', () => {
     expect(busyDeviceLocks()).toEqual([]);
     expect(w.bluez.mirror.pendingWaits).toBe(5);
     expect(w.env.sim.state().adapters.flatMap((a) => a.discoveryClients)).toEqual([]);
-    expect(Object.keys(w.pool.actor.getSnapshot().children)).toHaveLength(5);
+    // One connection actor per device, one adapter actor per adapter (gone and back: the same actor).
+    const children = Object.keys(w.pool.actor.getSnapshot().children);
+    expect(children.filter((id) => id.startsWith('device:'))).toHaveLength(5);
+    expect(children.filter((id) => id.startsWith('adapter:')).sort()).toEqual([
+      'adapter:hci0',
+      'adapter:hci1',
+    ]);
     // Closing the pool stops the children, and their link watches with them.
     await w.pool.close();
     expect(w.bluez.mirror.pendingWaits).toBe(0);

@@ -4,6 +4,7 @@
  * expected — then a verified disconnect of everything and a summary. Only public API is used
  * (`bluez-connection-manager` and `bluez-connection-manager/testing`), as an app would.
  */
+import type { InspectionEvent } from 'xstate';
 import type { PrometheusMetrics } from '../../metrics/prometheus.js';
 import {
   createAdapterPool,
@@ -46,6 +47,8 @@ export interface DemoRunOptions {
   readonly signal?: AbortSignal;
   /** Prometheus metrics fed by the pool and its connection actors (`--metrics PORT`). */
   readonly metrics?: PrometheusMetrics;
+  /** Every inspection event of the pool and its children also goes here (`--inspect`). */
+  readonly inspect?: (event: InspectionEvent) => void;
 }
 
 /** Outcome of {@link runDemo}. */
@@ -237,6 +240,7 @@ export async function runDemo(options: DemoRunOptions): Promise<DemoResult> {
       inspect: (event) => {
         tracker.inspect(event);
         options.metrics?.inspect(event);
+        options.inspect?.(event);
       },
       logger: {
         info: (_fields, message) => log('info')(message),

@@ -157,10 +157,40 @@ function walk(node: NodeLike, invoked: Set<string>): GraphState {
   };
 }
 
-/** Reads `machine` into a {@link MachineGraph}. */
+const sameEdge = (a: GraphEdge, b: GraphEdge): boolean =>
+  a.trigger === b.trigger &&
+  a.guard === b.guard &&
+  a.to.join('\n') === b.to.join('\n') &&
+  a.actions.join('\n') === b.actions.join('\n');
+
+/**
+ * Repeated edges collapse onto their parent: an edge (same trigger, guard, target and actions) that
+ * every child of a compound state has (final children aside, they take no events) is drawn once,
+ * from the parent, e.g. a CANCEL handled the same way in every step of an attempt. Bottom-up, so a
+ * collapsed edge can collapse again one level higher. Targetless edges stay where they are.
+ */
+export function collapseRepeatedEdges(state: GraphState): GraphState {
+  const children = state.children.map(collapseRepeatedEdges);
+  const takers = children.filter((c) => c.type !== 'final');
+  if (state.type !== 'compound' || takers.length < 2) return { ...state, children };
+  const [first, ...rest] = takers;
+  const shared = (first?.edges ?? []).filter(
+    (e) => e.to.length > 0 && rest.every((c) => c.edges.some((o) => sameEdge(o, e))),
+  );
+  if (shared.length === 0) return { ...state, children };
+  return {
+    ...state,
+    children: children.map((c) =>
+      c.type === 'final' ? c : { ...c, edges: c.edges.filter((e) => !shared.some((x) => sameEdge(x, e))) },
+    ),
+    edges: [...state.edges, ...shared.map((e) => ({ ...e, from: state.id }))],
+  };
+}
+
+/** Reads `machine` into a {@link MachineGraph} (repeated edges collapsed onto their parent). */
 export function machineGraph(machine: AnyStateMachine): MachineGraph {
   const invoked = new Set<string>();
-  const root = walk(machine.root as unknown as NodeLike, invoked);
+  const root = collapseRepeatedEdges(walk(machine.root as unknown as NodeLike, invoked));
   const known = Object.keys((machine.implementations as { actors?: Record<string, unknown> }).actors ?? {});
   return { id: machine.id, root, spawned: known.filter((a) => !invoked.has(a)) };
 }

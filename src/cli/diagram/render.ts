@@ -18,11 +18,21 @@ export function edgeLabel(edge: GraphEdge, options: RenderOptions): string {
   return `${edge.trigger}${guard}${showActions ? ` / ${edge.actions.join(', ')}` : ''}`;
 }
 
-function stateNotes(state: GraphState): string[] {
+/**
+ * What a state box says besides its name: the actors it invokes, its entry actions, and the events
+ * it handles without leaving it (targetless transitions: drawn as loops they would bury the states).
+ */
+function stateNotes(state: GraphState, options: RenderOptions): string[] {
   const notes: string[] = [];
   if (state.invokes.length > 0) notes.push(`invoke ${state.invokes.join(', ')}`);
   if (state.entry.length > 0) notes.push(`entry ${state.entry.join(', ')}`);
+  for (const e of state.edges) if (e.to.length === 0) notes.push(`on ${edgeLabel(e, options)}`);
   return notes;
+}
+
+/** `spawns connection, adapter actors`: children created by actions, not by a state. */
+function spawnNote(graph: MachineGraph): string[] {
+  return graph.spawned.length > 0 ? [`spawns ${graph.spawned.join(', ')} actors`] : [];
 }
 
 function byId(graph: MachineGraph): Map<string, GraphState> {
@@ -42,7 +52,7 @@ export function toMermaid(graph: MachineGraph, options: RenderOptions): string {
   const declare = (state: GraphState, indent: string): void => {
     const id = mermaidId(state.id);
     if (state.name !== id) lines.push(`${indent}state "${state.name}" as ${id}`);
-    for (const note of stateNotes(state)) lines.push(`${indent}${id} : ${mermaidText(note)}`);
+    for (const note of stateNotes(state, options)) lines.push(`${indent}${id} : ${mermaidText(note)}`);
     if (state.children.length > 0) {
       lines.push(`${indent}state ${id} {`);
       declareChildren(state, `${indent}  `);
@@ -51,29 +61,40 @@ export function toMermaid(graph: MachineGraph, options: RenderOptions): string {
     if (state.type === 'final') edges.push(`  ${id} --> [*]`);
     for (const e of state.edges) {
       const label = mermaidText(edgeLabel(e, options));
-      const targets = e.to.length === 0 ? [state.id] : e.to;
-      for (const to of targets) edges.push(`  ${id} --> ${mermaidId(to)} : ${label}`);
+      for (const to of e.to) edges.push(`  ${id} --> ${mermaidId(to)} : ${label}`);
     }
   };
   const declareChildren = (parent: GraphState, indent: string): void => {
     if (parent.initial !== null) lines.push(`${indent}[*] --> ${mermaidId(parent.initial)}`);
-    for (const child of parent.children) declare(child, indent);
+    // The regions of a parallel state, separated by `--` (Mermaid's concurrency divider).
+    parent.children.forEach((child, i) => {
+      if (parent.type === 'parallel' && i > 0) lines.push(`${indent}--`);
+      declare(child, indent);
+    });
   };
-  declareChildren(graph.root, '  ');
+  if (graph.root.type === 'parallel') {
+    // Mermaid draws regions only inside a composite state: the machine itself is that state.
+    const id = mermaidId(`${graph.id}_machine`);
+    lines.push(`  state "${graph.id}" as ${id} {`);
+    declareChildren(graph.root, '    ');
+    lines.push('  }');
+    lines.push(`  [*] --> ${id}`);
+  } else {
+    declareChildren(graph.root, '  ');
+  }
   lines.push(...edges);
   // Transitions on the machine itself apply in every state.
-  const anchor = graph.root.initial ?? graph.root.children[0]?.id;
+  const anchor =
+    graph.root.type === 'parallel'
+      ? `${graph.id}_machine`
+      : (graph.root.initial ?? graph.root.children[0]?.id);
   if (anchor !== undefined) {
     for (const e of graph.root.edges) {
       lines.push(
         `  note right of ${mermaidId(anchor)} : in any state, ${mermaidText(edgeLabel(e, options))}`,
       );
     }
-    if (graph.spawned.length > 0) {
-      lines.push(
-        `  note left of ${mermaidId(anchor)} : spawns ${graph.spawned.join(', ')} actors (one per device)`,
-      );
-    }
+    for (const note of spawnNote(graph)) lines.push(`  note left of ${mermaidId(anchor)} : ${note}`);
   }
   return `${lines.join('\n')}\n`;
 }
@@ -103,17 +124,21 @@ export function toDot(graph: MachineGraph, options: RenderOptions): string {
   const declare = (state: GraphState, indent: string): void => {
     if (state.children.length > 0) {
       lines.push(`${indent}subgraph ${q(cluster(state.id))} {`);
-      lines.push(`${indent}  label=${q([state.name, ...stateNotes(state)].join('\n'))}; style=rounded;`);
+      const style = state.type === 'parallel' ? 'dashed' : 'rounded';
+      lines.push(
+        `${indent}  label=${q([state.name, ...stateNotes(state, options)].join('\n'))}; style=${style};`,
+      );
       declareChildren(state, `${indent}  `);
       lines.push(`${indent}}`);
       return;
     }
-    const label = [state.name, ...stateNotes(state)].join('\n');
+    const label = [state.name, ...stateNotes(state, options)].join('\n');
     const shape = state.type === 'final' ? ', peripheries=2' : '';
     lines.push(`${indent}${q(state.id)} [label=${q(label)}${shape}];`);
   };
   const declareChildren = (parent: GraphState, indent: string): void => {
-    if (parent.initial !== null) {
+    // Every region of a parallel state is active: no initial arrow, each region has its own.
+    if (parent.initial !== null && parent.type !== 'parallel') {
       const start = `${parent.id}.[*]`;
       lines.push(`${indent}${q(start)} [shape=point, width=0.12, label=""];`);
       lines.push(`${indent}${q(start)} -> ${q(anchorOf(parent.initial))};`);
@@ -124,8 +149,7 @@ export function toDot(graph: MachineGraph, options: RenderOptions): string {
   for (const state of allStates(graph)) {
     for (const e of state.edges) {
       const from = anchorOf(state.id);
-      const targets = e.to.length === 0 ? [state.id] : e.to;
-      for (const to of targets) {
+      for (const to of e.to) {
         const attrs = [`label=${q(edgeLabel(e, options))}`];
         if (state.children.length > 0) attrs.push(`ltail=${q(cluster(state.id))}`);
         if ((states.get(to)?.children.length ?? 0) > 0 && to !== state.id)
@@ -136,7 +160,7 @@ export function toDot(graph: MachineGraph, options: RenderOptions): string {
   }
   const notes = [
     ...graph.root.edges.map((e) => `in any state: ${edgeLabel(e, options)}`),
-    ...(graph.spawned.length > 0 ? [`spawns ${graph.spawned.join(', ')} actors (one per device)`] : []),
+    ...spawnNote(graph),
   ];
   if (notes.length > 0) lines.push(`  "notes" [shape=note, label=${q(notes.join('\n'))}];`);
   lines.push('}');
