@@ -55,6 +55,16 @@ function drivableEvent(event: AnyEventObject, snapshot: ConnectionSnapshot): boo
   // Waiting for a GATT change fails only when the BlueZ client itself is closed under it.
   if (event.type === 'xstate.error.actor.awaitGattSettled') return false;
   if (event.type === 'xstate.error.actor.waitLinkDown') return false;
+  // The world's device is not paired (test/connection/no-needless-wait.test.ts clears a paired
+  // phantom on the simulator); a RemoveDevice that replied leaves no object behind to wait on; a
+  // rediscovery fails only when the client is closed under it.
+  if (event.type === 'xstate.done.actor.inspectDevice' && (event.output as { paired?: boolean }).paired)
+    return false;
+  if (event.type === 'xstate.error.actor.awaitDeviceGone') return false;
+  if (event.type === 'xstate.error.actor.rediscoverDevice') return false;
+  // Backstops behind steps bounded by their own D-Bus deadlines: the step fails first.
+  if (event.type.startsWith('xstate.after.phantomStepDeadline')) return false;
+  if (event.type.startsWith('xstate.after.rediscoveryDeadline')) return false;
   if (event.type === 'xstate.error.actor.verifiedDisconnect') {
     return (
       snapshot.context.teardown === 'validation-failed' ||
@@ -155,10 +165,13 @@ function gated(fns: ConnectionActorFunctions, gate: Gate): ConnectionActorFuncti
     inspectDevice: wrap('inspectDevice', fns.inspectDevice),
     cancelStalePendingConnect: wrap('cancelStalePendingConnect', fns.cancelStalePendingConnect),
     clearDeviceCache: wrap('clearDeviceCache', fns.clearDeviceCache),
-    clearPhantom: wrap('clearPhantom', fns.clearPhantom),
+    releaseBondedPhantom: wrap('releaseBondedPhantom', fns.releaseBondedPhantom),
+    removePhantom: wrap('removePhantom', fns.removePhantom),
+    awaitDeviceGone: wrap('awaitDeviceGone', fns.awaitDeviceGone),
+    rediscoverDevice: wrap('rediscoverDevice', fns.rediscoverDevice),
     findDevice: wrap('findDevice', fns.findDevice),
     connectWithDeadline: wrap('connectWithDeadline', fns.connectWithDeadline),
-    waitLinkDown: fns.waitLinkDown,
+    waitLinkDown: wrap('waitLinkDown', fns.waitLinkDown),
     validateOnce: wrap('validateOnce', fns.validateOnce),
     awaitGattSettled: wrap('awaitGattSettled', fns.awaitGattSettled),
     verifiedDisconnect: wrap('verifiedDisconnect', fns.verifiedDisconnect),
@@ -235,7 +248,6 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
     for (let i = 1; i < path.steps.length; i++) {
       const step = path.steps[i]!;
       const event = step.event as AnyEventObject;
-      const next = path.steps[i + 1]?.event as AnyEventObject | undefined;
       // The event that leaves this backoff (ADAPTER_ASSIGNED in backoff only adopts the adapter).
       const leaving = path.steps.slice(i + 1).find((s) => !s.state.matches({ establishing: 'backoff' }))
         ?.event as AnyEventObject | undefined;
@@ -315,7 +327,7 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
             sim.setInRange(address, false);
             restore = async () => sim.setInRange(address, true);
             break;
-          case 'error:clearPhantom':
+          case 'error:removePhantom':
             inject({
               kind: 'hang',
               target: { adapter },
@@ -331,9 +343,8 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
             const failure = event.error as { errorClass: string; slotLimit?: number };
             const cls = failure.errorClass;
             if (cls === 'aborted') {
-              // Up briefly, or past the link-down deadline when the path takes it.
-              const linkUpMs = next?.type.startsWith('xstate.after.linkDownDeadline') ? 1500 : 10;
-              inject({ kind: 'rf-abort', target: { device: address }, count: 1, linkUpMs });
+              // Up briefly (the link-down deadline is driven by holding waitLinkDown instead).
+              inject({ kind: 'rf-abort', target: { device: address }, count: 1, linkUpMs: 10 });
               if (failure.slotLimit !== undefined) {
                 // The adapter's links are at the limit in force: the abort is a slot refusal.
                 slotLimitNow = 0;
@@ -417,6 +428,9 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
             break; // the real actor's natural outcome is the one the path wants
         }
         gate.release(name);
+      } else if (event.type.startsWith('xstate.after.linkDownDeadline')) {
+        // The link stays up past the deadline: waitLinkDown is held until the deadline aborts it.
+        await gate.pending('waitLinkDown');
       } else if (
         event.type.startsWith('xstate.after.attemptDeadline') &&
         path.steps[i - 1]?.state.matches({ establishing: { validating: 'checking' } })
