@@ -476,7 +476,7 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
 }
 
 describe('model paths on the simulator', () => {
-  it('every transition except lock degraded/failed, a failing link or GATT watch, a search giving up before the deadline and the 60 s overall deadline can be driven by a BlueZ fault', () => {
+  it('every transition except lock degraded/failed, a failing link, GATT or discovery watch, a search giving up before the deadline, the backstop deadlines, a paired phantom and the 60 s overall deadline can be driven by a BlueZ fault', () => {
     expect([...unreachableBySimulator].sort()).toEqual([
       // With keep-alive a failing watch starts a reconnect run, else the actor is idle.
       'connection.connected | xstate.error.actor.watchLink | #0 → connection.establishing.backoff',
@@ -485,10 +485,27 @@ describe('model paths on the simulator', () => {
       'connection.disconnecting | xstate.after.overallDeadline.connection.disconnecting | #0',
       'connection.establishing | xstate.after.overallDeadline.connection.establishing | #0 → connection.disconnecting',
       'connection.establishing | xstate.after.overallDeadline.connection.establishing | #1 → connection.failed',
+      // The link-down wait fails only when the client is closed under it.
+      'connection.establishing.connecting.awaiting-link-down | xstate.error.actor.waitLinkDown | #0 → connection.establishing.connecting.classifying-abort',
       'connection.establishing.connecting.searching | xstate.error.actor.findDevice | #0 → connection.establishing.escalating',
       'connection.establishing.locking | xstate.done.actor.acquireDeviceLock | #0 → connection.establishing.clearing-stale',
       'connection.establishing.locking | xstate.error.actor.acquireDeviceLock | #0 → connection.failed',
       'connection.establishing.locking | xstate.error.actor.acquireDeviceLock | #1 → connection.establishing.escalating',
+      // Backstops behind steps with their own D-Bus deadlines, and waits that fail only on a closed
+      // client (a RemoveDevice that replied leaves no object to wait on).
+      'connection.establishing.phantom.awaiting-removal | xstate.after.phantomStepDeadline.connection.establishing.phantom.awaiting-removal | #0 → connection.establishing.escalating',
+      'connection.establishing.phantom.awaiting-removal | xstate.error.actor.awaitDeviceGone | #0 → connection.establishing.escalating',
+      // The shared world's device is not paired: test/connection/no-needless-wait.test.ts clears a
+      // paired phantom on the simulator (a bounded Disconnect first, then RemoveDevice).
+      'connection.establishing.phantom.deciding | (always) | #1 → connection.establishing.phantom.releasing-bond',
+      'connection.establishing.phantom.rediscovering | xstate.after.rediscoveryDeadline.connection.establishing.phantom.rediscovering | #0 → connection.establishing.connecting',
+      'connection.establishing.phantom.rediscovering | xstate.error.actor.rediscoverDevice | #0 → connection.establishing.escalating',
+      'connection.establishing.phantom.releasing-bond | xstate.after.phantomStepDeadline.connection.establishing.phantom.releasing-bond | #0 → connection.establishing.escalating',
+      'connection.establishing.phantom.releasing-bond | xstate.done.actor.releaseBondedPhantom | #0 → connection.establishing.connecting',
+      'connection.establishing.phantom.releasing-bond | xstate.done.actor.releaseBondedPhantom | #1 → connection.establishing.phantom.awaiting-removal',
+      'connection.establishing.phantom.releasing-bond | xstate.done.actor.releaseBondedPhantom | #2 → connection.establishing.phantom.rediscovering',
+      'connection.establishing.phantom.releasing-bond | xstate.error.actor.releaseBondedPhantom | #0 → connection.establishing.escalating',
+      'connection.establishing.phantom.removing | xstate.after.phantomStepDeadline.connection.establishing.phantom.removing | #0 → connection.establishing.escalating',
       'connection.establishing.validating.waiting-for-late-gatt | xstate.error.actor.awaitGattSettled | #0 → connection.disconnecting',
     ]);
     expect(selected.length).toBeGreaterThan(5);
