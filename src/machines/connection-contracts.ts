@@ -330,7 +330,7 @@ export interface BondedPhantomOutput extends DisconnectOutput {
   readonly known: boolean;
 }
 
-/** `rediscoverDevice` output (and, formerly, `clearPhantom`'s). */
+/** `rediscoverDevice` output: whether BlueZ knows the device again. */
 export interface ClearPhantomOutput {
   /** The Device1 object is back (rediscovered) after RemoveDevice. */
   readonly reappeared: boolean;
