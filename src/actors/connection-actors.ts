@@ -18,6 +18,7 @@ import {
 } from '../bluez/errors.js';
 import type { EscalationPolicy, LedgerChange } from '../machines/escalation-policy.js';
 import type {
+  BondedPhantomOutput,
   ClearPhantomOutput,
   ConnectInput,
   DeviceFinding,
@@ -319,6 +320,7 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
       known: device !== undefined,
       connected: device?.connected ?? false,
       servicesResolved: device?.servicesResolved ?? false,
+      paired: device?.paired ?? false,
     };
   };
 
@@ -351,37 +353,45 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     );
   };
 
-  const clearPhantom = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<ClearPhantomOutput> => {
-    const device = bluez.device(input.adapter, input.address);
-    if (device?.paired === true) {
-      // RemoveDevice would also delete the bond: try a bounded Disconnect first (phantom links
-      // never complete it, docs/bluez-facts.md), then verifiedDisconnect falls back to RemoveDevice.
-      const outcome = await bluez.verifiedDisconnect(input.adapter, input.address, {
-        timeoutMs: deps.disconnectTimeoutMs,
-        signal,
-      });
-      if (outcome !== 'removed' && bluez.device(input.adapter, input.address) !== undefined)
-        return { reappeared: true };
-      if (outcome === 'removed') await waitDeviceGone(bluez, input, deps.disconnectTimeoutMs, signal);
-    } else if (device !== undefined) {
-      // Straight to RemoveDevice: on a connected device bluetoothd runs the same disconnect as
-      // Device1.Disconnect (src/adapter.c remove_device → device_request_disconnect) and removes
-      // the object once the link is down, so a Disconnect first only adds its own wait, the whole
-      // disconnectTimeoutMs on a phantom link that never completes it.
-      await bluez.removeDevice(input.adapter, input.address, { timeoutMs: deps.disconnectTimeoutMs, signal });
-      await waitDeviceGone(bluez, input, deps.disconnectTimeoutMs, signal);
-    }
-    return {
-      reappeared: await rediscover(
-        bluez,
-        input.adapter,
-        input.address,
-        deps.rediscoveryTimeoutMs,
-        signal,
-        deps.discovery,
-      ),
-    };
+  // The steps of a phantom clear (the machine's `phantom` substates bound each one).
+  const releaseBondedPhantom = async (
+    input: DeviceOnAdapter,
+    signal: AbortSignal,
+  ): Promise<BondedPhantomOutput> => {
+    // RemoveDevice would also delete the bond: a bounded Disconnect first (phantom links never
+    // complete it, docs/bluez-facts.md), with RemoveDevice as verifiedDisconnect's fallback.
+    const outcome = await bluez.verifiedDisconnect(input.adapter, input.address, {
+      timeoutMs: deps.disconnectTimeoutMs,
+      signal,
+    });
+    return { outcome, known: bluez.device(input.adapter, input.address) !== undefined };
   };
+
+  const removePhantom = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<void> => {
+    // Straight to RemoveDevice: on a connected device bluetoothd runs the same disconnect as
+    // Device1.Disconnect (src/adapter.c remove_device → device_request_disconnect) and removes
+    // the object once the link is down, so a Disconnect first only adds its own wait, the whole
+    // disconnectTimeoutMs on a phantom link that never completes it.
+    if (bluez.device(input.adapter, input.address) === undefined) return;
+    await bluez.removeDevice(input.adapter, input.address, { timeoutMs: deps.disconnectTimeoutMs, signal });
+  };
+
+  const awaitDeviceGone = (input: DeviceOnAdapter, signal: AbortSignal): Promise<void> =>
+    waitDeviceGone(bluez, input, deps.disconnectTimeoutMs, signal);
+
+  const rediscoverDevice = async (
+    input: DeviceOnAdapter,
+    signal: AbortSignal,
+  ): Promise<ClearPhantomOutput> => ({
+    reappeared: await rediscover(
+      bluez,
+      input.adapter,
+      input.address,
+      deps.rediscoveryTimeoutMs,
+      signal,
+      deps.discovery,
+    ),
+  });
 
   const findDevice = async (input: DeviceOnAdapter, signal: AbortSignal): Promise<void> => {
     if (bluez.device(input.adapter, input.address) !== undefined) return;
@@ -570,7 +580,10 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     inspectDevice,
     cancelStalePendingConnect,
     clearDeviceCache,
-    clearPhantom,
+    releaseBondedPhantom,
+    removePhantom,
+    awaitDeviceGone,
+    rediscoverDevice,
     findDevice,
     connectWithDeadline,
     waitLinkDown: waitLinkGone,
@@ -607,8 +620,17 @@ export function connectionActorImplementations(
       clearDeviceCache: fromPromise<void, DeviceOnAdapter>(({ input, signal }) =>
         fns.clearDeviceCache(input, signal),
       ),
-      clearPhantom: fromPromise<ClearPhantomOutput, DeviceOnAdapter>(({ input, signal }) =>
-        fns.clearPhantom(input, signal),
+      releaseBondedPhantom: fromPromise<BondedPhantomOutput, DeviceOnAdapter>(({ input, signal }) =>
+        fns.releaseBondedPhantom(input, signal),
+      ),
+      removePhantom: fromPromise<void, DeviceOnAdapter>(({ input, signal }) =>
+        fns.removePhantom(input, signal),
+      ),
+      awaitDeviceGone: fromPromise<void, DeviceOnAdapter>(({ input, signal }) =>
+        fns.awaitDeviceGone(input, signal),
+      ),
+      rediscoverDevice: fromPromise<ClearPhantomOutput, DeviceOnAdapter>(({ input, signal }) =>
+        fns.rediscoverDevice(input, signal),
       ),
       findDevice: fromPromise<void, DeviceOnAdapter>(({ input, signal }) => fns.findDevice(input, signal)),
       connectWithDeadline: fromPromise<void, ConnectInput>(({ input, signal }) =>

@@ -1,6 +1,6 @@
 /**
  * Waiting for a connected device's GATT tree to settle, for the late-GATT re-validation of the
- * connection actor (validateWithLateGattRetry in connection-actors.ts).
+ * connection machine (`validating.waiting-for-late-gatt`, awaitGattSettled in connection-actors.ts).
  *
  * Why settle and not "the next change": when a peripheral changes its database on a live link
  * (Service Changed), bluetoothd 5.66 removes the affected service objects one InterfacesRemoved at

@@ -169,7 +169,10 @@ function statePath(value: unknown): string {
   if (typeof value === 'string') return value;
   if (typeof value === 'object' && value !== null) {
     const [key, inner] = Object.entries(value)[0] ?? [];
-    return key === undefined ? '' : [key, statePath(inner)].filter(Boolean).join('.');
+    if (key === undefined) return '';
+    // `establishing` only frames the steps of a run (src/machines/state-trail.ts): show the step.
+    if (key === 'establishing') return statePath(inner);
+    return [key, statePath(inner)].filter(Boolean).join('.');
   }
   return '';
 }

@@ -151,6 +151,8 @@ export function createConnectionActor(options: ConnectionActorOptions): Connecti
       overallTimeoutMs: resolved.overallTimeoutMs ?? null,
       // Bounds the wait for an RF-aborted link to drop (connecting.awaiting-link-down).
       disconnectTimeoutMs: resolved.disconnectTimeoutMs,
+      // Bounds the rediscovery after a phantom's RemoveDevice (phantom.rediscovering).
+      rediscoveryTimeoutMs: resolved.rediscoveryTimeoutMs,
     },
     inspect: options.inspect,
   });

@@ -115,6 +115,11 @@ export interface ConnectionInput {
    * (disconnectTimeoutMs, docs/defaults.md); default 5 000.
    */
   readonly disconnectTimeoutMs?: number;
+  /**
+   * How long discovery may look for a device that BlueZ no longer knows (rediscoveryTimeoutMs,
+   * docs/defaults.md): bounds `phantom.rediscovering`; default 10 000.
+   */
+  readonly rediscoveryTimeoutMs?: number;
 }
 
 /** Context of the connection machine (serialisable; the only class instances are errors). */
@@ -182,6 +187,8 @@ export interface ConnectionContext {
   readonly lateGattWaitMs: number;
   /** See {@link ConnectionInput.disconnectTimeoutMs}. */
   readonly disconnectTimeoutMs: number;
+  /** See {@link ConnectionInput.rediscoveryTimeoutMs}. */
+  readonly rediscoveryTimeoutMs: number;
   /**
    * An RF abort's cause, held while `connecting.awaiting-link-down` waits for the link to drop;
    * recorded (as `aborted` or, at the slot limit, `outOfSlots`) when the wait ends.
@@ -310,6 +317,8 @@ export interface DeviceFinding {
   readonly known: boolean;
   readonly connected: boolean;
   readonly servicesResolved: boolean;
+  /** The device is paired (bonded): clearing its phantom tries a Disconnect first, to keep the bond. */
+  readonly paired?: boolean;
 }
 
 /** Input of the actors that act on one device on one adapter. */
@@ -333,7 +342,12 @@ export interface DisconnectOutput {
   readonly outcome: 'disconnected' | 'removed' | 'notConnected';
 }
 
-/** `clearPhantom` output. */
+/** `releaseBondedPhantom` output: how the Disconnect ended, and whether BlueZ still knows the device. */
+export interface BondedPhantomOutput extends DisconnectOutput {
+  readonly known: boolean;
+}
+
+/** `rediscoverDevice` output: whether BlueZ knows the device again. */
 export interface ClearPhantomOutput {
   /** The Device1 object is back (rediscovered) after RemoveDevice. */
   readonly reappeared: boolean;

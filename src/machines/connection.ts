@@ -41,6 +41,7 @@ import { ConnectionFailedError, type AttemptRecord } from '../bluez/errors.js';
 import {
   DEFAULT_BACKOFF_MS,
   type CancellationReason,
+  type BondedPhantomOutput,
   type ClearPhantomOutput,
   type ConnectInput,
   type ConnectionAttempt,
@@ -265,10 +266,20 @@ export const connectionSetup = setup({
     /** Escalation "clear": RemoveDevice, then wait (bounded) for discovery to bring the device back. */
     clearDeviceCache: fromPromise<void, DeviceOnAdapter>(async () => notProvided('clearDeviceCache')),
     /**
-     * RemoveDevice (bounded; for a paired device a bounded Disconnect first, to keep the bond),
-     * then wait for the device to reappear.
+     * Phantom, paired device: a bounded Disconnect first (to keep the bond), RemoveDevice as the
+     * fallback (verified disconnect).
      */
-    clearPhantom: fromPromise<ClearPhantomOutput, DeviceOnAdapter>(async () => notProvided('clearPhantom')),
+    releaseBondedPhantom: fromPromise<BondedPhantomOutput, DeviceOnAdapter>(async () =>
+      notProvided('releaseBondedPhantom'),
+    ),
+    /** Phantom: RemoveDevice (bounded); on a connected device bluetoothd disconnects it first. */
+    removePhantom: fromPromise<void, DeviceOnAdapter>(async () => notProvided('removePhantom')),
+    /** Until the mirror no longer shows the device (RemoveDevice replies before the object goes). */
+    awaitDeviceGone: fromPromise<void, DeviceOnAdapter>(async () => notProvided('awaitDeviceGone')),
+    /** Discovery until the device is known again on the adapter (bounded by rediscoveryTimeoutMs). */
+    rediscoverDevice: fromPromise<ClearPhantomOutput, DeviceOnAdapter>(async () =>
+      notProvided('rediscoverDevice'),
+    ),
     /**
      * BlueZ must know the device on the adapter before Device1.Connect: discovery until it is seen
      * (bounded by rediscoveryTimeoutMs); rejects with a notFound error when it is not.
@@ -319,6 +330,10 @@ export const connectionSetup = setup({
     isPhantom: (_, finding: DeviceFinding) => finding.connected && !finding.servicesResolved,
     isHealthyConnection: (_, finding: DeviceFinding) => finding.connected && finding.servicesResolved,
     mayCloseInactiveConnections: ({ context }) => context.closeInactiveConnections,
+    phantomIsBonded: ({ context }) => context.finding?.paired === true,
+    /** The bonded phantom's link is gone and BlueZ still knows the device: connect again at once. */
+    bondKeptAndKnown: (_, out: BondedPhantomOutput) => out.outcome !== 'removed' && out.known,
+    bondedPhantomRemoved: (_, out: BondedPhantomOutput) => out.outcome === 'removed',
     sawStaleInProgress: ({ context }) => context.staleInProgress,
     cacheClearRequested: ({ context }) => context.clearCacheNext,
     attemptsExhausted: ({ context }) => attemptCount(context) >= context.maxAttempts,
@@ -397,6 +412,13 @@ export const connectionSetup = setup({
       context.deadlineAt === null
         ? MAX_TIMER_MS
         : Math.min(MAX_TIMER_MS, Math.max(0, context.deadlineAt - Date.now())),
+    /**
+     * A backstop for one phantom-clearing step whose D-Bus calls are each bounded by
+     * disconnectTimeoutMs (the bonded one makes up to three): twice that plus a second.
+     */
+    phantomStepDeadline: ({ context }) => 2 * context.disconnectTimeoutMs + 1000,
+    /** A backstop for the rediscovery after RemoveDevice (bounded by rediscoveryTimeoutMs itself). */
+    rediscoveryDeadline: ({ context }) => context.rediscoveryTimeoutMs + 1000,
     /** disconnectTimeoutMs: how long an RF-aborted link may take to show Connected=false. */
     linkDownDeadline: ({ context }) => context.disconnectTimeoutMs,
     /** The next late-GATT checkpoint (lateGattDelaysMs, docs/defaults.md), as the check reported it. */
@@ -528,6 +550,15 @@ export const connectionSetup = setup({
         code: 'NOT_CONNECTED',
         name: 'NotConnectedError',
         message: `the link to ${context.address} on ${context.adapter} dropped during validation`,
+      }),
+    ),
+    /** A phantom-clearing step outlived its deadline. */
+    recordPhantomStepDeadline: assign(({ context }, params: { step: string }) =>
+      failureWith(context, {
+        class: 'noReply',
+        code: 'PHANTOM_STEP_DEADLINE',
+        name: 'TimeoutError',
+        message: `clearing the phantom of ${context.address} on ${context.adapter}: ${params.step} did not finish in time`,
       }),
     ),
     recordAttemptDeadline: assign(({ context }) =>
@@ -793,6 +824,13 @@ const cancelledBy = {
   params: ({ event }: { event: { reason: CancellationReason } }) => ({ reason: event.reason }),
 } as const;
 
+/** A phantom-clearing step outlived its deadline: a failed attempt. */
+const phantomStepTimedOut = (step: string) =>
+  ({
+    target: '#connection.establishing.escalating',
+    actions: [{ type: 'recordPhantomStepDeadline', params: { step } }, ...countFailure],
+  }) as const;
+
 /** The overall deadline passed: recorded like a CANCEL for `timed-out`. */
 const timedOut = { type: 'recordCancellation', params: { reason: 'timed-out' } } as const;
 
@@ -834,6 +872,7 @@ export const connectionMachine = connectionSetup.createMachine({
     validationMiss: null,
     lateGattWaitMs: 0,
     disconnectTimeoutMs: input.disconnectTimeoutMs ?? 5000,
+    rediscoveryTimeoutMs: input.rediscoveryTimeoutMs ?? 10_000,
     heldFailure: null,
   }),
   on: {
@@ -1022,20 +1061,78 @@ export const connectionMachine = connectionSetup.createMachine({
             },
           },
         },
+        /**
+         * Connected without ServicesResolved. Cleared step by step (opt-in), each step bounded:
+         * for a paired device a Disconnect first to keep the bond, else RemoveDevice; then the
+         * object must be gone from the mirror and discovered again before the next Connect.
+         */
         phantom: {
-          // Without the opt-in the phantom is reported and left alone: it may be another process's link
-          // that is still resolving services (bleak-retry-connector#226, #231).
-          always: {
-            guard: not('mayCloseInactiveConnections'),
-            target: 'escalating',
-            actions: ['recordPhantomLeftAlone', ...countFailure, 'reportPhantomLeftAlone'],
-          },
-          invoke: {
-            id: 'clearPhantom',
-            src: 'clearPhantom',
-            input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
-            onDone: { target: 'connecting' },
-            onError: attemptFailed,
+          initial: 'deciding',
+          states: {
+            deciding: {
+              always: [
+                {
+                  // Without the opt-in the phantom is reported and left alone: it may be another
+                  // process's link that is still resolving services (bleak-retry-connector#226, #231).
+                  guard: not('mayCloseInactiveConnections'),
+                  target: '#connection.establishing.escalating',
+                  actions: ['recordPhantomLeftAlone', ...countFailure, 'reportPhantomLeftAlone'],
+                },
+                { guard: 'phantomIsBonded', target: 'releasing-bond' },
+                { target: 'removing' },
+              ],
+            },
+            'releasing-bond': {
+              invoke: {
+                id: 'releaseBondedPhantom',
+                src: 'releaseBondedPhantom',
+                input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
+                onDone: [
+                  {
+                    guard: { type: 'bondKeptAndKnown', params: ({ event }) => event.output },
+                    target: '#connection.establishing.connecting',
+                  },
+                  {
+                    guard: { type: 'bondedPhantomRemoved', params: ({ event }) => event.output },
+                    target: 'awaiting-removal',
+                  },
+                  { target: 'rediscovering' },
+                ],
+                onError: attemptFailed,
+              },
+              after: { phantomStepDeadline: phantomStepTimedOut('the Disconnect of the paired device') },
+            },
+            removing: {
+              invoke: {
+                id: 'removePhantom',
+                src: 'removePhantom',
+                input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
+                onDone: { target: 'awaiting-removal' },
+                onError: attemptFailed,
+              },
+              after: { phantomStepDeadline: phantomStepTimedOut('RemoveDevice') },
+            },
+            'awaiting-removal': {
+              invoke: {
+                id: 'awaitDeviceGone',
+                src: 'awaitDeviceGone',
+                input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
+                onDone: { target: 'rediscovering' },
+                onError: attemptFailed,
+              },
+              after: { phantomStepDeadline: phantomStepTimedOut('the removal of the device object') },
+            },
+            rediscovering: {
+              invoke: {
+                id: 'rediscoverDevice',
+                src: 'rediscoverDevice',
+                input: ({ context }) => ({ address: context.address, adapter: context.adapter }),
+                // Found or not: connecting.searching looks again within the attempt deadline.
+                onDone: { target: '#connection.establishing.connecting' },
+                onError: attemptFailed,
+              },
+              after: { rediscoveryDeadline: { target: '#connection.establishing.connecting' } },
+            },
           },
         },
         connecting: {

@@ -8,9 +8,10 @@
 
 // ---- the machines ----------------------------------------------------------------------------------
 export { connectionMachine, connectionSetup, describeFailure, toAttemptRecords } from './connection.js';
-export type { ConnectionEmitted } from './connection.js';
+export type { ConnectionEmitted, PoolReport } from './connection.js';
 export { DEFAULT_BACKOFF_MS } from './connection-contracts.js';
 export type {
+  BondedPhantomOutput,
   CancellationReason,
   ClearPhantomOutput,
   ConnectInput,
@@ -23,6 +24,8 @@ export type {
   DeviceOnAdapter,
   DisconnectInput,
   DisconnectOutput,
+  GattSettleInput,
+  GattSettleOutput,
   InspectInput,
   LinkLossOutput,
   LockInput,
@@ -30,6 +33,8 @@ export type {
   ResetInput,
   RotationRequest,
   TeardownReason,
+  ValidateInput,
+  ValidationCheck,
   WatchdogConfig,
 } from './connection-contracts.js';
 export { adapterPoolMachine } from './adapter-pool.js';

@@ -83,7 +83,7 @@ describe('bluez-cm connect', () => {
       'connecting.requesting',
       'escalating',
       'backoff.choosing',
-      'validating',
+      'validating.checking',
       'connected',
     ]) {
       expect(out).toMatch(new RegExp(`^\\[\\s*[\\d.]+s\\] ${state.replace('.', '\\.')}\\s`, 'm'));
@@ -157,7 +157,7 @@ describe('bluez-cm connect', () => {
       expect.arrayContaining([
         'locking',
         'connecting.requesting',
-        'validating',
+        'validating.checking',
         'connected',
         'disconnecting',
         'idle',

@@ -64,12 +64,25 @@ describe('bluez-cm diagram', () => {
     expect(stateNames(connectionMachine)).toEqual(
       expect.arrayContaining(['idle', 'locking', 'clearing-stale', 'phantom', 'connecting', 'validating']),
     );
-    expect(connection).toContain('clearing_stale_inspecting --> phantom : done(inspectDevice) [isPhantom]');
-    expect(connection).toContain('connecting --> disconnecting : after attemptDeadline');
-    expect(connection).toContain('backoff_waiting --> locking : after backoffForErrorClass');
-    expect(connection).toContain('phantom --> escalating : always [!mayCloseInactiveConnections]');
-    expect(connection).toContain('connecting_requesting : invoke connectWithDeadline');
-    expect(connection).toContain('connecting --> escalating : after attemptDeadline [stillSearching]');
+    expect(connection).toContain(
+      'establishing_clearing_stale_inspecting --> establishing_phantom : done(inspectDevice) [isPhantom]',
+    );
+    expect(connection).toContain('establishing_connecting --> disconnecting : after attemptDeadline');
+    expect(connection).toContain(
+      'establishing_backoff_waiting --> establishing_locking : after backoffForErrorClass',
+    );
+    expect(connection).toContain(
+      'establishing_phantom_deciding --> establishing_escalating : always [!mayCloseInactiveConnections]',
+    );
+    expect(connection).toContain('establishing_connecting_requesting : invoke connectWithDeadline');
+    expect(connection).toContain(
+      'establishing_connecting --> establishing_escalating : after attemptDeadline [stillSearching]',
+    );
+    // Cancellation, queueing and the overall deadline are drawn once, on the frame of a run.
+    expect(connection).toContain('establishing --> failed : CANCEL');
+    expect(connection).toContain('establishing --> waiting_for_slot : QUEUED_FOR_SLOT');
+    expect(connection).toContain('establishing --> failed : after overallDeadline [hasOverallDeadline]');
+    expect(connection.match(/^\s*establishing_\S+ --> \S+ : (CANCEL|QUEUED_FOR_SLOT)/gm)).toBeNull();
     expect(connection).toContain('failed --> [*]');
     // The notification watchdog runs inside `connected`; its own drawing shows its states.
     expect(connection).toContain('connected : invoke watchLink, notificationWatchdog');
@@ -155,7 +168,7 @@ describe('bluez-cm diagram', () => {
     expect(pool).toContain('"bluez.[*]" -> "bluez.waiting";');
     expect(adapter).toContain('"availability.[*]" -> "availability.settling";');
     expect(connection).toContain(
-      '"connecting.searching" -> "disconnecting" [label="after attemptDeadline", ltail="cluster_connecting"]',
+      '"establishing.connecting.searching" -> "disconnecting" [label="after attemptDeadline", ltail="cluster_establishing.connecting"]',
     );
     expect(connection).toContain('label="done(inspectDevice) [isPhantom]"');
     expect(connection).toContain('"failed" [label="failed\\nentry');
@@ -166,7 +179,7 @@ describe('bluez-cm diagram', () => {
   it('--actions writes the actions on the transitions', async () => {
     const out = await diagram('connection', '--actions');
     expect(out).toContain(
-      'connecting_requesting --> escalating : error(connectWithDeadline) / recordAttemptFailure',
+      'establishing_connecting_requesting --> establishing_escalating : error(connectWithDeadline) / recordAttemptFailure',
     );
   });
 

@@ -56,6 +56,16 @@ function drivableEvent(event: AnyEventObject, snapshot: ConnectionSnapshot): boo
   // Waiting for a GATT change fails only when the BlueZ client itself is closed under it.
   if (event.type === 'xstate.error.actor.awaitGattSettled') return false;
   if (event.type === 'xstate.error.actor.waitLinkDown') return false;
+  // The world's device is not paired (test/connection/no-needless-wait.test.ts clears a paired
+  // phantom on the simulator); a RemoveDevice that replied leaves no object behind to wait on; a
+  // rediscovery fails only when the client is closed under it.
+  if (event.type === 'xstate.done.actor.inspectDevice' && (event.output as { paired?: boolean }).paired)
+    return false;
+  if (event.type === 'xstate.error.actor.awaitDeviceGone') return false;
+  if (event.type === 'xstate.error.actor.rediscoverDevice') return false;
+  // Backstops behind steps bounded by their own D-Bus deadlines: the step fails first.
+  if (event.type.startsWith('xstate.after.phantomStepDeadline')) return false;
+  if (event.type.startsWith('xstate.after.rediscoveryDeadline')) return false;
   if (event.type === 'xstate.error.actor.verifiedDisconnect') {
     return (
       snapshot.context.teardown === 'validation-failed' ||
@@ -156,10 +166,13 @@ function gated(fns: ConnectionActorFunctions, gate: Gate): ConnectionActorFuncti
     inspectDevice: wrap('inspectDevice', fns.inspectDevice),
     cancelStalePendingConnect: wrap('cancelStalePendingConnect', fns.cancelStalePendingConnect),
     clearDeviceCache: wrap('clearDeviceCache', fns.clearDeviceCache),
-    clearPhantom: wrap('clearPhantom', fns.clearPhantom),
+    releaseBondedPhantom: wrap('releaseBondedPhantom', fns.releaseBondedPhantom),
+    removePhantom: wrap('removePhantom', fns.removePhantom),
+    awaitDeviceGone: wrap('awaitDeviceGone', fns.awaitDeviceGone),
+    rediscoverDevice: wrap('rediscoverDevice', fns.rediscoverDevice),
     findDevice: wrap('findDevice', fns.findDevice),
     connectWithDeadline: wrap('connectWithDeadline', fns.connectWithDeadline),
-    waitLinkDown: fns.waitLinkDown,
+    waitLinkDown: wrap('waitLinkDown', fns.waitLinkDown),
     validateOnce: wrap('validateOnce', fns.validateOnce),
     awaitGattSettled: wrap('awaitGattSettled', fns.awaitGattSettled),
     verifiedDisconnect: wrap('verifiedDisconnect', fns.verifiedDisconnect),
@@ -236,7 +249,6 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
     for (let i = 1; i < path.steps.length; i++) {
       const step = path.steps[i]!;
       const event = step.event as AnyEventObject;
-      const next = path.steps[i + 1]?.event as AnyEventObject | undefined;
       // The event that leaves this backoff (ADAPTER_ASSIGNED in backoff only adopts the adapter).
       const leaving = path.steps.slice(i + 1).find((s) => !s.state.matches({ establishing: 'backoff' }))
         ?.event as AnyEventObject | undefined;
@@ -316,7 +328,7 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
             sim.setInRange(address, false);
             restore = async () => sim.setInRange(address, true);
             break;
-          case 'error:clearPhantom':
+          case 'error:removePhantom':
             inject({
               kind: 'hang',
               target: { adapter },
@@ -332,9 +344,8 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
             const failure = event.error as { errorClass: string; slotLimit?: number };
             const cls = failure.errorClass;
             if (cls === 'aborted') {
-              // Up briefly, or past the link-down deadline when the path takes it.
-              const linkUpMs = next?.type.startsWith('xstate.after.linkDownDeadline') ? 1500 : 10;
-              inject({ kind: 'rf-abort', target: { device: address }, count: 1, linkUpMs });
+              // Up briefly (the link-down deadline is driven by holding waitLinkDown instead).
+              inject({ kind: 'rf-abort', target: { device: address }, count: 1, linkUpMs: 10 });
               if (failure.slotLimit !== undefined) {
                 // The adapter's links are at the limit in force: the abort is a slot refusal.
                 slotLimitNow = 0;
@@ -419,6 +430,9 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
             break; // the real actor's natural outcome is the one the path wants
         }
         gate.release(name);
+      } else if (event.type.startsWith('xstate.after.linkDownDeadline')) {
+        // The link stays up past the deadline: waitLinkDown is held until the deadline aborts it.
+        await gate.pending('waitLinkDown');
       } else if (
         event.type.startsWith('xstate.after.attemptDeadline') &&
         path.steps[i - 1]?.state.matches({ establishing: { validating: 'checking' } })
@@ -464,7 +478,7 @@ async function runOnSimulator(input: ConnectionInput, path: ModelPath): Promise<
 }
 
 describe('model paths on the simulator', () => {
-  it('every transition except lock degraded/failed, a failing link or GATT watch, a search giving up before the deadline and the 60 s overall deadline can be driven by a BlueZ fault', () => {
+  it('every transition except lock degraded/failed, a failing link, GATT or discovery watch, a search giving up before the deadline, the backstop deadlines, a paired phantom and the 60 s overall deadline can be driven by a BlueZ fault', () => {
     expect([...unreachableBySimulator].sort()).toEqual([
       // With keep-alive a failing watch starts a reconnect run, else the actor is idle.
       'connection.connected | xstate.error.actor.watchLink | #0 → connection.establishing.backoff',
@@ -473,10 +487,27 @@ describe('model paths on the simulator', () => {
       'connection.disconnecting | xstate.after.overallDeadline.connection.disconnecting | #0',
       'connection.establishing | xstate.after.overallDeadline.connection.establishing | #0 → connection.disconnecting',
       'connection.establishing | xstate.after.overallDeadline.connection.establishing | #1 → connection.failed',
+      // The link-down wait fails only when the client is closed under it.
+      'connection.establishing.connecting.awaiting-link-down | xstate.error.actor.waitLinkDown | #0 → connection.establishing.connecting.classifying-abort',
       'connection.establishing.connecting.searching | xstate.error.actor.findDevice | #0 → connection.establishing.escalating',
       'connection.establishing.locking | xstate.done.actor.acquireDeviceLock | #0 → connection.establishing.clearing-stale',
       'connection.establishing.locking | xstate.error.actor.acquireDeviceLock | #0 → connection.failed',
       'connection.establishing.locking | xstate.error.actor.acquireDeviceLock | #1 → connection.establishing.escalating',
+      // Backstops behind steps with their own D-Bus deadlines, and waits that fail only on a closed
+      // client (a RemoveDevice that replied leaves no object to wait on).
+      'connection.establishing.phantom.awaiting-removal | xstate.after.phantomStepDeadline.connection.establishing.phantom.awaiting-removal | #0 → connection.establishing.escalating',
+      'connection.establishing.phantom.awaiting-removal | xstate.error.actor.awaitDeviceGone | #0 → connection.establishing.escalating',
+      // The shared world's device is not paired: test/connection/no-needless-wait.test.ts clears a
+      // paired phantom on the simulator (a bounded Disconnect first, then RemoveDevice).
+      'connection.establishing.phantom.deciding | (always) | #1 → connection.establishing.phantom.releasing-bond',
+      'connection.establishing.phantom.rediscovering | xstate.after.rediscoveryDeadline.connection.establishing.phantom.rediscovering | #0 → connection.establishing.connecting',
+      'connection.establishing.phantom.rediscovering | xstate.error.actor.rediscoverDevice | #0 → connection.establishing.escalating',
+      'connection.establishing.phantom.releasing-bond | xstate.after.phantomStepDeadline.connection.establishing.phantom.releasing-bond | #0 → connection.establishing.escalating',
+      'connection.establishing.phantom.releasing-bond | xstate.done.actor.releaseBondedPhantom | #0 → connection.establishing.connecting',
+      'connection.establishing.phantom.releasing-bond | xstate.done.actor.releaseBondedPhantom | #1 → connection.establishing.phantom.awaiting-removal',
+      'connection.establishing.phantom.releasing-bond | xstate.done.actor.releaseBondedPhantom | #2 → connection.establishing.phantom.rediscovering',
+      'connection.establishing.phantom.releasing-bond | xstate.error.actor.releaseBondedPhantom | #0 → connection.establishing.escalating',
+      'connection.establishing.phantom.removing | xstate.after.phantomStepDeadline.connection.establishing.phantom.removing | #0 → connection.establishing.escalating',
       'connection.establishing.validating.waiting-for-late-gatt | xstate.error.actor.awaitGattSettled | #0 → connection.disconnecting',
     ]);
     expect(selected.length).toBeGreaterThan(5);

@@ -97,7 +97,11 @@ describe('RemoveDevice reply before InterfacesRemoved', () => {
       leases: new LeaseBook(),
     });
     const { changes, off } = recordDeviceChanges(world);
-    const out = await phantomFns.clearPhantom({ adapter: 'hci0', address: DEVICE }, deadline);
+    // The machine's phantom steps, in its order: removing → awaiting-removal → rediscovering.
+    const target = { adapter: 'hci0', address: DEVICE };
+    await phantomFns.removePhantom(target, deadline);
+    await phantomFns.awaitDeviceGone(target, deadline);
+    const out = await phantomFns.rediscoverDevice(target, deadline);
     off();
     expect(out).toEqual({ reappeared: true });
     expect(changes).toEqual(['interfacesRemoved', 'interfacesAdded']);

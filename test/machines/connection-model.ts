@@ -209,6 +209,11 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
         type: 'xstate.done.actor.inspectDevice',
         output: { known: true, connected: true, servicesResolved: false },
       },
+      // A paired phantom: its clearing tries to keep the bond.
+      {
+        type: 'xstate.done.actor.inspectDevice',
+        output: { known: true, connected: true, servicesResolved: false, paired: true },
+      },
       {
         type: 'xstate.done.actor.inspectDevice',
         output: { known: true, connected: true, servicesResolved: true },
@@ -238,12 +243,41 @@ export function modelEvents(snapshot: ConnectionSnapshot): AnyEventObject[] {
       },
     );
   }
-  if (m('phantom')) {
+  if (m({ phantom: 'releasing-bond' })) {
     events.push(
-      { type: 'xstate.done.actor.clearPhantom', output: { reappeared: true } },
-      { type: 'xstate.error.actor.clearPhantom', error: new DeviceNotFoundError('device did not reappear') },
+      {
+        type: 'xstate.done.actor.releaseBondedPhantom',
+        output: { outcome: 'disconnected', known: true },
+      },
+      { type: 'xstate.done.actor.releaseBondedPhantom', output: { outcome: 'removed', known: true } },
+      {
+        type: 'xstate.done.actor.releaseBondedPhantom',
+        output: { outcome: 'notConnected', known: false },
+      },
+      {
+        type: 'xstate.error.actor.releaseBondedPhantom',
+        error: new NoReplyError('RemoveDevice did not reply'),
+      },
       cancel,
       queued,
+    );
+  }
+  if (m({ phantom: 'removing' })) {
+    events.push(
+      { type: 'xstate.done.actor.removePhantom' },
+      { type: 'xstate.error.actor.removePhantom', error: new NoReplyError('RemoveDevice did not reply') },
+    );
+  }
+  if (m({ phantom: 'awaiting-removal' })) {
+    events.push(
+      { type: 'xstate.done.actor.awaitDeviceGone' },
+      { type: 'xstate.error.actor.awaitDeviceGone', error: new NoReplyError('the device object stayed') },
+    );
+  }
+  if (m({ phantom: 'rediscovering' })) {
+    events.push(
+      { type: 'xstate.done.actor.rediscoverDevice', output: { reappeared: true } },
+      { type: 'xstate.error.actor.rediscoverDevice', error: new Error('the BlueZ mirror is closed') },
     );
   }
   if (m({ connecting: 'searching' })) {
@@ -389,6 +423,7 @@ export function serializeModelState(snapshot: ConnectionSnapshot): string {
     c.queuedForSlot,
     c.deadlineAt !== null,
     c.heldFailure === null ? null : [c.heldFailure.class, c.heldFailure.slotLimit ?? null],
+    c.finding?.paired === true,
   ]);
 }
 
@@ -553,7 +588,10 @@ export async function replayWithScriptedActors(
     'inspectDevice',
     'cancelStalePendingConnect',
     'clearDeviceCache',
-    'clearPhantom',
+    'releaseBondedPhantom',
+    'removePhantom',
+    'awaitDeviceGone',
+    'rediscoverDevice',
     'findDevice',
     'connectWithDeadline',
     'waitLinkDown',

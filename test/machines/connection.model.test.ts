@@ -35,7 +35,7 @@ describe('connection machine, model-based (pure replay)', () => {
         expect(run.settled).toEqual(expectedStates(path));
       }
       // Hundreds of replays: a generous allowance on a loaded machine (nothing here is timed).
-    }, 300_000);
+    }, 600_000);
   }
 
   it('the paths reach every state of the machine (transient ones included)', () => {

@@ -124,7 +124,7 @@ describe('connection machine (scripted actors)', () => {
       'escalating',
       'failed',
     ]);
-    expect(h.callsTo('clearPhantom')).toHaveLength(0);
+    expect(h.callsTo('removePhantom')).toHaveLength(0);
     expect(h.callsTo('connectWithDeadline')).toHaveLength(0);
     expect(h.callsTo('verifiedDisconnect')).toHaveLength(0);
     expect(h.emitted.filter((e) => e.type === 'phantom-left-alone')).toHaveLength(2);
@@ -166,7 +166,7 @@ describe('connection machine (scripted actors)', () => {
       'validating',
       'connected',
     ]);
-    expect(h.callsTo('clearPhantom')[0]?.input).toEqual({ address: 'AA:BB:CC:DD:EE:01', adapter: 'hci0' });
+    expect(h.callsTo('removePhantom')[0]?.input).toEqual({ address: 'AA:BB:CC:DD:EE:01', adapter: 'hci0' });
     h.actor.stop();
   });
 

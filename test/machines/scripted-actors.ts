@@ -22,7 +22,10 @@ export type PromiseActorName =
   | 'inspectDevice'
   | 'cancelStalePendingConnect'
   | 'clearDeviceCache'
-  | 'clearPhantom'
+  | 'releaseBondedPhantom'
+  | 'removePhantom'
+  | 'awaitDeviceGone'
+  | 'rediscoverDevice'
   | 'findDevice'
   | 'connectWithDeadline'
   | 'waitLinkDown'
@@ -37,7 +40,10 @@ export const HEALTHY: Record<PromiseActorName, Outcome> = {
   inspectDevice: ok({ known: true, connected: false, servicesResolved: false }),
   cancelStalePendingConnect: ok(),
   clearDeviceCache: ok(),
-  clearPhantom: ok({ reappeared: true }),
+  releaseBondedPhantom: ok({ outcome: 'disconnected', known: true }),
+  removePhantom: ok(),
+  awaitDeviceGone: ok(),
+  rediscoverDevice: ok({ reappeared: true }),
   findDevice: ok(),
   connectWithDeadline: ok(),
   // After an RF abort nobody saw the link drop unless a test says so (ok()): the attempt is

@@ -206,7 +206,8 @@ export function summaryText(summary: DemoSummary, layout: Layout): string[] {
 /** The workarounds a device's actors went through, in words (from the states they visited). */
 export function libraryActions(view: DeviceView, firstLateGattDelayMs: number): string[] {
   const out: string[] = [];
-  if (view.visited.has('phantom')) out.push('phantom cleared (RemoveDevice, rediscovered)');
+  if ([...view.visited].some((s) => s === 'phantom' || s.startsWith('phantom.')))
+    out.push('phantom cleared (RemoveDevice, rediscovered)');
   if (view.visited.has('clearing-stale.cancelling-stale-connect'))
     out.push('stale pending connect cancelled');
   if (view.visited.has('clearing-stale.clearing-device-cache')) out.push('BlueZ device cache cleared');

@@ -63,6 +63,8 @@ export function statePath(value: unknown): string {
   if (typeof value === 'object' && value !== null) {
     const [key, inner] = Object.entries(value)[0] ?? [];
     if (key === undefined) return '';
+    // `establishing` only frames the steps of a run (src/machines/state-trail.ts): show the step.
+    if (key === 'establishing') return statePath(inner);
     const rest = statePath(inner);
     return rest === '' ? key : `${key}.${rest}`;
   }
