@@ -88,6 +88,11 @@ export interface PoolDevice {
   readonly recoveringOn: string | null;
   /** The adapter a parked device waited on: preferred when it asks for a slot again. */
   readonly parkedFrom: string | null;
+  /**
+   * It came back from a parked backoff to the adapter it had lent its slot on, although the
+   * borrower still holds it (one over the count for its next attempts).
+   */
+  readonly tookLentSlot: boolean;
   /** How many children were spawned for it (ids are unique per spawn; a new one only after `failed`). */
   readonly spawns: number;
   /** Reconnect after a link loss (keep-alive); false after a requested disconnect. */

@@ -276,7 +276,13 @@ function dispatch(draft: Draft): void {
     draft.lastChosen = adapter;
     const childId = d.childId ?? draft.spawnFor(d.address, adapter);
     const waiting = d.childId !== null && d.waiting;
-    draft.patch(d.address, { status: 'connecting', adapter, waiting: false, parkedFrom: null });
+    draft.patch(d.address, {
+      status: 'connecting',
+      adapter,
+      waiting: false,
+      parkedFrom: null,
+      tookLentSlot: false,
+    });
     draft.send(childId, { type: 'ADAPTER_ASSIGNED', adapter });
     if (!waiting) draft.send(childId, { type: 'CONNECT' });
     draft.emitted.push({ type: 'device-assigned', address: d.address, adapter });
@@ -316,6 +322,7 @@ export function admitDevice(
       waiting: false,
       recoveringOn: null,
       parkedFrom: null,
+      tookLentSlot: false,
       spawns: existing?.spawns ?? 0,
       keepAlive: event.keepAlive,
       settings: event.settings,
@@ -632,6 +639,23 @@ export function childWaitingForSlot(
   const d = draft.device(event.address);
   if (d === undefined || d.childId === null) return draft.result();
   draft.patch(d.address, { waiting: true });
+  if (d.status === 'parked' && lentSlotIsTaken(draft.view, d)) {
+    // Its slot was lent while it waited, not given away: the borrower (a device connected
+    // meanwhile) keeps it, and this device takes its adapter back for its next attempt anyway,
+    // one over the count. Queued behind devices that hold their links for good, a dead device
+    // would otherwise never use up its attempts.
+    const back = d.parkedFrom ?? '';
+    draft.patch(d.address, {
+      status: 'connecting',
+      adapter: back,
+      waiting: false,
+      parkedFrom: null,
+      tookLentSlot: true,
+    });
+    draft.send(d.childId, { type: 'ADAPTER_ASSIGNED', adapter: back });
+    draft.emitted.push({ type: 'device-assigned', address: d.address, adapter: back });
+    return finish(draft);
+  }
   if (d.status === 'requeueing' || d.status === 'parked') draft.enqueue(d.address);
   // Its backoff ended before the pool parked it (it was rotated meanwhile): the slot it holds is its own.
   else if (d.status === 'connecting' && d.adapter !== null) {
@@ -639,6 +663,16 @@ export function childWaitingForSlot(
     draft.send(d.childId, { type: 'ADAPTER_ASSIGNED', adapter: d.adapter });
   }
   return finish(draft);
+}
+
+/**
+ * A parked device back from its wait finds no free slot anywhere that sees it, while the adapter
+ * it parked on is still usable and still sees it: its slot was taken by a device that waited.
+ */
+function lentSlotIsTaken(view: PoolContext, d: PoolDevice): boolean {
+  const from = d.parkedFrom;
+  if (from === null || !adaptersForDevice(view, d.address).includes(from)) return false;
+  return chooseAdapter(view, d.address) === null;
 }
 
 /**
@@ -705,9 +739,11 @@ export function rotationRequested(context: PoolContext, event: RotationRequest):
       to,
       failureClass: event.failureClass,
     });
-  } else if (full || event.failureClass === 'outOfSlots') {
+  } else if (event.failureClass === 'outOfSlots' || (full && !d.tookLentSlot)) {
     // No other adapter sees it with a free slot: wait in the queue for a slot instead of burning
-    // attempts on a saturated controller (or on an adapter that never saw it).
+    // attempts on a saturated controller (or on an adapter that never saw it). Not a device that
+    // took its lent slot back (it is over the count by design): a requeue starts a fresh run, and
+    // a dead device would never use up its attempts; its backoff parks it anyway.
     draft.requeue(d.address, `${from} has no free slot and no other adapter can take it`);
   }
   return finish(draft);
