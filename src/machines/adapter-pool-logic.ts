@@ -60,6 +60,10 @@ export interface PoolDeviceSettings {
   readonly closeInactiveConnections: boolean;
   readonly escalation: EscalationConfig;
   readonly backoffMs: Partial<Record<FailureClass, number>>;
+  /** Deadline of the wait for a link to drop (the child's `disconnectTimeoutMs`); default 5 000. */
+  readonly disconnectTimeoutMs?: number;
+  /** How long the child may look for a device BlueZ no longer knows; default 10 000. */
+  readonly rediscoveryTimeoutMs?: number;
   /** The notification watchdog of the child (a zombie ends in idle; the pool's keep-alive reconnects). */
   readonly watchdog?: WatchdogConfig | null;
 }

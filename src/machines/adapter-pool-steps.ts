@@ -204,6 +204,12 @@ class Draft {
         escalation: d.settings.escalation,
         backoffMs: d.settings.backoffMs,
         watchdog: d.settings.watchdog ?? null,
+        ...(d.settings.disconnectTimeoutMs === undefined
+          ? {}
+          : { disconnectTimeoutMs: d.settings.disconnectTimeoutMs }),
+        ...(d.settings.rediscoveryTimeoutMs === undefined
+          ? {}
+          : { rediscoveryTimeoutMs: d.settings.rediscoveryTimeoutMs }),
       },
     });
     return childId;

@@ -444,6 +444,8 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
         escalation: resolved.escalation,
         backoffMs: resolved.backoffMs,
         watchdog: resolved.watchdog,
+        disconnectTimeoutMs: resolved.disconnectTimeoutMs,
+        rediscoveryTimeoutMs: resolved.rediscoveryTimeoutMs,
       },
     });
     const child = childOf(mac);
