@@ -731,8 +731,6 @@ export function rotationRequested(context: PoolContext, event: RotationRequest):
   const d = draft.device(event.address);
   if (d === undefined || d.status !== 'connecting' || d.childId === null) return draft.result();
   const from = event.fromAdapter;
-  // The limit was already learned (or not) from the attempt's own CHILD_ATTEMPT_FAILED.
-  const full = freeSlots(draft.view, from, d.address) === 0;
   const to = chooseAdapter(draft.view, d.address, [from]);
   if (to !== null) {
     draft.lastChosen = to;
@@ -745,11 +743,12 @@ export function rotationRequested(context: PoolContext, event: RotationRequest):
       to,
       failureClass: event.failureClass,
     });
-  } else if (event.failureClass === 'outOfSlots' || (full && !d.tookLentSlot)) {
-    // No other adapter sees it with a free slot: wait in the queue for a slot instead of burning
-    // attempts on a saturated controller (or on an adapter that never saw it). Not a device that
-    // took its lent slot back (it is over the count by design): a requeue starts a fresh run, and
-    // a dead device would never use up its attempts; its backoff parks it anyway.
+  } else if (event.failureClass === 'outOfSlots') {
+    // No other adapter sees it with a free slot and the controller refused the link: wait in the
+    // queue for a slot instead of burning attempts on a saturated controller. Any other failure
+    // keeps its run (and its attempt budget) on this adapter: a requeue starts a fresh run, and
+    // a dead device whose adapter filled up while it was parked would never use up its attempts.
+    // Its backoff parks it anyway, so it holds no slot while it waits.
     draft.requeue(d.address, `${from} has no free slot and no other adapter can take it`);
   }
   return finish(draft);
