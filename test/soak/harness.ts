@@ -237,8 +237,11 @@ async function bounded<T>(
 /** The app's notification subscription, renewed after every connect (the watchdog needs traffic). */
 class Subscriptions {
   private readonly subs = new Map<string, Promise<NotifySubscription | undefined>>();
+  private closed = false;
   constructor(private readonly bluez: BluezClient) {}
   renew(address: string, adapter: string): void {
+    // A reconnect that completes while the app shuts down subscribes no more.
+    if (this.closed) return;
     const old = this.subs.get(address);
     const next = (async () => {
       const prev = await old;
@@ -253,6 +256,7 @@ class Subscriptions {
     this.subs.set(address, next);
   }
   async stopAll(): Promise<void> {
+    this.closed = true;
     const all = [...this.subs.values()];
     this.subs.clear();
     for (const s of all) await (await s)?.stop({ timeoutMs: 200 }).catch(() => {});
