@@ -4,22 +4,33 @@
  * failed before the first attempt, an actor that stopped with an error) becomes a
  * {@link ConnectionFailedError} whose attempts are the machine's, plus the step that failed when no
  * attempt recorded it. Cancellation (the caller's AbortSignal, overallTimeoutMs) keeps its
- * AbortError/TimeoutError, and bad input its TypeError/RangeError.
+ * AbortError/TimeoutError, bad input its TypeError/RangeError, and a lock the caller configured
+ * (strict lock timeout, a refused lock path, no permission, no flock binding) its documented lock
+ * error (docs/errors.md): those name a setting or the machine's files, not a connect failure.
  */
 import {
   BluezError,
   ConnectionFailedError,
+  LockTimeoutError,
   classifyError,
   isAbortError,
   toBluezError,
   type AttemptRecord,
   type FailureClass,
 } from '../bluez/errors.js';
+import { LockPathError, LockPermissionError, LockUnavailableError } from '../lock/errors.js';
 import type { ConnectionAttempt } from '../machines/connection-contracts.js';
 import { toAttemptRecords } from '../machines/connection.js';
 
 /** True for the errors that are not connect failures: cancellation and bad input. */
 function passesThrough(err: unknown): boolean {
+  if (
+    err instanceof LockTimeoutError ||
+    err instanceof LockPathError ||
+    err instanceof LockPermissionError ||
+    err instanceof LockUnavailableError
+  )
+    return true;
   if (err instanceof BluezError) return err instanceof ConnectionFailedError && err.attempts.length > 0;
   if (isAbortError(err)) return true;
   if (err instanceof Error && err.name === 'TimeoutError') return true;

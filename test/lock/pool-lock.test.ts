@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { heldLocks } from '../../src/lock/index.js';
+import { topLevelState } from '../../src/machines/state-trail.js';
 import { eventually, peripheral, startPoolWorld, type PoolWorld } from '../pool/sim-harness.js';
 import { startPythonHolder, type PythonHolder } from './python-holder.js';
 
@@ -42,10 +43,10 @@ describe('the adapter pool and other services on the same adapter', () => {
     const child = pool.connect(MAC);
     await eventually(
       'the child waits for a slot',
-      () => (child.getSnapshot() as { value: unknown }).value === 'locking',
+      () => topLevelState(child.getSnapshot().value) === 'locking',
     );
     await new Promise((r) => setTimeout(r, 300));
-    expect((child.getSnapshot() as { value: unknown }).value).toBe('locking');
+    expect(topLevelState(child.getSnapshot().value)).toBe('locking');
     expect(world.env.sim.calls.filter((c) => c.member === 'Connect')).toEqual([]);
     holders[1]?.child.kill('SIGKILL');
     await pool.connected(MAC);

@@ -543,7 +543,11 @@ async function poolCycle(
           bounded(`pool.disconnect(${d.address})`, pool.disconnect(d.address), 10_000, violations),
         ),
     );
-    const children = Object.keys(pool.actor.getSnapshot().children);
+    // Connection actors (`device:…`) end with their device; the adapter actors (`adapter:…`) live
+    // as long as the pool and are checked after close().
+    const children = Object.keys(pool.actor.getSnapshot().children).filter(
+      (id) => !id.startsWith('adapter:'),
+    );
     if (children.length > 0)
       violations.push(`pool children left after every disconnect: ${children.join(', ')}`);
     if (pool.heldLocks !== 0)
@@ -553,6 +557,8 @@ async function poolCycle(
     for (const off of offs) off.unsubscribe();
     phase = 'pool: close';
     await bounded('pool.close()', pool.close(), 10_000, violations);
+    if (pool.actor.getSnapshot().status !== 'stopped')
+      violations.push(`the pool actor is ${pool.actor.getSnapshot().status} after close()`);
     const left = [...simLinks(sim)]
       .filter(([link, phantom]) => !phantom || heldAtSettle.has(link))
       .map(([link]) => link);

@@ -40,8 +40,8 @@ const lock = stallGuardLocks.held(lockFd, 'hci1 slot 0');
 
 let blocked = false;
 actor.subscribe((s) => {
-  // `connecting` (or its `requesting` step, where Device1.Connect is sent).
-  const sending = s.value === 'connecting' || s.value?.connecting === 'requesting';
+  // The `requesting` step of `connecting`, where Device1.Connect is sent.
+  const sending = s.matches({ establishing: { connecting: 'requesting' } });
   if (!sending || blocked) return;
   blocked = true;
   // Let the Connect go out, then block this thread completely.
