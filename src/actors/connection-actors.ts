@@ -38,6 +38,7 @@ import type {
 import { devicePath } from '../bluez/validate.js';
 import { gattNotEmpty, type Validator } from '../connection/validators.js';
 import { lockDevice } from './device-lock.js';
+import { sleep } from './sleep.js';
 import { providedWatchdogMachine } from './watchdog-actors.js';
 import { takeSlot } from './slot-lock.js';
 import { findDevice as searchForDevice } from '../discovery/find-device.js';
@@ -106,25 +107,6 @@ export interface ConnectionActorDeps {
 export const TEARDOWN_TRIES = 3;
 /** Pause before the next try, times the number of tries so far. */
 const TEARDOWN_RETRY_MS = 100;
-
-/** Waits `ms`, or rejects with `signal.reason` when it aborts first. */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 function ignoreUnlessAbort(err: unknown): void {
   if (isAbortError(err)) throw err;
@@ -545,7 +527,7 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
         if (!(bluez.device(input.adapter, input.address)?.connected ?? false)) {
           return { outcome: 'notConnected' };
         }
-        await pause(TEARDOWN_RETRY_MS * tried, signal);
+        await sleep(TEARDOWN_RETRY_MS * tried, signal);
       }
     }
   };

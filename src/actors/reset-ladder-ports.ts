@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import type { BluezClient } from '../bluez/client-types.js';
 import { BluezError, isAbortError } from '../bluez/errors.js';
 import { adapterPath } from '../bluez/validate.js';
+import { sleep } from './sleep.js';
 
 /** What the ladder asks of BlueZ. {@link ladderBluezPort} builds it from a {@link BluezClient}. */
 export interface LadderBluezPort {
@@ -86,22 +87,7 @@ export const execFileRunner: CommandRunner = (file, args, options) =>
 /** The default clock: wall time and a cancellable timer. */
 export const systemClock: LadderClock = {
   now: () => Date.now(),
-  sleep: (ms, signal) =>
-    new Promise<void>((resolve, reject) => {
-      if (signal.aborted) {
-        reject(signal.reason);
-        return;
-      }
-      const onAbort = (): void => {
-        clearTimeout(timer);
-        reject(signal.reason);
-      };
-      const timer = setTimeout(() => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      }, ms);
-      signal.addEventListener('abort', onAbort, { once: true });
-    }),
+  sleep,
 };
 
 /** The ladder's BlueZ port over a {@link BluezClient} (mirror reads, bounded calls). */
