@@ -208,6 +208,28 @@ async function until(check: () => string | undefined, ms: number): Promise<strin
   }
 }
 
+/**
+ * Each device's outcome: connected, cancelled by its own signal, or failed with a typed error;
+ * anything else (an untyped rejection) is a violation naming the call that produced it.
+ */
+function recordOutcomes(
+  settled: ReadonlyArray<{ ok: true } | { ok: false; error: unknown }>,
+  aborters: readonly AbortController[],
+  call: string,
+  outcomes: string[],
+  violations: string[],
+): void {
+  settled.forEach((r, i) => {
+    const address = deviceAddress(i);
+    const cancelled = aborters[i]!.signal.aborted;
+    if (r.ok) outcomes.push(`${address} connected`);
+    else if (cancelled && (r.error === aborters[i]!.signal.reason || isAbortError(r.error)))
+      outcomes.push(`${address} cancelled`);
+    else if (isTyped(r.error)) outcomes.push(`${address} failed ${(r.error as BluezError).code}`);
+    else violations.push(`${address}: ${call} rejected with an untyped error: ${describeError(r.error)}`);
+  });
+}
+
 /** Bounds a teardown step: a step that hangs is a violation, not a hung soak. */
 async function bounded<T>(
   what: string,
@@ -500,16 +522,7 @@ async function poolCycle(
       violations,
     );
     if (settled === undefined) return;
-    settled.forEach((r, i) => {
-      const address = deviceAddress(i);
-      const cancelled = aborters[i]!.signal.aborted;
-      if (r.ok) outcomes.push(`${address} connected`);
-      else if (cancelled && (r.error === aborters[i]!.signal.reason || isAbortError(r.error)))
-        outcomes.push(`${address} cancelled`);
-      else if (isTyped(r.error)) outcomes.push(`${address} failed ${(r.error as BluezError).code}`);
-      else
-        violations.push(`${address}: connected() rejected with an untyped error: ${describeError(r.error)}`);
-    });
+    recordOutcomes(settled, aborters, 'connected()', outcomes, violations);
     // With keep-alive a connected device may be reconnecting: wait until every device the pool holds
     // is connected or failed, and BlueZ's links are exactly the pool's.
     phase = 'pool: settling';
@@ -630,18 +643,7 @@ async function establishCycle(
       violations,
     );
     if (settled === undefined) return;
-    settled.forEach((r, i) => {
-      const address = deviceAddress(i);
-      const cancelled = aborters[i]!.signal.aborted;
-      if (r.ok) outcomes.push(`${address} connected`);
-      else if (cancelled && (r.error === aborters[i]!.signal.reason || isAbortError(r.error)))
-        outcomes.push(`${address} cancelled`);
-      else if (isTyped(r.error)) outcomes.push(`${address} failed ${(r.error as BluezError).code}`);
-      else
-        violations.push(
-          `${address}: establishConnection rejected with an untyped error: ${describeError(r.error)}`,
-        );
-    });
+    recordOutcomes(settled, aborters, 'establishConnection', outcomes, violations);
     phase = 'establish: settling';
     const complaint = await until(() => {
       const held = new Map<string, string | null>();
