@@ -181,13 +181,18 @@ describe('mirror → pool sync: adapters and bluetoothd', () => {
     const types = w.events.map((e) => e.type);
     expect(types.filter((t) => t === 'BLUEZ_UP' || t === 'BLUEZ_DOWN')).toEqual(['BLUEZ_DOWN', 'BLUEZ_UP']);
     expect(types.at(-1)).toBe('BLUEZ_UP');
-    // BLUEZ_DOWN stands for every adapter gone (the pool drops them all on it): no ADAPTER_GONE.
-    expect(types).not.toContain('ADAPTER_GONE');
-    const afterDown = w.events.slice(types.indexOf('BLUEZ_DOWN'));
+    // bluetoothd 5.66 removes its adapters (InterfacesRemoved) before org.bluez vanishes; whether
+    // they reach the pool as ADAPTER_GONE before BLUEZ_DOWN or fold into it depends on how the
+    // signals fall into the mirror's batches. After BLUEZ_DOWN no adapter is gone again.
+    const down = types.indexOf('BLUEZ_DOWN');
+    expect(types.slice(down)).not.toContain('ADAPTER_GONE');
+    const afterDown = w.events.slice(down);
     // While bluetoothd is away nobody hears the pool devices.
-    expect(afterDown.slice(1, 1 + devices.length)).toEqual(
-      devices.map((d) => ({ type: 'SIGHTINGS', address: d.address, sightings: {} })),
-    );
+    const firstBack = afterDown.findIndex((e) => e.type === 'ADAPTER_PRESENT');
+    const whileAway = new Map<string, unknown>();
+    for (const e of w.events.slice(0, down + firstBack))
+      if (e.type === 'SIGHTINGS') whileAway.set(e.address, e.sightings);
+    for (const d of devices) expect(whileAway.get(d.address)).toEqual({});
     expect(afterDown.filter((e) => e.type === 'ADAPTER_PRESENT')).toEqual(
       ADAPTERS.map((name) => ({ type: 'ADAPTER_PRESENT', name, powered: true })),
     );
