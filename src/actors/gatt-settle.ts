@@ -7,14 +7,27 @@
  * a time and exports the re-discovered ones some 120–150 ms later (measured in the real-BlueZ tier;
  * src/gatt-client.c unregisters each service, then exports after discovery completes). Each of
  * those signals is a change; re-validating at each one sees a tree half gone. The tree counts as
- * settled once no GATT object of the device was added or removed for {@link GATT_QUIET_MS}.
+ * settled once no GATT object of the device was added or removed for {@link GATT_QUIET_MS} after a
+ * removal, or for {@link GATT_ADDED_QUIET_MS} when objects were only added.
  */
 import type { BluezClient } from '../bluez/client-types.js';
 import type { MirrorChange } from '../bluez/mirror.js';
 import { devicePath } from '../bluez/validate.js';
 
-/** No GATT object added or removed for this long = settled. Longer than the gaps inside one burst. */
+/**
+ * After a removal (a Service Changed under way): no GATT object added or removed for this long =
+ * settled. Longer than the gaps inside one burst (bluetoothd 5.66: removals over ≈80 ms, the new
+ * tree exported ≈130 ms after the last one).
+ */
 export const GATT_QUIET_MS = 100;
+
+/**
+ * When objects were only added (a late-GATT peripheral whose services bluetoothd exports after
+ * ServicesResolved): settled after this much quiet. bluetoothd exports a discovered database in
+ * one pass (src/gatt-client.c, btd_gatt_client_ready → create_services), so the burst arrives together;
+ * nothing can vanish under the validator, and a tree still incomplete only means another wait.
+ */
+export const GATT_ADDED_QUIET_MS = 15;
 
 /** How a {@link waitGattSettled} ended. */
 export type GattSettleOutcome =
@@ -34,10 +47,14 @@ export function waitGattSettled(
   bluez: BluezClient,
   adapter: string,
   address: string,
-  options: { untilMs: number; quietMs?: number; signal: AbortSignal },
+  options: { untilMs: number; quietMs?: number; addedQuietMs?: number; signal: AbortSignal },
 ): Promise<GattSettleOutcome> {
   const { signal } = options;
   const quietMs = options.quietMs ?? GATT_QUIET_MS;
+  const addedQuietMs = options.addedQuietMs ?? GATT_ADDED_QUIET_MS;
+  // Once anything was removed, the long quiet applies until the wait ends: the new objects of a
+  // Service Changed follow its removals with a gap.
+  let removalSeen = false;
   const path = devicePath(adapter, address);
   const prefix = `${path}/`;
   if (signal.aborted) return Promise.reject(signal.reason);
@@ -59,8 +76,9 @@ export function waitGattSettled(
         return;
       }
       if (!change.path.startsWith(prefix) || change.type === 'propertiesChanged') return;
+      if (change.type === 'interfacesRemoved') removalSeen = true;
       clearTimeout(quietTimer);
-      quietTimer = setTimeout(() => finish('settled'), quietMs);
+      quietTimer = setTimeout(() => finish('settled'), removalSeen ? quietMs : addedQuietMs);
     };
     // Only this device's objects: a settle wait per device costs nothing when others change.
     const off = bluez.mirror.onPath(path, onChange, { subtree: true });
