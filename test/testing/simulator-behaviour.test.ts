@@ -98,8 +98,8 @@ describe('Device1.Connect / Disconnect as bluetoothd 5.66', () => {
     });
   });
 
-  it('Disconnect: ServicesResolved=false at once, GATT objects go, Connected=false, then the reply', async () => {
-    const { client } = await start(known());
+  it('Disconnect with Cache=no: ServicesResolved=false at once, GATT objects go, Connected=false, then the reply', async () => {
+    const { client } = await start(known(), { behaviour: { gattCache: 'no' } });
     await client.call(dev0, D1, 'Connect');
     await eventually('client saw ServicesResolved', () =>
       client.lines().includes('signal Device1 ServicesResolved=true'),
@@ -193,8 +193,8 @@ describe('Device1.Connect / Disconnect as bluetoothd 5.66', () => {
     });
   });
 
-  it('link loss: Connected=false first, then ServicesResolved=false, then the GATT objects go (the reverse of Disconnect)', async () => {
-    const { env, sim, client } = await start(known());
+  it('link loss with Cache=no: Connected=false first, then ServicesResolved=false, then the GATT objects go (the reverse of Disconnect)', async () => {
+    const { env, sim, client } = await start(known(), { behaviour: { gattCache: 'no' } });
     await client.call(dev0, D1, 'Connect');
     await eventually('client saw ServicesResolved', () =>
       client.lines().includes('signal Device1 ServicesResolved=true'),

@@ -59,9 +59,14 @@ export interface BluezBehaviour {
 /** Named sets of {@link BluezBehaviour} answers, one per BlueZ release the project has checked. */
 export type BluezBehaviourPreset = 'bluez-5.66';
 
-/** The simulator's defaults: the behaviour the project's issue text specifies. */
+/**
+ * The simulator's defaults. `gattCache` is bluetoothd's shipped default (main.conf `[GATT] Cache`
+ * = always: GATT objects stay exported while disconnected), so a client tested here meets the tree
+ * it will meet on a stock system. A second pending Connect answers InProgress as BlueZ 5.82+ does;
+ * the preset below gives 5.66's answers.
+ */
 export const DEFAULT_BEHAVIOUR: Readonly<BluezBehaviour> = Object.freeze({
-  gattCache: 'no',
+  gattCache: 'always',
   legacyPendingConnectError: false,
   unpoweredConnectError: 'not-ready',
   temporaryDevicesOnPowerOff: 'remove',

@@ -474,7 +474,9 @@ export class SimDevice implements GattOwner {
       this.ctx.behaviour.gattCache === 'always' ||
       (this.ctx.behaviour.gattCache === 'yes' && this.peripheral.paired);
     const dropGatt = () => {
-      if (keep) return;
+      // An empty database (discovery found nothing: the empty-gatt fault) leaves nothing to
+      // cache; the next connect discovers again.
+      if (keep && (this.gatt?.services.length ?? 0) > 0) return;
       this.gatt?.unexport();
       this.gatt = undefined;
     };

@@ -164,8 +164,8 @@ export interface Scenario {
    * BlueZ version / main.conf switches (optional): a preset name (`'bluez-5.66'`), or single
    * answers, optionally over a preset (`{ preset: 'bluez-5.66', gattCache: 'no' }`). See
    * {@link BluezBehaviour} for each switch and the BlueZ source it follows.
-   * gattCache: main.conf [GATT] Cache, 'no' (default here: GATT objects go with the link) |
-   * 'yes' | 'always' (bluetoothd's default: objects stay while disconnected).
+   * gattCache: main.conf [GATT] Cache, 'no' (GATT objects go with the link) | 'yes' |
+   * 'always' (the default here and bluetoothd's: objects stay while disconnected).
    * legacyPendingConnectError: answer a second Connect on a pending connect the
    * BlueZ 5.66–5.81 way (org.bluez.Error.Failed "Operation already in
    * progress") instead of 5.82+ org.bluez.Error.InProgress.
