@@ -31,7 +31,7 @@ import { setup, type ActorRefFrom } from 'xstate';
 import { connectionMachine } from './connection.js';
 import type { ConnectionOutput } from './connection-contracts.js';
 import { adapterActorId, adapterMachine } from './adapter.js';
-import type { AdapterStrategy, PoolAdapter } from './adapter-pool-logic.js';
+import { emptyPoolTables, type AdapterStrategy, type PoolAdapter } from './adapter-pool-logic.js';
 import {
   adapterGone,
   adapterLinks,
@@ -49,6 +49,7 @@ import {
   childWaitingForSlot,
   childWentIdle,
   limitReprobe,
+  nextTurn,
   releaseDevice,
   rotationRequested,
   updateSightings,
@@ -69,6 +70,12 @@ export interface PoolInput {
   readonly bluezUp?: boolean;
   /** How long a learned slot limit holds before the configured one is tried again. Default 600 000. */
   readonly limitReprobeMs?: number;
+  /**
+   * Queued devices the pool starts per turn at most (default: no bound). A turn ends after a zero
+   * delay (the `nextTurn` delay): with a bound, a thousand devices asked for at once start a few
+   * per macrotask instead of all in one, and the event loop keeps serving I/O meanwhile.
+   */
+  readonly startsPerTurn?: number;
 }
 
 /** Default of {@link PoolInput.limitReprobeMs}: ten minutes. */
@@ -103,6 +110,10 @@ const base = setup({
     connection: connectionMachine,
     adapter: adapterMachine,
   },
+  delays: {
+    /** A turn of {@link PoolInput.startsPerTurn} ends in the next macrotask (a timer). */
+    nextTurn: 0,
+  },
 });
 
 /** The enqueuer of the pool's actions (XState's, typed by the setup above). */
@@ -127,6 +138,9 @@ function apply(enqueue: Enqueue, result: StepResult): void {
         break;
       case 'stop':
         enqueue.stopChild(command.childId);
+        break;
+      case 'next-turn':
+        enqueue.raise({ type: 'NEXT_TURN' }, { delay: 'nextTurn' });
         break;
     }
   }
@@ -184,6 +198,7 @@ export const adapterPoolSetup = base.extend({
     adapterLinks: step(['ADAPTER_LINKS'], adapterLinks),
     foreignAttempts: step(['ADAPTER_FOREIGN_ATTEMPTS'], foreignAttempts),
     limitReprobe: step(['LIMIT_REPROBE'], limitReprobe),
+    nextTurn: step(['NEXT_TURN'], nextTurn),
     updateSightings: step(['SIGHTINGS'], updateSightings),
     childConnected: step(['CHILD_CONNECTED'], childConnected),
     childWentIdle: step(['CHILD_LINK_LOST', 'CHILD_IDLE'], childWentIdle),
@@ -221,8 +236,7 @@ export const adapterPoolMachine = adapterPoolSetup.createMachine({
     }
     return {
       adapters,
-      devices: {},
-      sightings: {},
+      ...emptyPoolTables(),
       links: {},
       foreignAttempts: {},
       slotsPerAdapter: input.slotsPerAdapter,
@@ -231,6 +245,8 @@ export const adapterPoolMachine = adapterPoolSetup.createMachine({
       bluezUp: input.bluezUp ?? true,
       nextTicket: 0,
       limitReprobeMs: input.limitReprobeMs ?? DEFAULT_LIMIT_REPROBE_MS,
+      startsPerTurn: input.startsPerTurn ?? null,
+      startedThisTurn: 0,
     };
   },
   entry: 'spawnAdapters',
@@ -262,6 +278,7 @@ export const adapterPoolMachine = adapterPoolSetup.createMachine({
         ADAPTER_LINKS: { actions: 'adapterLinks' },
         ADAPTER_FOREIGN_ATTEMPTS: { actions: 'foreignAttempts' },
         LIMIT_REPROBE: { actions: 'limitReprobe' },
+        NEXT_TURN: { actions: 'nextTurn' },
         CHILD_CONNECTED: { actions: 'childConnected' },
         CHILD_LINK_LOST: { actions: 'childWentIdle' },
         CHILD_IDLE: { actions: 'childWentIdle' },

@@ -175,6 +175,15 @@ export interface AdapterPool {
   readonly heldLocks: number;
 }
 
+/**
+ * Queued devices the pool starts per turn (PoolInput.startsPerTurn): starting one runs its
+ * connection actor's first steps synchronously, so a thousand `connect()` calls in one go would
+ * otherwise start a thousand actors in one macrotask and hold the event loop for the whole batch.
+ * 16 is as many Connect calls as 8 adapters admit at once by default (connectsPerAdapter 2), and
+ * keeps one turn to a few milliseconds.
+ */
+const STARTS_PER_TURN = 16;
+
 /** An adapter list option: an array of distinct adapter names, or undefined. */
 function adapterList(value: unknown, field: string): readonly string[] | undefined {
   if (value === undefined) return undefined;
@@ -365,6 +374,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
       adapters: poolAdapters().map((a) => ({ name: a.name, powered: a.powered })),
       bluezUp: bluez.mirror.bluezReady,
       limitReprobeMs,
+      startsPerTurn: STARTS_PER_TURN,
     },
     inspect: validateInspect(options.inspect),
   });
@@ -378,8 +388,8 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
   const mirrorSync = startMirrorSync({
     mirror: bluez.mirror,
     allowed,
-    inPool: (address) => actor.getSnapshot().context.devices[address] !== undefined,
-    poolDevices: () => Object.keys(actor.getSnapshot().context.devices),
+    inPool: (address) => actor.getSnapshot().context.devices.get(address) !== undefined,
+    poolDevices: () => actor.getSnapshot().context.devices.keys(),
     send: (event) => {
       if (!closed) actor.send(event);
     },
@@ -418,7 +428,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
         );
 
   const childOf = (address: string): PooledConnectionActor | undefined => {
-    const d = actor.getSnapshot().context.devices[address];
+    const d = actor.getSnapshot().context.devices.get(address);
     if (d?.childId == null) return undefined;
     const child = actor.getSnapshot().children[d.childId];
     return child !== undefined && isConnectionActor(child) ? child : undefined;
@@ -512,7 +522,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
         return await waitFor<PooledConnection>(
           mac,
           (e) => {
-            const d = actor.getSnapshot().context.devices[mac];
+            const d = actor.getSnapshot().context.devices.get(mac);
             if (d === undefined) return { error: new Error(`${mac} left the pool before it connected`) };
             if (d.status === 'connected' && d.adapter !== null) {
               const child = childOf(mac);
@@ -535,9 +545,9 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     },
     async disconnect(address) {
       const mac = validateMac(address, 'address');
-      if (actor.getSnapshot().context.devices[mac] === undefined) return;
+      if (actor.getSnapshot().context.devices.get(mac) === undefined) return;
       const gone = waitFor<void>(mac, () =>
-        actor.getSnapshot().context.devices[mac] === undefined ? { value: undefined } : undefined,
+        actor.getSnapshot().context.devices.get(mac) === undefined ? { value: undefined } : undefined,
       );
       actor.send({ type: 'DISCONNECT_DEVICE', address: mac });
       await gone;
@@ -561,7 +571,7 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
             foreignAttempts: context.foreignAttempts?.[a.name] ?? 0,
           })),
         queued: report.queued,
-        devices: Object.values(context.devices).map((d) => ({
+        devices: context.devices.values().map((d) => ({
           address: d.address,
           status: d.status,
           adapter: d.adapter,

@@ -60,6 +60,7 @@ function modelEvents(snapshot: PoolSnapshot): AnyEventObject[] {
     { type: 'ADAPTER_LINKS', name: 'hci0', connected: [] },
     { type: 'ADAPTER_FOREIGN_ATTEMPTS', name: 'hci0', count: 0 },
     { type: 'LIMIT_REPROBE', name: 'hci0' },
+    { type: 'NEXT_TURN' },
     { type: 'CHILD_CONNECTED', address: DEV, adapter: 'hci0' },
     { type: 'CHILD_LINK_LOST', address: DEV, adapter: 'hci0', reason: 'Connected=false' },
     { type: 'CHILD_IDLE', address: DEV, adapter: 'hci0' },
