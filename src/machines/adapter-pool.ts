@@ -140,7 +140,7 @@ function apply(enqueue: Enqueue, result: StepResult): void {
         enqueue.stopChild(command.childId);
         break;
       case 'next-turn':
-        enqueue.raise({ type: 'NEXT_TURN' }, { delay: 'nextTurn' });
+        enqueue.raise({ type: 'NEXT_TURN' }, { delay: 'nextTurn', id: 'next-turn' });
         break;
     }
   }

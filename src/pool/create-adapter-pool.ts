@@ -35,6 +35,7 @@ import { slotReport, type PoolEmitted } from '../machines/adapter-pool-steps.js'
 import type { ResolvedSlotLock } from '../lock/config.js';
 import { lockHolders } from '../lock/holders.js';
 import { startMirrorSync } from './mirror-sync.js';
+import { indexScheduledEvents } from './scheduler-index.js';
 import { connectAdmission, validateConnectsPerAdapter } from '../actors/connect-admission.js';
 
 /** Per-device options of {@link AdapterPool.connect} (the pool chooses the adapters). */
@@ -176,13 +177,14 @@ export interface AdapterPool {
 }
 
 /**
- * Queued devices the pool starts per turn (PoolInput.startsPerTurn): starting one runs its
- * connection actor's first steps synchronously, so a thousand `connect()` calls in one go would
- * otherwise start a thousand actors in one macrotask and hold the event loop for the whole batch.
- * 16 is as many Connect calls as 8 adapters admit at once by default (connectsPerAdapter 2), and
- * keeps one turn to a few milliseconds.
+ * Queued devices the pool starts per turn (PoolInput.startsPerTurn). Starting one runs its
+ * connection actor's first steps (lock, admission, the Connect call) in the same macrotask, a
+ * millisecond or more each, so a thousand `connect()` calls in one go would otherwise start a
+ * thousand actors in one macrotask and hold the event loop for the whole batch. Four per turn
+ * (a turn ends at the next timer phase) is still far more starts per second than the adapters
+ * complete Connect calls, so it paces the starts without slowing the connections.
  */
-const STARTS_PER_TURN = 16;
+const STARTS_PER_TURN = 4;
 
 /** An adapter list option: an array of distinct adapter names, or undefined. */
 function adapterList(value: unknown, field: string): readonly string[] | undefined {
@@ -379,6 +381,8 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     inspect: validateInspect(options.inspect),
   });
   ref.pool = actor;
+  // Stopping one device's actor (or one of its invoked actors) must not walk every device's timers.
+  indexScheduledEvents(actor.system);
 
   // The final error of each device that gave up, for `connected()` to reject with.
   const endErrors = new Map<string, unknown>();
