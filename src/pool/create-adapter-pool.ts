@@ -186,6 +186,9 @@ export interface AdapterPool {
  */
 const STARTS_PER_TURN = 4;
 
+/** Devices `connected()` admits per macrotask (see `callTurn` in createAdapterPool). */
+const CONNECTED_CALLS_PER_TURN = 8;
+
 /** An adapter list option: an array of distinct adapter names, or undefined. */
 function adapterList(value: unknown, field: string): readonly string[] | undefined {
   if (value === undefined) return undefined;
@@ -438,12 +441,22 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     return child !== undefined && isConnectionActor(child) ? child : undefined;
   };
 
-  const connect = (address: string, connectOptions: PoolConnectOptions = {}): PooledConnectionActor => {
+  /** A `connect` checked (every option validated, nothing sent yet). */
+  interface Admission {
+    readonly mac: string;
+    readonly resolved: ReturnType<typeof resolveOptions>;
+    readonly keepAlive: boolean;
+  }
+  const check = (address: string, connectOptions: PoolConnectOptions = {}): Admission => {
     if (closed) throw new Error('the adapter pool is closed');
     const mac = validateMac(address, 'address');
     const resolved = resolveOptions({ ...options.defaults, ...connectOptions, address: mac });
     const keepAlive = connectOptions.keepAlive ?? options.defaults?.keepAlive ?? true;
     if (typeof keepAlive !== 'boolean') throw new TypeError('keepAlive must be a boolean');
+    return { mac, resolved, keepAlive };
+  };
+  const admit = ({ mac, resolved, keepAlive }: Admission): PooledConnectionActor => {
+    if (closed) throw new Error('the adapter pool is closed');
     validators.set(mac, resolved.validate);
     endErrors.delete(mac);
     mirrorSync.announce(mac);
@@ -465,6 +478,41 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
     const child = childOf(mac);
     if (child === undefined) throw new Error(`${mac}: the pool did not create a connection actor`);
     return child;
+  };
+  const connect = (address: string, connectOptions: PoolConnectOptions = {}): PooledConnectionActor =>
+    admit(check(address, connectOptions));
+
+  // `connected()` admits at most CONNECTED_CALLS_PER_TURN devices per macrotask; the others wait
+  // for a later one (setImmediate), in call order. Admitting a device spawns its connection actor
+  // and runs two pool steps, about a millisecond: a thousand calls in one go would otherwise be
+  // one synchronous block of a second. `connect()` returns the actor, so it admits at once.
+  let callsThisTurn = 0;
+  let turnEnd: Promise<void> | undefined;
+  const endOfTurn = (): Promise<void> =>
+    (turnEnd ??= new Promise<void>((resolve) =>
+      setImmediate(() => {
+        turnEnd = undefined;
+        callsThisTurn = 0;
+        resolve();
+      }),
+    ));
+  const countCall = (): void => {
+    if (callsThisTurn === 0) void endOfTurn();
+    callsThisTurn += 1;
+  };
+  /** Undefined when a call may admit now (counted); else resolves when its turn has come. */
+  const callTurn = (signal: AbortSignal | undefined): Promise<void> | undefined => {
+    if (callsThisTurn < CONNECTED_CALLS_PER_TURN) {
+      countCall();
+      return undefined;
+    }
+    return (async () => {
+      while (callsThisTurn >= CONNECTED_CALLS_PER_TURN) {
+        await endOfTurn();
+        if (signal?.aborted) throw signal.reason;
+      }
+      countCall();
+    })();
   };
 
   // Waits on the pool's emitted events, routed by address: one subscription for all waits, and an
@@ -521,7 +569,10 @@ export function createAdapterPool(options: AdapterPoolOptions): AdapterPool {
       // A look-alike signal would throw inside the pool's event delivery when the device connects.
       const signal = validateSignal(rawSignal, 'signal');
       if (signal?.aborted) throw signal.reason;
-      connect(mac, rest);
+      const admission = check(mac, rest);
+      const turn = callTurn(signal);
+      if (turn !== undefined) await turn;
+      admit(admission);
       try {
         return await waitFor<PooledConnection>(
           mac,
