@@ -124,14 +124,11 @@ export interface AdapterUse {
 
 /**
  * What the pool would otherwise find by scanning every device on every event, kept up to date by
- * each step for the devices that step changes: slot use per adapter, the links as sets, and the
- * queue in ticket order. {@link buildPoolIndex} derives it from scratch (a test checks that both
- * agree after every step).
+ * each step for the devices that step changes: slot use per adapter and the queue in ticket order.
+ * {@link buildPoolIndex} derives it from scratch (a test checks that both agree after every step).
  */
 export interface PoolIndex {
   readonly use: Readonly<Record<string, AdapterUse>>;
-  /** `links` as a set per adapter. */
-  readonly linked: Readonly<Record<string, Readonly<Record<string, true>>>>;
   /** Addresses of the queued devices, oldest ticket first. */
   readonly queue: readonly string[];
 }
@@ -147,7 +144,7 @@ export interface PoolView {
    * Devices BlueZ shows connected per adapter (Device1.Connected), whoever made the link: another
    * service on the host, a phantom, or one of ours. A controller's slots are shared by all of them.
    */
-  readonly links: Readonly<Record<string, readonly string[]>>;
+  readonly links: Readonly<Record<string, PersistentTable<true>>>;
   /**
    * Connect attempts other processes have under way per adapter: slot lock files held by another
    * pid (cross-process locks on). Each will be a link on the controller in a moment.
@@ -165,23 +162,14 @@ export interface PoolView {
 export const NO_USE: AdapterUse = { held: 0, heldLinked: 0, recovering: 0 };
 
 /** {@link PoolIndex} derived from scratch by scanning every device (start, tests). */
-export function buildPoolIndex(
-  devices: PersistentTable<PoolDevice>,
-  links: Readonly<Record<string, readonly string[]>>,
-): PoolIndex {
-  const linked: Record<string, Record<string, true>> = {};
-  for (const [adapter, list] of Object.entries(links)) {
-    const set: Record<string, true> = {};
-    for (const address of list) set[address] = true;
-    linked[adapter] = set;
-  }
+export function buildPoolIndex(devices: PersistentTable<PoolDevice>, links: PoolView['links']): PoolIndex {
   const use: Record<string, { held: number; heldLinked: number; recovering: number }> = {};
   const of = (adapter: string) => (use[adapter] ??= { ...NO_USE });
   const all = devices.values();
   for (const d of all) {
     if (holdsSlot(d) && d.adapter !== null) {
       of(d.adapter).held += 1;
-      if (linked[d.adapter]?.[d.address] === true) of(d.adapter).heldLinked += 1;
+      if (links[d.adapter]?.has(d.address) === true) of(d.adapter).heldLinked += 1;
     }
     if (d.recoveringOn !== null) of(d.recoveringOn).recovering += 1;
   }
@@ -189,7 +177,7 @@ export function buildPoolIndex(
     .filter((d) => d.status === 'queued')
     .sort((a, b) => a.ticket - b.ticket)
     .map((d) => d.address);
-  return { use, linked, queue };
+  return { use, queue };
 }
 
 /** An empty pool's tables and index (machine start, tests building a view by hand). */
@@ -197,7 +185,7 @@ export function emptyPoolTables(): Pick<PoolView, 'devices' | 'sightings' | 'ind
   return {
     devices: PersistentTable.empty(),
     sightings: PersistentTable.empty(),
-    index: { use: {}, linked: {}, queue: [] },
+    index: { use: {}, queue: [] },
   };
 }
 
@@ -223,11 +211,11 @@ export function holdsSlot(device: PoolDevice): boolean {
 export function slotsInUse(view: PoolView, adapter: string, except?: string): number {
   // From the index ({@link PoolIndex}): O(1), not a scan of every device.
   const use = view.index.use[adapter] ?? NO_USE;
-  let occupied = (view.links[adapter]?.length ?? 0) + use.held - use.heldLinked;
+  let occupied = (view.links[adapter]?.size ?? 0) + use.held - use.heldLinked;
   if (except !== undefined) {
     const d = view.devices.get(except);
     const holdsHere = d !== undefined && d.adapter === adapter && holdsSlot(d);
-    if (holdsHere || view.index.linked[adapter]?.[except] === true) occupied -= 1;
+    if (holdsHere || view.links[adapter]?.has(except) === true) occupied -= 1;
   }
   return occupied + (view.foreignAttempts?.[adapter] ?? 0);
 }
@@ -316,7 +304,9 @@ export function realLinksBesides(
   linksOnAdapter?: number,
 ): number {
   if (linksOnAdapter !== undefined) return linksOnAdapter;
-  return (view.links[adapter] ?? []).filter((a) => a !== address).length;
+  const links = view.links[adapter];
+  if (links === undefined) return 0;
+  return links.size - (links.has(address) ? 1 : 0);
 }
 
 /** What a failed attempt teaches about an adapter's limit (only the fields that change). */

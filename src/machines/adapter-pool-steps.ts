@@ -31,7 +31,7 @@ import {
   type PoolView,
   type Sightings,
 } from './adapter-pool-logic.js';
-import type { PersistentTable } from './persistent-table.js';
+import { PersistentTable } from './persistent-table.js';
 
 /** Context of the pool machine (plain data; the inspector shows it). */
 export interface PoolContext extends PoolView {
@@ -93,6 +93,8 @@ export type PoolEvent =
   | { type: 'ADAPTER_FOREIGN_ATTEMPTS'; name: string; count: number }
   /** The devices BlueZ shows connected on adapter `name` changed (any process's links). */
   | { type: 'ADAPTER_LINKS'; name: string; connected: readonly string[] }
+  /** Links that came up (`up`) or went down (`down`) on adapter `name` since the last report. */
+  | { type: 'LINKS_CHANGED'; name: string; up: readonly string[]; down: readonly string[] }
   /** The pool's own: a turn ended (see {@link PoolContext.startsPerTurn}); queued devices may start. */
   | { type: 'NEXT_TURN' }
   /** From an adapter actor: its learned limit has held for `limitReprobeMs`, try the configured one. */
@@ -112,8 +114,7 @@ class Draft {
   adapters: Record<string, PoolAdapter>;
   private devs: PersistentTable<PoolDevice>;
   sightings: PersistentTable<Sightings>;
-  private linkLists: Record<string, readonly string[]>;
-  private linked: Record<string, Readonly<Record<string, true>>>;
+  private linkSets: Record<string, PersistentTable<true>>;
   private use: Record<string, AdapterUse>;
   /** The queue, copied on its first change in this step. */
   private queueCopy: string[] | null = null;
@@ -131,8 +132,7 @@ class Draft {
     this.adapters = { ...base.adapters };
     this.devs = base.devices;
     this.sightings = base.sightings;
-    this.linkLists = { ...base.links };
-    this.linked = { ...base.index.linked };
+    this.linkSets = { ...base.links };
     this.use = { ...base.index.use };
     this.foreignAttempts = { ...base.foreignAttempts };
     this.lastChosen = base.lastChosen;
@@ -152,13 +152,13 @@ class Draft {
       adapters: this.adapters,
       devices: this.devs,
       sightings: this.sightings,
-      links: this.linkLists,
+      links: this.linkSets,
       foreignAttempts: this.foreignAttempts,
       lastChosen: this.lastChosen,
       bluezUp: this.bluezUp,
       nextTicket: this.nextTicket,
       startedThisTurn: this.startedThisTurn,
-      index: { use: this.use, linked: this.linked, queue: this.queueCopy ?? this.base.index.queue },
+      index: { use: this.use, queue: this.queueCopy ?? this.base.index.queue },
     };
   }
 
@@ -199,37 +199,56 @@ class Draft {
     if (a !== undefined) this.adapters[name] = { ...a, ...patch };
   }
 
-  /** BlueZ's links on `adapter` (undefined: none known), with the index's link set and overlap. */
+  /** BlueZ's links on `adapter` (undefined: none known) as a whole: O(links on that adapter). */
   setLinks(adapter: string, connected: readonly string[] | undefined): void {
-    if (connected === undefined) {
-      delete this.linkLists[adapter];
-      delete this.linked[adapter];
-    } else {
-      const set: Record<string, true> = {};
-      for (const address of connected) set[address] = true;
-      this.linkLists[adapter] = Object.keys(set);
-      this.linked[adapter] = set;
-    }
-    // Which of our slot holders there BlueZ shows linked: O(links on that adapter).
-    let heldLinked = 0;
-    for (const address of this.linkLists[adapter] ?? []) {
+    const before = this.linkSets[adapter] ?? PersistentTable.empty<true>();
+    const now = new Set(connected ?? []);
+    const down = before.keys().filter((address) => !now.has(address));
+    const up = [...now].filter((address) => !before.has(address));
+    this.changeLinks(adapter, up, down);
+    if (connected === undefined) delete this.linkSets[adapter];
+  }
+
+  /** Links that came up or went down on `adapter`: O(changes), the index's overlap kept. */
+  changeLinks(adapter: string, up: readonly string[], down: readonly string[]): void {
+    let links = this.linkSets[adapter] ?? PersistentTable.empty<true>();
+    let overlap = 0;
+    const holdsHere = (address: string): boolean => {
       const d = this.devs.get(address);
-      if (d !== undefined && d.adapter === adapter && holdsSlot(d)) heldLinked += 1;
+      return d !== undefined && d.adapter === adapter && holdsSlot(d);
+    };
+    for (const address of down) {
+      if (!links.has(address)) continue;
+      links = links.delete(address);
+      if (holdsHere(address)) overlap -= 1;
     }
-    const use = this.use[adapter] ?? NO_USE;
-    if (use.heldLinked !== heldLinked) this.use[adapter] = { ...use, heldLinked };
+    for (const address of up) {
+      if (links.has(address)) continue;
+      links = links.set(address, true);
+      if (holdsHere(address)) overlap += 1;
+    }
+    this.linkSets[adapter] = links;
+    if (overlap !== 0) {
+      const use = this.use[adapter] ?? NO_USE;
+      this.use[adapter] = { ...use, heldLinked: use.heldLinked + overlap };
+    }
+  }
+
+  /** Links BlueZ shows on `adapter` now. */
+  linkCount(adapter: string): number {
+    return this.linkSets[adapter]?.size ?? 0;
   }
 
   /** Every adapter's links forgotten (bluetoothd went away). */
   clearLinks(): void {
-    for (const adapter of Object.keys(this.linkLists)) this.setLinks(adapter, undefined);
+    for (const adapter of Object.keys(this.linkSets)) this.setLinks(adapter, undefined);
   }
 
   private account(d: PoolDevice | undefined, sign: 1 | -1): void {
     if (d === undefined) return;
     if (d.adapter !== null && holdsSlot(d)) {
       const use = this.use[d.adapter] ?? NO_USE;
-      const linked = this.linked[d.adapter]?.[d.address] === true ? sign : 0;
+      const linked = this.linkSets[d.adapter]?.has(d.address) === true ? sign : 0;
       this.use[d.adapter] = { ...use, held: use.held + sign, heldLinked: use.heldLinked + linked };
     }
     if (d.recoveringOn !== null) {
@@ -418,7 +437,7 @@ function dispatch(draft: Draft): void {
     // slot for it) could start; the others are skipped without choosing.
     const usable = usableAdapters(view);
     const free = usable.some((a) => freeSlots(view, a) > 0);
-    if (!free && !usable.some((a) => view.index.linked[a]?.[address] === true)) continue;
+    if (!free && !usable.some((a) => view.links[a]?.has(address) === true)) continue;
     const adapter = preferredAdapter(view, d) ?? chooseAdapter(view, d.address);
     if (adapter === null) continue;
     if (!draft.mayStart()) return;
@@ -646,16 +665,33 @@ export function adapterLinks(
 ): StepResult {
   const draft = new Draft(context);
   draft.setLinks(event.name, event.connected);
-  const learned = draft.adapters[event.name]?.learnedLimit ?? null;
-  if (learned !== null && event.connected.length > learned) {
+  forgetLimitBelowLinks(draft, event.name);
+  return finish(draft);
+}
+
+/** Links came up or went down on an adapter (what changed since the last report): as {@link adapterLinks}. */
+export function linksChanged(
+  context: PoolContext,
+  event: Extract<PoolEvent, { type: 'LINKS_CHANGED' }>,
+): StepResult {
+  const draft = new Draft(context);
+  draft.changeLinks(event.name, event.up, event.down);
+  forgetLimitBelowLinks(draft, event.name);
+  return finish(draft);
+}
+
+/** BlueZ shows more links on `adapter` than its learned limit: the limit was wrong. */
+function forgetLimitBelowLinks(draft: Draft, adapter: string): void {
+  const learned = draft.adapters[adapter]?.learnedLimit ?? null;
+  const links = draft.linkCount(adapter);
+  if (learned !== null && links > learned) {
     learn(
       draft,
-      event.name,
+      adapter,
       { learnedLimit: null, suspectedLimit: null },
-      `${event.name} holds ${event.connected.length} links, more than the learned ${learned}`,
+      `${adapter} holds ${links} links, more than the learned ${learned}`,
     );
   }
-  return finish(draft);
 }
 
 /**

@@ -16,7 +16,8 @@
  * adapter's availability, free/full slots and learned limit.
  *
  * No I/O: the runtime (src/pool) feeds it the mirror (ADAPTER_PRESENT/GONE, BLUEZ_UP/DOWN,
- * SIGHTINGS, ADAPTER_LINKS: every link BlueZ shows, another service's too, occupies a slot); the
+ * SIGHTINGS, ADAPTER_LINKS and LINKS_CHANGED: every link BlueZ shows, another service's too,
+ * occupies a slot); the
  * children report to it themselves through sendParent (CHILD_CONNECTED, CHILD_LINK_LOST,
  * CHILD_IDLE, CHILD_ATTEMPT_FAILED, CHILD_RESETTING, CHILD_PARKED, CHILD_WAITING_FOR_SLOT; an
  * adapter actor's LIMIT_REPROBE) and ask for rotation (ROTATION_REQUESTED), which the pool answers
@@ -49,6 +50,7 @@ import {
   childWaitingForSlot,
   childWentIdle,
   limitReprobe,
+  linksChanged,
   nextTurn,
   releaseDevice,
   rotationRequested,
@@ -196,6 +198,7 @@ export const adapterPoolSetup = base.extend({
     bluezDown: step(['BLUEZ_DOWN'], bluezDown),
     bluezUp: step(['BLUEZ_UP'], bluezUp),
     adapterLinks: step(['ADAPTER_LINKS'], adapterLinks),
+    linksChanged: step(['LINKS_CHANGED'], linksChanged),
     foreignAttempts: step(['ADAPTER_FOREIGN_ATTEMPTS'], foreignAttempts),
     limitReprobe: step(['LIMIT_REPROBE'], limitReprobe),
     nextTurn: step(['NEXT_TURN'], nextTurn),
@@ -276,6 +279,7 @@ export const adapterPoolMachine = adapterPoolSetup.createMachine({
         ADAPTER_GONE: { actions: 'adapterGone' },
         SIGHTINGS: { actions: 'updateSightings' },
         ADAPTER_LINKS: { actions: 'adapterLinks' },
+        LINKS_CHANGED: { actions: 'linksChanged' },
         ADAPTER_FOREIGN_ATTEMPTS: { actions: 'foreignAttempts' },
         LIMIT_REPROBE: { actions: 'limitReprobe' },
         NEXT_TURN: { actions: 'nextTurn' },
