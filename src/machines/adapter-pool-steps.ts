@@ -427,20 +427,14 @@ export function addressOfChild(childId: string): string | null {
  * adapter can take stays queued, its child idle or waiting.
  */
 function dispatch(draft: Draft): void {
-  const queued = draft.queued();
-  if (queued.length === 0) return;
-  for (const address of queued) {
+  if (draft.queued().length === 0) return;
+  for (const address of startCandidates(draft)) {
+    if (!draft.mayStart()) return;
     const d = draft.device(address);
     if (d === undefined || d.status !== 'queued') continue;
     const view = draft.view;
-    // Every adapter full: only a device BlueZ shows linked on one of them (its own link frees a
-    // slot for it) could start; the others are skipped without choosing.
-    const usable = usableAdapters(view);
-    const free = usable.some((a) => freeSlots(view, a) > 0);
-    if (!free && !usable.some((a) => view.links[a]?.has(address) === true)) continue;
     const adapter = preferredAdapter(view, d) ?? chooseAdapter(view, d.address);
     if (adapter === null) continue;
-    if (!draft.mayStart()) return;
     draft.started();
     draft.lastChosen = adapter;
     const childId = d.childId ?? draft.spawnFor(d.address, adapter);
@@ -456,6 +450,24 @@ function dispatch(draft: Draft): void {
     if (!waiting) draft.send(childId, { type: 'CONNECT' });
     draft.emitted.push({ type: 'device-assigned', address: d.address, adapter });
   }
+}
+
+/**
+ * The queued devices that may find a slot, oldest first. With a free slot on some usable adapter,
+ * the whole queue. With every usable adapter full, only a queued device BlueZ shows linked on one
+ * of them can start (its own link frees its slot there): those are found from the links, a few per
+ * adapter, so that a saturated pool does not walk a long queue on every event.
+ */
+function startCandidates(draft: Draft): string[] {
+  const view = draft.view;
+  const usable = usableAdapters(view);
+  if (usable.some((a) => freeSlots(view, a) > 0)) return draft.queued();
+  const linked = new Set<string>();
+  for (const a of usable) for (const address of view.links[a]?.keys() ?? []) linked.add(address);
+  const ticketOf = (address: string): number => draft.device(address)?.ticket ?? 0;
+  return [...linked]
+    .filter((address) => draft.device(address)?.status === 'queued')
+    .sort((x, y) => ticketOf(x) - ticketOf(y));
 }
 
 /**

@@ -105,6 +105,27 @@ describe('the pool index', () => {
     expect(large).toBeLessThan(2 * small);
   });
 
+  it('a saturated pool (every slot taken) does not walk its queue on each event: 400 waiting devices cost what 40 do', () => {
+    const workFor = (waiting: number): number => {
+      const p = fakePool({ slotsPerAdapter: 2 });
+      for (let i = 1; i <= 4 + waiting; i += 1) p.admit(D(i));
+      for (let i = 1; i <= 4; i += 1) p.child(D(i)).send({ type: 'TEST_CONNECTED' });
+      expect(p.ctx().index.queue).toHaveLength(waiting);
+      const before = PersistentTable.work.nodes;
+      // Events that each end in a dispatch attempt: a connected device heard elsewhere, another
+      // service's attempt coming and going.
+      p.pool.send({ type: 'SIGHTINGS', address: D(1), sightings: { hci0: -40, hci1: -70 } });
+      p.pool.send({ type: 'ADAPTER_FOREIGN_ATTEMPTS', name: 'hci1', count: 1 });
+      p.pool.send({ type: 'ADAPTER_FOREIGN_ATTEMPTS', name: 'hci1', count: 0 });
+      expect(p.ctx().index.queue).toHaveLength(waiting);
+      return PersistentTable.work.nodes - before;
+    };
+    const small = workFor(40);
+    const large = workFor(400);
+    expect(small).toBeGreaterThan(0);
+    expect(large).toBeLessThan(2 * small);
+  });
+
   it('with startsPerTurn 4, ten devices asked for at once start four per turn, oldest first', () => {
     vi.useFakeTimers();
     const p = fakePool({ slotsPerAdapter: 10, startsPerTurn: 4 });
