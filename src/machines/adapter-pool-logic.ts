@@ -7,6 +7,7 @@
  */
 import type { FailureClass, WatchdogConfig } from './connection-contracts.js';
 import type { EscalationConfig } from './escalation.js';
+import { PersistentTable } from './persistent-table.js';
 
 /** How the pool picks an adapter for a device. */
 export type AdapterStrategy = 'round-robin' | 'score';
@@ -111,16 +112,39 @@ export interface PoolDevice {
 /** Where BlueZ sees a device: adapter → RSSI (null when BlueZ has none). */
 export type Sightings = Readonly<Record<string, number | null>>;
 
+/** The pool's use of one adapter, kept up to date by the steps (see {@link PoolIndex}). */
+export interface AdapterUse {
+  /** Our devices holding a slot on it ({@link holdsSlot}). */
+  readonly held: number;
+  /** Of those, the ones BlueZ also shows connected on it (one slot each, not two). */
+  readonly heldLinked: number;
+  /** Devices whose child runs the recovery ladder on it. */
+  readonly recovering: number;
+}
+
+/**
+ * What the pool would otherwise find by scanning every device on every event, kept up to date by
+ * each step for the devices that step changes: slot use per adapter and the queue in ticket order.
+ * {@link buildPoolIndex} derives it from scratch (a test checks that both agree after every step).
+ */
+export interface PoolIndex {
+  readonly use: Readonly<Record<string, AdapterUse>>;
+  /** Addresses of the queued devices, oldest ticket first. */
+  readonly queue: readonly string[];
+}
+
 /** The part of the pool context the logic needs. */
 export interface PoolView {
   readonly adapters: Readonly<Record<string, PoolAdapter>>;
-  readonly devices: Readonly<Record<string, PoolDevice>>;
-  readonly sightings: Readonly<Record<string, Sightings>>;
+  /** By address (an immutable table: a step copies only what it changes). */
+  readonly devices: PersistentTable<PoolDevice>;
+  /** Where BlueZ sees each device, by address. */
+  readonly sightings: PersistentTable<Sightings>;
   /**
    * Devices BlueZ shows connected per adapter (Device1.Connected), whoever made the link: another
    * service on the host, a phantom, or one of ours. A controller's slots are shared by all of them.
    */
-  readonly links: Readonly<Record<string, readonly string[]>>;
+  readonly links: Readonly<Record<string, PersistentTable<true>>>;
   /**
    * Connect attempts other processes have under way per adapter: slot lock files held by another
    * pid (cross-process locks on). Each will be a link on the controller in a moment.
@@ -131,6 +155,38 @@ export interface PoolView {
   /** Round-robin position: the adapter name chosen last (the next choice starts after it). */
   readonly lastChosen: string | null;
   readonly bluezUp: boolean;
+  readonly index: PoolIndex;
+}
+
+/** The use of an adapter nothing holds. */
+export const NO_USE: AdapterUse = { held: 0, heldLinked: 0, recovering: 0 };
+
+/** {@link PoolIndex} derived from scratch by scanning every device (start, tests). */
+export function buildPoolIndex(devices: PersistentTable<PoolDevice>, links: PoolView['links']): PoolIndex {
+  const use: Record<string, { held: number; heldLinked: number; recovering: number }> = {};
+  const of = (adapter: string) => (use[adapter] ??= { ...NO_USE });
+  const all = devices.values();
+  for (const d of all) {
+    if (holdsSlot(d) && d.adapter !== null) {
+      of(d.adapter).held += 1;
+      if (links[d.adapter]?.has(d.address) === true) of(d.adapter).heldLinked += 1;
+    }
+    if (d.recoveringOn !== null) of(d.recoveringOn).recovering += 1;
+  }
+  const queue = all
+    .filter((d) => d.status === 'queued')
+    .sort((a, b) => a.ticket - b.ticket)
+    .map((d) => d.address);
+  return { use, queue };
+}
+
+/** An empty pool's tables and index (machine start, tests building a view by hand). */
+export function emptyPoolTables(): Pick<PoolView, 'devices' | 'sightings' | 'index'> {
+  return {
+    devices: PersistentTable.empty(),
+    sightings: PersistentTable.empty(),
+    index: { use: {}, queue: [] },
+  };
 }
 
 /** Statuses in which a device holds a slot on its adapter. */
@@ -153,12 +209,15 @@ export function holdsSlot(device: PoolDevice): boolean {
  * back-off that lets links drain (docs/defaults.md).
  */
 export function slotsInUse(view: PoolView, adapter: string, except?: string): number {
-  const occupied = new Set<string>(view.links[adapter] ?? []);
-  for (const d of Object.values(view.devices)) {
-    if (d.adapter === adapter && holdsSlot(d)) occupied.add(d.address);
+  // From the index ({@link PoolIndex}): O(1), not a scan of every device.
+  const use = view.index.use[adapter] ?? NO_USE;
+  let occupied = (view.links[adapter]?.size ?? 0) + use.held - use.heldLinked;
+  if (except !== undefined) {
+    const d = view.devices.get(except);
+    const holdsHere = d !== undefined && d.adapter === adapter && holdsSlot(d);
+    if (holdsHere || view.links[adapter]?.has(except) === true) occupied -= 1;
   }
-  if (except !== undefined) occupied.delete(except);
-  return occupied.size + (view.foreignAttempts?.[adapter] ?? 0);
+  return occupied + (view.foreignAttempts?.[adapter] ?? 0);
 }
 
 /** The limit the pool uses for `adapter`: the configured one, lowered by a learned one. */
@@ -188,7 +247,7 @@ export function usableAdapters(view: PoolView): string[] {
  */
 export function adaptersForDevice(view: PoolView, address: string): string[] {
   const usable = usableAdapters(view);
-  const seen = view.sightings[address] ?? {};
+  const seen = view.sightings.get(address) ?? {};
   const seeing = usable.filter((a) => a in seen);
   const anySeen = Object.keys(seen).length > 0;
   return anySeen ? seeing : usable;
@@ -196,7 +255,7 @@ export function adaptersForDevice(view: PoolView, address: string): string[] {
 
 /** Score of an adapter for a device (higher is better). */
 export function adapterScore(view: PoolView, adapter: string, address: string): number {
-  const rssi = view.sightings[address]?.[adapter] ?? null;
+  const rssi = view.sightings.get(address)?.[adapter] ?? null;
   const failures = view.adapters[adapter]?.recentFailures ?? 0;
   // Free slots dominate (a full adapter would refuse the link), then recent failures, then RSSI.
   return freeSlots(view, adapter, address) * 20 - failures * 15 + (rssi ?? -100);
@@ -245,7 +304,9 @@ export function realLinksBesides(
   linksOnAdapter?: number,
 ): number {
   if (linksOnAdapter !== undefined) return linksOnAdapter;
-  return (view.links[adapter] ?? []).filter((a) => a !== address).length;
+  const links = view.links[adapter];
+  if (links === undefined) return 0;
+  return links.size - (links.has(address) ? 1 : 0);
 }
 
 /** What a failed attempt teaches about an adapter's limit (only the fields that change). */

@@ -13,6 +13,7 @@ import type {
 } from './connection-contracts.js';
 import { adapterActorId, type AdapterInput, type AdapterStatus, type LimitReprobeReport } from './adapter.js';
 import {
+  NO_USE,
   adaptersForDevice,
   chooseAdapter,
   freeSlots,
@@ -22,6 +23,7 @@ import {
   realLinksBesides,
   slotsInUse,
   usableAdapters,
+  type AdapterUse,
   type RefusalLesson,
   type PoolAdapter,
   type PoolDevice,
@@ -29,6 +31,7 @@ import {
   type PoolView,
   type Sightings,
 } from './adapter-pool-logic.js';
+import { PersistentTable } from './persistent-table.js';
 
 /** Context of the pool machine (plain data; the inspector shows it). */
 export interface PoolContext extends PoolView {
@@ -36,6 +39,13 @@ export interface PoolContext extends PoolView {
   readonly nextTicket: number;
   /** How long a learned slot limit holds before the configured one is tried again. */
   readonly limitReprobeMs: number;
+  /**
+   * Queued devices started (assigned an adapter) per turn at most, or null for no bound; a turn
+   * ends with NEXT_TURN, raised after a zero delay by the turn's first start.
+   */
+  readonly startsPerTurn: number | null;
+  /** Devices started in the current turn. */
+  readonly startedThisTurn: number;
 }
 
 /** A command for the children, carried out by the machine. */
@@ -46,7 +56,9 @@ export type PoolCommand =
   /** A new adapter actor (an Adapter1 the pool had not seen). */
   | { readonly kind: 'spawn-adapter'; readonly childId: string; readonly input: AdapterInput }
   /** What changed about an adapter in this step, for its actor. */
-  | { readonly kind: 'adapter-status'; readonly childId: string; readonly status: AdapterStatus };
+  | { readonly kind: 'adapter-status'; readonly childId: string; readonly status: AdapterStatus }
+  /** End the current turn after a zero delay (NEXT_TURN): the next macrotask may start more devices. */
+  | { readonly kind: 'next-turn' };
 
 /** Events the pool emits for observers (`pool.on(type, …)`). */
 export type PoolEmitted =
@@ -81,6 +93,10 @@ export type PoolEvent =
   | { type: 'ADAPTER_FOREIGN_ATTEMPTS'; name: string; count: number }
   /** The devices BlueZ shows connected on adapter `name` changed (any process's links). */
   | { type: 'ADAPTER_LINKS'; name: string; connected: readonly string[] }
+  /** Links that came up (`up`) or went down (`down`) on adapter `name` since the last report. */
+  | { type: 'LINKS_CHANGED'; name: string; up: readonly string[]; down: readonly string[] }
+  /** The pool's own: a turn ended (see {@link PoolContext.startsPerTurn}); queued devices may start. */
+  | { type: 'NEXT_TURN' }
   /** From an adapter actor: its learned limit has held for `limitReprobeMs`, try the configured one. */
   | LimitReprobeReport
   /** From the children themselves (sendParent), see {@link ConnectionReport}. */
@@ -96,25 +112,33 @@ export interface StepResult {
 /** A mutable working copy of one step. */
 class Draft {
   adapters: Record<string, PoolAdapter>;
-  devices: Record<string, PoolDevice>;
-  sightings: Record<string, Sightings>;
-  links: Record<string, readonly string[]>;
+  private devs: PersistentTable<PoolDevice>;
+  sightings: PersistentTable<Sightings>;
+  private linkSets: Record<string, PersistentTable<true>>;
+  private use: Record<string, AdapterUse>;
+  /** The queue, copied on its first change in this step. */
+  private queueCopy: string[] | null = null;
   foreignAttempts: Record<string, number>;
   lastChosen: string | null;
   bluezUp: boolean;
   nextTicket: number;
+  startedThisTurn: number;
   readonly commands: PoolCommand[] = [];
   readonly emitted: PoolEmitted[] = [];
 
+  // Only tables keyed by adapter are copied (a handful of entries); the devices and sightings are
+  // persistent tables and the index is patched for the devices this step changes.
   constructor(readonly base: PoolContext) {
     this.adapters = { ...base.adapters };
-    this.devices = { ...base.devices };
-    this.sightings = { ...base.sightings };
-    this.links = { ...base.links };
+    this.devs = base.devices;
+    this.sightings = base.sightings;
+    this.linkSets = { ...base.links };
+    this.use = { ...base.index.use };
     this.foreignAttempts = { ...base.foreignAttempts };
     this.lastChosen = base.lastChosen;
     this.bluezUp = base.bluezUp;
     this.nextTicket = base.nextTicket;
+    this.startedThisTurn = base.startedThisTurn;
   }
 
   ticket(): number {
@@ -126,23 +150,48 @@ class Draft {
     return {
       ...this.base,
       adapters: this.adapters,
-      devices: this.devices,
+      devices: this.devs,
       sightings: this.sightings,
-      links: this.links,
+      links: this.linkSets,
       foreignAttempts: this.foreignAttempts,
       lastChosen: this.lastChosen,
       bluezUp: this.bluezUp,
       nextTicket: this.nextTicket,
+      startedThisTurn: this.startedThisTurn,
+      index: { use: this.use, queue: this.queueCopy ?? this.base.index.queue },
     };
   }
 
   device(address: string): PoolDevice | undefined {
-    return this.devices[address];
+    return this.devs.get(address);
+  }
+
+  /** Every device, in the order they joined (a whole-table operation: rare events only). */
+  allDevices(): PoolDevice[] {
+    return this.devs.values();
+  }
+
+  /** Queued devices' addresses, oldest first (a copy). */
+  queued(): string[] {
+    return [...(this.queueCopy ?? this.base.index.queue)];
+  }
+
+  /** Adds, replaces or (undefined) removes a device, keeping the index up to date. */
+  setDevice(address: string, next: PoolDevice | undefined): void {
+    const prev = this.devs.get(address);
+    this.account(prev, -1);
+    this.account(next, 1);
+    this.devs = next === undefined ? this.devs.delete(address) : this.devs.set(address, next);
+    const wasQueued = prev?.status === 'queued';
+    const isQueued = next?.status === 'queued';
+    const sameTicket = prev?.ticket === next?.ticket;
+    if (wasQueued && !(isQueued && sameTicket)) this.unqueue(address);
+    if (next !== undefined && isQueued && !(wasQueued && sameTicket)) this.queueIn(next);
   }
 
   patch(address: string, patch: Partial<PoolDevice>): void {
-    const d = this.devices[address];
-    if (d !== undefined) this.devices[address] = { ...d, ...patch };
+    const d = this.devs.get(address);
+    if (d !== undefined) this.setDevice(address, { ...d, ...patch });
   }
 
   patchAdapter(name: string, patch: Partial<PoolAdapter>): void {
@@ -150,12 +199,95 @@ class Draft {
     if (a !== undefined) this.adapters[name] = { ...a, ...patch };
   }
 
+  /** BlueZ's links on `adapter` (undefined: none known) as a whole: O(links on that adapter). */
+  setLinks(adapter: string, connected: readonly string[] | undefined): void {
+    const before = this.linkSets[adapter] ?? PersistentTable.empty<true>();
+    const now = new Set(connected ?? []);
+    const down = before.keys().filter((address) => !now.has(address));
+    const up = [...now].filter((address) => !before.has(address));
+    this.changeLinks(adapter, up, down);
+    if (connected === undefined) delete this.linkSets[adapter];
+  }
+
+  /** Links that came up or went down on `adapter`: O(changes), the index's overlap kept. */
+  changeLinks(adapter: string, up: readonly string[], down: readonly string[]): void {
+    let links = this.linkSets[adapter] ?? PersistentTable.empty<true>();
+    let overlap = 0;
+    const holdsHere = (address: string): boolean => {
+      const d = this.devs.get(address);
+      return d !== undefined && d.adapter === adapter && holdsSlot(d);
+    };
+    for (const address of down) {
+      if (!links.has(address)) continue;
+      links = links.delete(address);
+      if (holdsHere(address)) overlap -= 1;
+    }
+    for (const address of up) {
+      if (links.has(address)) continue;
+      links = links.set(address, true);
+      if (holdsHere(address)) overlap += 1;
+    }
+    this.linkSets[adapter] = links;
+    if (overlap !== 0) {
+      const use = this.use[adapter] ?? NO_USE;
+      this.use[adapter] = { ...use, heldLinked: use.heldLinked + overlap };
+    }
+  }
+
+  /** Links BlueZ shows on `adapter` now. */
+  linkCount(adapter: string): number {
+    return this.linkSets[adapter]?.size ?? 0;
+  }
+
+  /** Every adapter's links forgotten (bluetoothd went away). */
+  clearLinks(): void {
+    for (const adapter of Object.keys(this.linkSets)) this.setLinks(adapter, undefined);
+  }
+
+  private account(d: PoolDevice | undefined, sign: 1 | -1): void {
+    if (d === undefined) return;
+    if (d.adapter !== null && holdsSlot(d)) {
+      const use = this.use[d.adapter] ?? NO_USE;
+      const linked = this.linkSets[d.adapter]?.has(d.address) === true ? sign : 0;
+      this.use[d.adapter] = { ...use, held: use.held + sign, heldLinked: use.heldLinked + linked };
+    }
+    if (d.recoveringOn !== null) {
+      const use = this.use[d.recoveringOn] ?? NO_USE;
+      this.use[d.recoveringOn] = { ...use, recovering: use.recovering + sign };
+    }
+  }
+
+  private mutableQueue(): string[] {
+    this.queueCopy ??= [...this.base.index.queue];
+    return this.queueCopy;
+  }
+
+  private unqueue(address: string): void {
+    const queue = this.mutableQueue();
+    const at = queue.indexOf(address);
+    if (at >= 0) queue.splice(at, 1);
+  }
+
+  /** Into the queue by ticket: at the end for a new ticket (the usual case). */
+  private queueIn(d: PoolDevice): void {
+    const queue = this.mutableQueue();
+    const ticketAt = (i: number): number => this.devs.get(queue[i] ?? '')?.ticket ?? 0;
+    let lo = 0;
+    let hi = queue.length;
+    if (hi > 0 && ticketAt(hi - 1) < d.ticket) lo = hi;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (ticketAt(mid) < d.ticket) lo = mid + 1;
+      else hi = mid;
+    }
+    queue.splice(lo, 0, d.address);
+  }
+
   remove(address: string): void {
-    const d = this.devices[address];
+    const d = this.devs.get(address);
     if (d === undefined) return;
     if (d.childId !== null) this.commands.push({ kind: 'stop', childId: d.childId });
-    const { [address]: _gone, ...rest } = this.devices;
-    this.devices = rest;
+    this.setDevice(address, undefined);
     this.emitted.push({ type: 'device-removed', address });
   }
 
@@ -173,16 +305,32 @@ class Draft {
    * `waiting-for-slot`; the slot is freed when it reports that it is waiting.
    */
   requeue(address: string, reason: string): void {
-    const d = this.devices[address];
+    const d = this.devs.get(address);
     if (d === undefined || d.childId === null) return;
     this.patch(address, { status: 'requeueing' });
     this.send(d.childId, { type: 'QUEUED_FOR_SLOT', reason });
     this.emitted.push({ type: 'device-requeued', address, from: d.adapter ?? '', reason });
   }
 
+  /**
+   * Whether one more queued device may start now: at most `startsPerTurn` per turn (the first start
+   * of a turn schedules NEXT_TURN, which ends it), so that a thousand devices asked for at once do
+   * not all start in one macrotask.
+   */
+  mayStart(): boolean {
+    return this.base.startsPerTurn === null || this.startedThisTurn < this.base.startsPerTurn;
+  }
+
+  /** Counts a start against this turn. */
+  started(): void {
+    if (this.base.startsPerTurn === null) return;
+    if (this.startedThisTurn === 0) this.commands.push({ kind: 'next-turn' });
+    this.startedThisTurn += 1;
+  }
+
   /** Spawns a fresh (idle) connection actor for the device; returns its id. */
   spawnFor(address: string, adapterHint?: string): string {
-    const d = this.devices[address];
+    const d = this.devs.get(address);
     if (d === undefined) throw new Error(`spawnFor: unknown device ${address}`);
     const spawns = d.spawns + 1;
     const childId = childIdOf(address, spawns);
@@ -242,7 +390,7 @@ export function adapterStatus(view: PoolContext, name: string): AdapterStatus {
   return {
     present: a?.present ?? false,
     powered: a?.powered ?? false,
-    resets: Object.values(view.devices).filter((d) => d.recoveringOn === name).length,
+    resets: (view.index.use[name] ?? NO_USE).recovering,
     inUse: slotsInUse(view, name),
     configuredLimit: view.slotsPerAdapter,
     learnedLimit: a?.learnedLimit ?? null,
@@ -267,18 +415,27 @@ export function childIdOf(address: string, spawn: number): string {
   return `device:${address}#${spawn}`;
 }
 
+/** The address in a child id made by {@link childIdOf}, or null for another id. */
+export function addressOfChild(childId: string): string | null {
+  const hash = childId.lastIndexOf('#');
+  return childId.startsWith('device:') && hash > 7 ? childId.slice(7, hash) : null;
+}
+
 /**
  * Gives queued devices a slot, oldest first: assigns the adapter to its child, and tells an idle
  * child to CONNECT (a child in `waiting-for-slot` starts on ADAPTER_ASSIGNED alone). A device no
  * adapter can take stays queued, its child idle or waiting.
  */
 function dispatch(draft: Draft): void {
-  const queued = Object.values(draft.devices)
-    .filter((d) => d.status === 'queued')
-    .sort((a, b) => a.ticket - b.ticket);
-  for (const d of queued) {
-    const adapter = preferredAdapter(draft.view, d) ?? chooseAdapter(draft.view, d.address);
+  if (draft.queued().length === 0) return;
+  for (const address of startCandidates(draft)) {
+    if (!draft.mayStart()) return;
+    const d = draft.device(address);
+    if (d === undefined || d.status !== 'queued') continue;
+    const view = draft.view;
+    const adapter = preferredAdapter(view, d) ?? chooseAdapter(view, d.address);
     if (adapter === null) continue;
+    draft.started();
     draft.lastChosen = adapter;
     const childId = d.childId ?? draft.spawnFor(d.address, adapter);
     const waiting = d.childId !== null && d.waiting;
@@ -293,6 +450,24 @@ function dispatch(draft: Draft): void {
     if (!waiting) draft.send(childId, { type: 'CONNECT' });
     draft.emitted.push({ type: 'device-assigned', address: d.address, adapter });
   }
+}
+
+/**
+ * The queued devices that may find a slot, oldest first. With a free slot on some usable adapter,
+ * the whole queue. With every usable adapter full, only a queued device BlueZ shows linked on one
+ * of them can start (its own link frees its slot there): those are found from the links, a few per
+ * adapter, so that a saturated pool does not walk a long queue on every event.
+ */
+function startCandidates(draft: Draft): string[] {
+  const view = draft.view;
+  const usable = usableAdapters(view);
+  if (usable.some((a) => freeSlots(view, a) > 0)) return draft.queued();
+  const linked = new Set<string>();
+  for (const a of usable) for (const address of view.links[a]?.keys() ?? []) linked.add(address);
+  const ticketOf = (address: string): number => draft.device(address)?.ticket ?? 0;
+  return [...linked]
+    .filter((address) => draft.device(address)?.status === 'queued')
+    .sort((x, y) => ticketOf(x) - ticketOf(y));
 }
 
 /**
@@ -320,7 +495,7 @@ export function admitDevice(
   const draft = new Draft(context);
   const existing = draft.device(event.address);
   if (existing === undefined || existing.status === 'failed') {
-    draft.devices[event.address] = {
+    draft.setDevice(event.address, {
       address: event.address,
       status: 'queued',
       adapter: null,
@@ -334,7 +509,7 @@ export function admitDevice(
       settings: event.settings,
       error: null,
       ticket: draft.ticket(),
-    };
+    });
     draft.spawnFor(event.address);
     draft.emitted.push({ type: 'device-queued', address: event.address });
   } else {
@@ -399,7 +574,7 @@ function moveAway(draft: Draft, d: PoolDevice, from: string, why: string): void 
 
 /** Moves devices still connecting on `adapter` elsewhere (or back to the queue). Connected ones lose their link by themselves. */
 function evacuate(draft: Draft, adapter: string, why: string): void {
-  for (const d of Object.values(draft.devices)) {
+  for (const d of draft.allDevices()) {
     if (d.adapter !== adapter || d.status !== 'connecting' || d.childId === null) continue;
     if (isRecovering(d)) continue;
     moveAway(draft, d, adapter, why);
@@ -454,7 +629,7 @@ export function adapterGone(
 ): StepResult {
   const draft = new Draft(context);
   draft.patchAdapter(event.name, { present: false, powered: false });
-  delete draft.links[event.name];
+  draft.setLinks(event.name, undefined);
   evacuate(draft, event.name, `${event.name} removed`);
   return finish(draft);
 }
@@ -466,10 +641,10 @@ export function adapterGone(
 export function bluezDown(context: PoolContext): StepResult {
   const draft = new Draft(context);
   draft.bluezUp = false;
-  draft.links = {};
+  draft.clearLinks();
   for (const a of Object.values(draft.adapters))
     draft.patchAdapter(a.name, { present: false, powered: false });
-  for (const d of Object.values(draft.devices)) {
+  for (const d of draft.allDevices()) {
     if (d.status === 'connecting' && !isRecovering(d)) draft.requeue(d.address, 'bluetoothd went away');
   }
   return draft.result();
@@ -488,7 +663,7 @@ export function updateSightings(
   event: Extract<PoolEvent, { type: 'SIGHTINGS' }>,
 ): StepResult {
   const draft = new Draft(context);
-  draft.sightings[event.address] = event.sightings;
+  draft.sightings = draft.sightings.set(event.address, event.sightings);
   return finish(draft);
 }
 
@@ -501,17 +676,34 @@ export function adapterLinks(
   event: Extract<PoolEvent, { type: 'ADAPTER_LINKS' }>,
 ): StepResult {
   const draft = new Draft(context);
-  draft.links[event.name] = [...event.connected];
-  const learned = draft.adapters[event.name]?.learnedLimit ?? null;
-  if (learned !== null && event.connected.length > learned) {
+  draft.setLinks(event.name, event.connected);
+  forgetLimitBelowLinks(draft, event.name);
+  return finish(draft);
+}
+
+/** Links came up or went down on an adapter (what changed since the last report): as {@link adapterLinks}. */
+export function linksChanged(
+  context: PoolContext,
+  event: Extract<PoolEvent, { type: 'LINKS_CHANGED' }>,
+): StepResult {
+  const draft = new Draft(context);
+  draft.changeLinks(event.name, event.up, event.down);
+  forgetLimitBelowLinks(draft, event.name);
+  return finish(draft);
+}
+
+/** BlueZ shows more links on `adapter` than its learned limit: the limit was wrong. */
+function forgetLimitBelowLinks(draft: Draft, adapter: string): void {
+  const learned = draft.adapters[adapter]?.learnedLimit ?? null;
+  const links = draft.linkCount(adapter);
+  if (learned !== null && links > learned) {
     learn(
       draft,
-      event.name,
+      adapter,
       { learnedLimit: null, suspectedLimit: null },
-      `${event.name} holds ${event.connected.length} links, more than the learned ${learned}`,
+      `${adapter} holds ${links} links, more than the learned ${learned}`,
     );
   }
-  return finish(draft);
 }
 
 /**
@@ -525,6 +717,13 @@ export function foreignAttempts(
   const draft = new Draft(context);
   if (event.count > 0) draft.foreignAttempts[event.name] = event.count;
   else delete draft.foreignAttempts[event.name];
+  return finish(draft);
+}
+
+/** A turn ended: queued devices held back by {@link PoolContext.startsPerTurn} may start now. */
+export function nextTurn(context: PoolContext): StepResult {
+  const draft = new Draft(context);
+  draft.startedThisTurn = 0;
   return finish(draft);
 }
 
@@ -615,7 +814,7 @@ export function childAttemptFailed(
   // after a bluetoothd restart forgot the device): the next attempt goes there.
   const d = draft.device(event.address);
   if (event.failureClass === 'notFound' && d?.status === 'connecting' && d.adapter === a.name) {
-    const heardOn = Object.keys(draft.sightings[d.address] ?? {});
+    const heardOn = Object.keys(draft.sightings.get(d.address) ?? {});
     const elsewhere = heardOn.length > 0 && !heardOn.includes(a.name);
     const to = elsewhere ? chooseAdapter(draft.view, d.address, [a.name]) : null;
     if (to !== null && d.childId !== null) {
@@ -762,8 +961,9 @@ export function childEnded(
   cause: unknown = undefined,
 ): StepResult {
   const draft = new Draft(context);
-  const d = Object.values(draft.devices).find((x) => x.childId === childId);
-  if (d === undefined) return draft.result();
+  const address = addressOfChild(childId);
+  const d = address === null ? undefined : draft.device(address);
+  if (d === undefined || d.childId !== childId) return draft.result();
   switch (d.status) {
     case 'disconnecting':
       draft.remove(d.address);
@@ -791,12 +991,8 @@ export function slotReport(context: PoolView): {
 } {
   const inUse: Record<string, string[]> = {};
   for (const name of Object.keys(context.adapters)) inUse[name] = [];
-  for (const d of Object.values(context.devices)) {
+  for (const d of context.devices.values()) {
     if (holdsSlot(d) && d.adapter !== null) (inUse[d.adapter] ??= []).push(d.address);
   }
-  const queued = Object.values(context.devices)
-    .filter((d) => d.status === 'queued')
-    .sort((a, b) => a.ticket - b.ticket)
-    .map((d) => d.address);
-  return { inUse, queued };
+  return { inUse, queued: [...context.index.queue] };
 }

@@ -16,7 +16,8 @@
  * adapter's availability, free/full slots and learned limit.
  *
  * No I/O: the runtime (src/pool) feeds it the mirror (ADAPTER_PRESENT/GONE, BLUEZ_UP/DOWN,
- * SIGHTINGS, ADAPTER_LINKS: every link BlueZ shows, another service's too, occupies a slot); the
+ * SIGHTINGS, ADAPTER_LINKS and LINKS_CHANGED: every link BlueZ shows, another service's too,
+ * occupies a slot); the
  * children report to it themselves through sendParent (CHILD_CONNECTED, CHILD_LINK_LOST,
  * CHILD_IDLE, CHILD_ATTEMPT_FAILED, CHILD_RESETTING, CHILD_PARKED, CHILD_WAITING_FOR_SLOT; an
  * adapter actor's LIMIT_REPROBE) and ask for rotation (ROTATION_REQUESTED), which the pool answers
@@ -31,7 +32,7 @@ import { setup, type ActorRefFrom } from 'xstate';
 import { connectionMachine } from './connection.js';
 import type { ConnectionOutput } from './connection-contracts.js';
 import { adapterActorId, adapterMachine } from './adapter.js';
-import type { AdapterStrategy, PoolAdapter } from './adapter-pool-logic.js';
+import { emptyPoolTables, type AdapterStrategy, type PoolAdapter } from './adapter-pool-logic.js';
 import {
   adapterGone,
   adapterLinks,
@@ -49,6 +50,8 @@ import {
   childWaitingForSlot,
   childWentIdle,
   limitReprobe,
+  linksChanged,
+  nextTurn,
   releaseDevice,
   rotationRequested,
   updateSightings,
@@ -69,6 +72,12 @@ export interface PoolInput {
   readonly bluezUp?: boolean;
   /** How long a learned slot limit holds before the configured one is tried again. Default 600 000. */
   readonly limitReprobeMs?: number;
+  /**
+   * Queued devices the pool starts per turn at most (default: no bound). A turn ends after a zero
+   * delay (the `nextTurn` delay): with a bound, a thousand devices asked for at once start a few
+   * per macrotask instead of all in one, and the event loop keeps serving I/O meanwhile.
+   */
+  readonly startsPerTurn?: number;
 }
 
 /** Default of {@link PoolInput.limitReprobeMs}: ten minutes. */
@@ -103,6 +112,10 @@ const base = setup({
     connection: connectionMachine,
     adapter: adapterMachine,
   },
+  delays: {
+    /** A turn of {@link PoolInput.startsPerTurn} ends in the next macrotask (a timer). */
+    nextTurn: 0,
+  },
 });
 
 /** The enqueuer of the pool's actions (XState's, typed by the setup above). */
@@ -127,6 +140,9 @@ function apply(enqueue: Enqueue, result: StepResult): void {
         break;
       case 'stop':
         enqueue.stopChild(command.childId);
+        break;
+      case 'next-turn':
+        enqueue.raise({ type: 'NEXT_TURN' }, { delay: 'nextTurn', id: 'next-turn' });
         break;
     }
   }
@@ -182,8 +198,10 @@ export const adapterPoolSetup = base.extend({
     bluezDown: step(['BLUEZ_DOWN'], bluezDown),
     bluezUp: step(['BLUEZ_UP'], bluezUp),
     adapterLinks: step(['ADAPTER_LINKS'], adapterLinks),
+    linksChanged: step(['LINKS_CHANGED'], linksChanged),
     foreignAttempts: step(['ADAPTER_FOREIGN_ATTEMPTS'], foreignAttempts),
     limitReprobe: step(['LIMIT_REPROBE'], limitReprobe),
+    nextTurn: step(['NEXT_TURN'], nextTurn),
     updateSightings: step(['SIGHTINGS'], updateSightings),
     childConnected: step(['CHILD_CONNECTED'], childConnected),
     childWentIdle: step(['CHILD_LINK_LOST', 'CHILD_IDLE'], childWentIdle),
@@ -221,8 +239,7 @@ export const adapterPoolMachine = adapterPoolSetup.createMachine({
     }
     return {
       adapters,
-      devices: {},
-      sightings: {},
+      ...emptyPoolTables(),
       links: {},
       foreignAttempts: {},
       slotsPerAdapter: input.slotsPerAdapter,
@@ -231,6 +248,8 @@ export const adapterPoolMachine = adapterPoolSetup.createMachine({
       bluezUp: input.bluezUp ?? true,
       nextTicket: 0,
       limitReprobeMs: input.limitReprobeMs ?? DEFAULT_LIMIT_REPROBE_MS,
+      startsPerTurn: input.startsPerTurn ?? null,
+      startedThisTurn: 0,
     };
   },
   entry: 'spawnAdapters',
@@ -260,8 +279,10 @@ export const adapterPoolMachine = adapterPoolSetup.createMachine({
         ADAPTER_GONE: { actions: 'adapterGone' },
         SIGHTINGS: { actions: 'updateSightings' },
         ADAPTER_LINKS: { actions: 'adapterLinks' },
+        LINKS_CHANGED: { actions: 'linksChanged' },
         ADAPTER_FOREIGN_ATTEMPTS: { actions: 'foreignAttempts' },
         LIMIT_REPROBE: { actions: 'limitReprobe' },
+        NEXT_TURN: { actions: 'nextTurn' },
         CHILD_CONNECTED: { actions: 'childConnected' },
         CHILD_LINK_LOST: { actions: 'childWentIdle' },
         CHILD_IDLE: { actions: 'childWentIdle' },

@@ -1,7 +1,9 @@
 /**
  * Mirror → adapter pool: turns what BlueZ shows into the pool machine's events (BLUEZ_UP,
- * BLUEZ_DOWN, ADAPTER_PRESENT, ADAPTER_GONE, ADAPTER_LINKS, SIGHTINGS), with work proportional to
- * what changed. It listens to the mirror's per-tick {@link MirrorChangeBatch} and re-derives only
+ * BLUEZ_DOWN, ADAPTER_PRESENT, ADAPTER_GONE, ADAPTER_LINKS, LINKS_CHANGED, SIGHTINGS), with work
+ * proportional to what changed. An adapter's links go as a whole list (ADAPTER_LINKS) when the
+ * adapter is new or on a full re-derive, and otherwise as the links that came up or went down
+ * among the devices named in the batch (LINKS_CHANGED), not as the adapter's whole list again. It listens to the mirror's per-tick {@link MirrorChangeBatch} and re-derives only
  * the adapters and devices named there (the mirror's indexes answer "which adapters hear this
  * address" and "which devices are connected on this adapter" without scanning the tree). A rebuild
  * or owner change re-derives everything once. Each event is sent only when its payload differs
@@ -17,6 +19,7 @@ export type MirrorSyncEvent =
   | { type: 'ADAPTER_PRESENT'; name: string; powered: boolean }
   | { type: 'ADAPTER_GONE'; name: string }
   | { type: 'ADAPTER_LINKS'; name: string; connected: string[] }
+  | { type: 'LINKS_CHANGED'; name: string; up: string[]; down: string[] }
   | { type: 'SIGHTINGS'; address: string; sightings: Sightings };
 
 /** What {@link startMirrorSync} needs. */
@@ -88,7 +91,8 @@ export function startMirrorSync(options: MirrorSyncOptions): MirrorSync {
     up ? mirror.adapters().flatMap((a) => (allowed(a.name) ? [[a.name, a.powered] as const] : [])) : [],
   );
   const lastSightings = new Map<string, string>();
-  const lastLinks = new Map<string, string>();
+  // The links the pool was last told of, per adapter.
+  const lastLinks = new Map<string, Set<string>>();
   const stats: MirrorSyncStats = { batches: 0, full: 0, sightingsComputed: 0, linksComputed: 0 };
 
   const sendSightings = (address: string): void => {
@@ -104,10 +108,31 @@ export function startMirrorSync(options: MirrorSyncOptions): MirrorSync {
     stats.linksComputed += 1;
     // Every link BlueZ shows takes a controller slot, another service's too (docs/architecture.md).
     const connected = mirror.connectedAddresses(name);
-    const key = connected.join(',');
-    if (lastLinks.get(name) === key) return;
-    lastLinks.set(name, key);
+    const last = lastLinks.get(name);
+    if (last !== undefined && last.size === connected.length && connected.every((a) => last.has(a))) return;
+    lastLinks.set(name, new Set(connected));
     send({ type: 'ADAPTER_LINKS', name, connected });
+  };
+
+  /** The links of `name` that came up or went down among `devices` (what a batch names). */
+  const sendLinkChanges = (name: string, devices: ReadonlySet<string>): void => {
+    const last = lastLinks.get(name);
+    if (last === undefined) {
+      sendLinks(name);
+      return;
+    }
+    stats.linksComputed += 1;
+    const up: string[] = [];
+    const down: string[] = [];
+    for (const address of devices) {
+      const connected = mirror.device(name, address)?.connected === true;
+      if (connected && !last.has(address)) up.push(address);
+      else if (!connected && last.has(address)) down.push(address);
+    }
+    if (up.length === 0 && down.length === 0) return;
+    for (const address of up) last.add(address);
+    for (const address of down) last.delete(address);
+    send({ type: 'LINKS_CHANGED', name, up, down });
   };
 
   /**
@@ -149,8 +174,9 @@ export function startMirrorSync(options: MirrorSyncOptions): MirrorSync {
       for (const name of known.keys()) sendLinks(name);
       for (const address of options.poolDevices()) sendSightings(address);
     } else {
-      for (const name of new Set([...batch.links, ...adapters.appeared]))
-        if (known.has(name)) sendLinks(name);
+      for (const name of adapters.appeared) if (known.has(name)) sendLinks(name);
+      for (const name of batch.links)
+        if (known.has(name) && !adapters.appeared.includes(name)) sendLinkChanges(name, batch.devices);
       if (adapters.changed) {
         // An adapter that comes or goes changes where every device is heard (rare: O(N) once).
         for (const address of options.poolDevices()) sendSightings(address);

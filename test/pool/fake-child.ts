@@ -222,7 +222,7 @@ export function startFakePool(input: Partial<PoolInput> = {}) {
   pool.start();
   const ctx = () => pool.getSnapshot().context;
   const child = (address: string): AnyActorRef => {
-    const id = ctx().devices[address]?.childId;
+    const id = ctx().devices.get(address)?.childId;
     const ref = id == null ? undefined : (pool.getSnapshot().children as Record<string, AnyActorRef>)[id];
     if (ref === undefined) throw new Error(`no child for ${address}`);
     return ref;
@@ -258,8 +258,8 @@ export function startFakePool(input: Partial<PoolInput> = {}) {
       pool.send({ type: 'SIGHTINGS', address, sightings: seenBy });
       pool.send({ type: 'CONNECT_DEVICE', address, settings, keepAlive });
     },
-    status: (address: string) => ctx().devices[address]?.status,
-    adapterOf: (address: string) => ctx().devices[address]?.adapter ?? null,
+    status: (address: string) => ctx().devices.get(address)?.status,
+    adapterOf: (address: string) => ctx().devices.get(address)?.adapter ?? null,
     stop() {
       pool.stop();
     },

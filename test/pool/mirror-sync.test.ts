@@ -100,7 +100,7 @@ describe('mirror → pool sync: work proportional to what changed', () => {
     expect(w.events.filter((e) => e.type !== 'SIGHTINGS')).toEqual([]);
   });
 
-  it('a link that drops re-derives that adapter’s links and that device only', async () => {
+  it('a link that drops is sent as that one link down, and only that device is looked at', async () => {
     const devices: DeviceSpec[] = Array.from({ length: 40 }, (_, i) => ({
       address: address(i),
       knownOn: ADAPTERS,
@@ -113,7 +113,7 @@ describe('mirror → pool sync: work proportional to what changed', () => {
     const dev = address(3);
     await w.bluez.connect('hci1', dev, { timeoutMs: 5000, waitServicesResolved: true });
     await until('hci1 links', () =>
-      w.events.some((e) => e.type === 'ADAPTER_LINKS' && e.name === 'hci1' && e.connected.includes(dev)),
+      w.events.some((e) => e.type === 'LINKS_CHANGED' && e.name === 'hci1' && e.up.includes(dev)),
     );
     await tick(100);
     w.events.length = 0;
@@ -123,7 +123,8 @@ describe('mirror → pool sync: work proportional to what changed', () => {
     await until('the link drop reaches the pool', () => w.events.length > 0);
     await tick(100);
 
-    expect(w.events).toEqual([{ type: 'ADAPTER_LINKS', name: 'hci1', connected: [] }]);
+    // What changed on hci1 (that link down), not hci1's whole list again.
+    expect(w.events).toEqual([{ type: 'LINKS_CHANGED', name: 'hci1', up: [], down: [dev] }]);
     // One device changed: its sightings were looked at (unchanged, so no event), no other's.
     expect(w.sync.stats.sightingsComputed - before.sightingsComputed).toBeLessThanOrEqual(1);
     expect(w.sync.stats.linksComputed - before.linksComputed).toBeGreaterThanOrEqual(1);

@@ -4,7 +4,8 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { slotReport } from '../../src/machines/adapter-pool-steps.js';
-import { chooseAdapter, type PoolView } from '../../src/machines/adapter-pool-logic.js';
+import { chooseAdapter, emptyPoolTables, type PoolView } from '../../src/machines/adapter-pool-logic.js';
+import { PersistentTable } from '../../src/machines/persistent-table.js';
 import { startFakePool } from './fake-child.js';
 
 const D = (n: number) => `AA:00:00:00:00:0${n}`;
@@ -58,7 +59,7 @@ describe('slot accounting and queue', () => {
     p.child(D(1)).send({ type: 'TEST_CONNECTED' });
     expect(perAdapter(p).queued).toEqual([D(2)]);
     p.pool.send({ type: 'DISCONNECT_DEVICE', address: D(1) });
-    expect(p.ctx().devices[D(1)]).toBeUndefined();
+    expect(p.ctx().devices.get(D(1))).toBeUndefined();
     expect(p.emitted).toContainEqual({ type: 'device-removed', address: D(1) });
     expect(perAdapter(p).hci0).toEqual([D(2)]);
   });
@@ -117,8 +118,8 @@ describe('adapter choice', () => {
           recentFailures: 0,
         },
       },
-      devices: {},
-      sightings: { [D(1)]: { hci0: -80, hci1: -50 } },
+      ...emptyPoolTables(),
+      sightings: PersistentTable.from([[D(1), { hci0: -80, hci1: -50 }]]),
       links: {},
       slotsPerAdapter: 5,
       strategy: 'score',
@@ -132,7 +133,7 @@ describe('adapter choice', () => {
     };
     expect(chooseAdapter(failing, D(1))).toBe('hci0');
     // A device no adapter has seen yet may go anywhere (the child discovers it there).
-    expect(chooseAdapter({ ...view, sightings: {} }, D(2))).toBe('hci0');
+    expect(chooseAdapter({ ...view, sightings: PersistentTable.empty() }, D(2))).toBe('hci0');
   });
 });
 
@@ -175,7 +176,7 @@ describe('rotation', () => {
     expect(onlyChild.getSnapshot().status).toBe('active');
     expect(onlyChild.getSnapshot().value).toBe('waiting-for-slot');
     expect(p.status(D(2))).toBe('queued');
-    expect(p.ctx().devices[D(2)]?.childId).toBe(`device:${D(2)}#1`);
+    expect(p.ctx().devices.get(D(2))?.childId).toBe(`device:${D(2)}#1`);
     expect(p.emitted).toContainEqual(expect.objectContaining({ type: 'device-requeued', address: D(2) }));
 
     // As at run time: the mirror shows Connected=false before the child's link watch reports it.
@@ -201,7 +202,7 @@ describe('rotation', () => {
     // A parked device holds no slot.
     expect(perAdapter(p)).toEqual({ hci0: [D(2)], hci1: [], queued: [D(1)] });
     p.pool.send({ type: 'DISCONNECT_DEVICE', address: D(1) });
-    expect(p.ctx().devices[D(1)]).toBeUndefined();
+    expect(p.ctx().devices.get(D(1))).toBeUndefined();
     expect(parked.getSnapshot().status).toBe('stopped');
   });
 
@@ -372,7 +373,7 @@ describe('adapters and bluetoothd coming and going', () => {
     p.pool.send({ type: 'BLUEZ_DOWN' });
     // D3 was connecting: its child parks (the fake tears down at once) and waits in the queue.
     expect(p.status(D(3))).toBe('queued');
-    expect(p.ctx().devices[D(3)]?.childId).toBe(`device:${D(3)}#1`);
+    expect(p.ctx().devices.get(D(3))?.childId).toBe(`device:${D(3)}#1`);
     expect(p.child(D(3)).getSnapshot().value).toBe('waiting-for-slot');
     p.child(D(1)).send({ type: 'TEST_LINK_LOST' });
     p.child(D(2)).send({ type: 'TEST_LINK_LOST' });
@@ -397,7 +398,7 @@ describe('adapters and bluetoothd coming and going', () => {
     p.child(D(1)).send({ type: 'TEST_CRASH' });
     expect(p.pool.getSnapshot().status).toBe('active');
     expect(p.status(D(1))).toBe('failed');
-    expect(p.ctx().devices[D(1)]?.error).toMatch(/crashed: boom/);
+    expect(p.ctx().devices.get(D(1))?.error).toMatch(/crashed: boom/);
     p.child(D(2)).send({ type: 'TEST_CONNECTED' });
     expect(p.status(D(2))).toBe('connected');
   });

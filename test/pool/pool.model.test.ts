@@ -58,8 +58,10 @@ function modelEvents(snapshot: PoolSnapshot): AnyEventObject[] {
     { type: 'ADAPTER_GONE', name: 'hci1' },
     { type: 'SIGHTINGS', address: DEV, sightings: { hci0: -60 } },
     { type: 'ADAPTER_LINKS', name: 'hci0', connected: [] },
+    { type: 'LINKS_CHANGED', name: 'hci0', up: [], down: [] },
     { type: 'ADAPTER_FOREIGN_ATTEMPTS', name: 'hci0', count: 0 },
     { type: 'LIMIT_REPROBE', name: 'hci0' },
+    { type: 'NEXT_TURN' },
     { type: 'CHILD_CONNECTED', address: DEV, adapter: 'hci0' },
     { type: 'CHILD_LINK_LOST', address: DEV, adapter: 'hci0', reason: 'Connected=false' },
     { type: 'CHILD_IDLE', address: DEV, adapter: 'hci0' },
@@ -198,6 +200,7 @@ describe('adapter pool chart on the simulator (real children, faults drive the s
         'adapterPool.managing | CONNECT_DEVICE | #0',
         'adapterPool.managing | CHILD_CONNECTED | #0',
         'adapterPool.managing | ADAPTER_LINKS | #0',
+        'adapterPool.managing | LINKS_CHANGED | #0',
       ],
       () => w.pool.connected(A),
     );
