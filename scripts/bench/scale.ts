@@ -1,7 +1,8 @@
 /**
- * `npm run bench:scale [-- --n 100,300,1000] [--idle-s 10]`: many devices through one adapter
- * pool. A script that prints figures (nothing here asserts; the goals are printed next to the
- * numbers, and ratios are measured within one run).
+ * `npm run bench:scale [-- --n 100,300,1000] [--idle-s 10] [--warmup 50]`: many devices through one
+ * adapter pool. A script that prints figures (nothing here asserts; the goals are printed next to
+ * the numbers, and ratios are measured within one run). A warm-up round of `--warmup` devices runs
+ * first and is printed apart (the process's first connects run on unoptimised code; 0 skips it).
  *
  * Per N: the simulator (scale-sim.ts, its own process) serves N devices on 8 adapters at latency
  * scale 0.01, every device known on every adapter; this process opens a BluezClient and a pool
@@ -38,10 +39,11 @@ const GOALS = {
 interface Args {
   ns: number[];
   idleS: number;
+  warmup: number;
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { ns: [100, 300, 1000], idleS: 10 };
+  const args: Args = { ns: [100, 300, 1000], idleS: 10, warmup: 50 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--n') {
@@ -54,8 +56,12 @@ function parseArgs(argv: readonly string[]): Args {
       args.idleS = Number(argv[++i]);
       if (!Number.isFinite(args.idleS) || args.idleS <= 0)
         throw new RangeError('--idle-s needs a number > 0');
+    } else if (a === '--warmup') {
+      args.warmup = Number(argv[++i]);
+      if (!Number.isInteger(args.warmup) || args.warmup < 0)
+        throw new RangeError('--warmup needs an integer >= 0 (0: no warm-up round)');
     } else {
-      throw new TypeError(`unknown option ${String(a)} (--n LIST, --idle-s S)`);
+      throw new TypeError(`unknown option ${String(a)} (--n LIST, --idle-s S, --warmup N)`);
     }
   }
   return args;
@@ -269,7 +275,7 @@ async function runOne(n: number, idleS: number): Promise<Row> {
   }
 }
 
-function print(rows: readonly Row[]): void {
+function print(rows: readonly Row[], warmup: Row | undefined): void {
   const base = rows[0];
   const last = rows[rows.length - 1];
   if (base === undefined || last === undefined) return;
@@ -278,6 +284,12 @@ function print(rows: readonly Row[]): void {
   lines.push(
     `bench:scale — pool over the simulator (${SCALE_ADAPTERS} adapters, latency scale 0.01, stock dbus-daemon limits), node ${process.version}`,
   );
+  if (warmup !== undefined) {
+    const f1 = (x: number) => x.toFixed(1);
+    lines.push(
+      `warm-up round, not counted (the process's first connects run on cold, not yet optimised code): N=${warmup.n} ${warmup.connected}/${warmup.n} connected in ${(warmup.allMs / 1000).toFixed(2)} s, loop p50/p99/max ${f1(warmup.loopP50)}/${f1(warmup.loopP99)}/${f1(warmup.loopMax)} ms`,
+    );
+  }
   lines.push(
     '     N  connected   all in (s)  growth   loop p50/p99/max (ms)   heap/dev (KB)  idle msg/s  idle CPU %  rules  LimitsExceeded',
   );
@@ -304,11 +316,18 @@ function print(rows: readonly Row[]): void {
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const rows: Row[] = [];
+  // The first connects of a process run on code V8 has not optimised yet: a short round first, so
+  // that the rows compare the library's steady cost (the warm-up's own figures are printed too).
+  let warmup: Row | undefined;
+  if (args.warmup > 0) {
+    console.error(`warm-up N=${args.warmup} …`);
+    warmup = await runOne(args.warmup, 1);
+  }
   for (const n of args.ns) {
     console.error(`N=${n} …`);
     rows.push(await runOne(n, args.idleS));
   }
-  print(rows);
+  print(rows, warmup);
 }
 
 void main().catch((err: unknown) => {
