@@ -193,9 +193,10 @@ async function main(): Promise<void> {
       });
     }
     if (args.snapshotsAt.includes(mainRuns)) {
+      const done = mainRuns;
       quiet.request(() => {
         gc();
-        console.log(`heap snapshot after ${mainRuns} cycles: ${writeHeapSnapshot()}`);
+        console.log(`heap snapshot after ${done} cycles: ${writeHeapSnapshot()}`);
       });
     }
     if (mainRuns % tenth === 0 || mainRuns === args.cycles) {
