@@ -36,6 +36,7 @@ import type {
   ValidationCheck,
 } from '../machines/connection-contracts.js';
 import { devicePath } from '../bluez/validate.js';
+import { WaitTimeoutError } from '../bluez/mirror.js';
 import { gattNotEmpty, type Validator } from '../connection/validators.js';
 import { lockDevice } from './device-lock.js';
 import { sleep } from './sleep.js';
@@ -48,6 +49,7 @@ import { waitGattSettled } from './gatt-settle.js';
 import { locateDevice } from './locate-device.js';
 import type { LeaseBook } from './lease-book.js';
 import { connectAdmission, type ConnectAdmission } from './connect-admission.js';
+import { PendingConnects, untilAborted } from './pending-connects.js';
 
 /** What the actors need. */
 export interface ConnectionActorDeps {
@@ -229,6 +231,8 @@ async function validateOnce(
  */
 export function connectionActorFunctions(deps: ConnectionActorDeps) {
   const { bluez } = deps;
+  // Connect calls not answered yet, including those an attempt stopped waiting for.
+  const pendingConnects = new PendingConnects();
 
   /**
    * Makes sure BlueZ knows `input.address` on `input.adapter` (managed discovery, bounded by
@@ -434,7 +438,10 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
     try {
       const connectStarted = performance.now();
       try {
-        await bluez.connect(input.adapter, input.address, { timeoutMs: backstopMs, signal });
+        // Not aborted with the attempt: bluetoothd goes on connecting anyway, and the teardown
+        // waits for this call's reply (src/actors/pending-connects.ts). Its deadline still bounds it.
+        const call = bluez.connect(input.adapter, input.address, { timeoutMs: backstopMs });
+        await untilAborted(pendingConnects.track(input.adapter, input.address, call), signal);
       } finally {
         // The turn ends with the Connect call; service discovery runs on the link already made.
         release();
@@ -496,8 +503,26 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
       await bluez
         .disconnect(input.adapter, input.address, { timeoutMs: deps.disconnectTimeoutMs, signal })
         .catch(ignoreUnlessAbort);
-      if (await waitLinkDown(bluez, input, deps.disconnectTimeoutMs, signal))
-        return { outcome: 'notConnected' };
+      if (await waitLinkDown(bluez, input, deps.disconnectTimeoutMs, signal)) {
+        // No link yet, but the Connect we stopped waiting for may still make one if that
+        // Disconnect did not reach bluetoothd in time (it hung): wait (bounded) for its reply.
+        const reply = await pendingConnects.reply(
+          input.adapter,
+          input.address,
+          deps.disconnectTimeoutMs,
+          signal,
+        );
+        if (reply === 'pending') {
+          throw new WaitTimeoutError(
+            `the reply to the abandoned Connect of ${input.address} on ${input.adapter}`,
+            deps.disconnectTimeoutMs,
+            'noReply',
+            input.adapter,
+          );
+        }
+        if (reply === 'failed' && !(bluez.device(input.adapter, input.address)?.connected ?? false))
+          return { outcome: 'notConnected' };
+      }
       // The Connect won the race and that Disconnect did not take the link down (it hung or was
       // refused): the link is up in BlueZ, so tear it down like any other, RemoveDevice last.
     }
@@ -524,7 +549,9 @@ export function connectionActorFunctions(deps: ConnectionActorDeps) {
       } catch (err) {
         if (isAbortError(err) || signal.aborted || tried >= TEARDOWN_TRIES) throw err;
         if (err instanceof BluezError && err.errorClass === 'bluezGone') throw err;
-        if (!(bluez.device(input.adapter, input.address)?.connected ?? false)) {
+        // No link, and no Connect of ours still pending that could make one: nothing to retry.
+        const linkUp = bluez.device(input.adapter, input.address)?.connected ?? false;
+        if (!linkUp && !pendingConnects.has(input.adapter, input.address)) {
           return { outcome: 'notConnected' };
         }
         await sleep(TEARDOWN_RETRY_MS * tried, signal);

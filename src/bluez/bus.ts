@@ -154,6 +154,8 @@ interface MessageBusInternals {
     on?: (ev: string, fn: () => void) => void;
   };
   _methodReturnHandlers?: Record<number, unknown>;
+  /** Owner by name; dbus-next records every destination that answered a call, unique names too. */
+  _nameOwners?: Record<string, string>;
   name: string | null;
 }
 
@@ -675,10 +677,26 @@ export class SharedBus extends TypedEmitter<SharedBusEvents> {
     // Every call on this connection, node-ble's included, goes through one bound and one queue.
     this.gate = new CallGate(this.maxInFlight);
     const gate = this.gate;
-    const rawCall = bus.call.bind(bus);
+    const dbusNextCall = bus.call.bind(bus);
+    const internals = bus as unknown as MessageBusInternals;
+    // dbus-next's MessageBus.call stores `_nameOwners[destination] = reply.sender` for every reply
+    // and drops an entry only on a NameOwnerChanged of a well-known name, so each unique name that
+    // ever answered (a bluetoothd per restart: the mirror calls GetManagedObjects on its unique
+    // name) would stay for the connection's lifetime. Its routing check reads the entries of
+    // well-known names only, so those of unique names are forgotten once the call settled.
+    const rawCall = (msg: DBusMessage): Promise<DBusMessage | null> => {
+      const reply = dbusNextCall(msg);
+      const destination = msg.destination;
+      if (typeof destination === 'string' && destination.startsWith(':')) {
+        const forget = (): void => {
+          if (internals._nameOwners) delete internals._nameOwners[destination];
+        };
+        reply.then(forget, forget);
+      }
+      return reply;
+    };
     this.rawCall = rawCall;
     bus.call = (msg: DBusMessage) => this.foreignCall(msg, rawCall, gate, generation);
-    const internals = bus as unknown as MessageBusInternals;
     const stream = internals._connection?.stream;
     // Always handled: dbus-next emits 'error' for socket, auth and write-after-close failures, and
     // also for harmless ones: a proxy's failed AddMatch (node-ble on this connection, e.g. the

@@ -162,6 +162,8 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
   private ownerValue: string | undefined;
   private syncedValue = false;
   private syncGeneration = 0;
+  /** Aborts the calls of the sync in flight (GetNameOwner, GetManagedObjects) once it is superseded. */
+  private syncAbort: AbortController | undefined;
   /** Signals that arrived while a sync was running; replayed if they came after its reply. */
   private buffered: SignalMessage[] = [];
   private retryTimer: NodeJS.Timeout | undefined;
@@ -482,7 +484,7 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.syncGeneration += 1;
+    this.supersedeSync();
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     for (const off of this.unsubscribe.splice(0)) off();
@@ -518,7 +520,10 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
    */
   private async resync(reason: RebuildReason): Promise<void> {
     if (this.closed) return;
-    const generation = ++this.syncGeneration;
+    this.supersedeSync();
+    const generation = this.syncGeneration;
+    const abort = new AbortController();
+    this.syncAbort = abort;
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     this.syncedValue = false;
@@ -527,12 +532,12 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
     let next: Tree;
     let replySeq = Number.POSITIVE_INFINITY;
     try {
-      owner = await this.getOwner();
+      owner = await this.getOwner(abort.signal);
       if (generation !== this.syncGeneration) return;
       if (owner === undefined) {
         next = new Map();
       } else {
-        const reply = await this.getManagedObjects(owner);
+        const reply = await this.getManagedObjects(owner, abort.signal);
         next = reply.tree;
         replySeq = reply.seq;
       }
@@ -544,6 +549,7 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
       return;
     }
     if (generation !== this.syncGeneration || this.closed) return;
+    this.syncAbort = undefined;
     this.retryDelayMs = 500;
     const previousOwner = this.ownerValue;
     this.ownerValue = owner;
@@ -557,6 +563,17 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
     this.emit('rebuilt', { reason, owner, objects: this.tree.size });
   }
 
+  /**
+   * A newer sync, bluetoothd leaving, a lost bus or close() makes the sync in flight worthless: its
+   * result would be dropped, so its calls are aborted instead of running to their deadlines.
+   */
+  private supersedeSync(): void {
+    this.syncGeneration += 1;
+    const abort = this.syncAbort;
+    this.syncAbort = undefined;
+    abort?.abort();
+  }
+
   private scheduleRetry(): void {
     if (this.closed || this.retryTimer) return;
     const delay = this.retryDelayMs;
@@ -567,7 +584,7 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
     }, delay);
   }
 
-  private async getOwner(): Promise<string | undefined> {
+  private async getOwner(signal: AbortSignal): Promise<string | undefined> {
     try {
       const body = await this.bus.call(
         {
@@ -578,7 +595,7 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
           signature: 's',
           body: [BLUEZ_NAME],
         },
-        { timeoutMs: this.timeouts.callTimeoutMs },
+        { timeoutMs: this.timeouts.callTimeoutMs, signal },
       );
       return typeof body[0] === 'string' ? body[0] : undefined;
     } catch (err) {
@@ -588,11 +605,11 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
     }
   }
 
-  private async getManagedObjects(owner: string): Promise<{ tree: Tree; seq: number }> {
+  private async getManagedObjects(owner: string, signal: AbortSignal): Promise<{ tree: Tree; seq: number }> {
     const { body, seq } = await this.bus.callOrdered(
       { destination: owner, path: '/', interface: IFACE.objectManager, member: 'GetManagedObjects' },
       // The view every decision is made from: ahead of queued calls (src/bluez/call-gate.ts).
-      { timeoutMs: this.timeouts.callTimeoutMs, priority: 'control' },
+      { timeoutMs: this.timeouts.callTimeoutMs, priority: 'control', signal },
     );
     return { tree: decodeManagedObjects(body[0]), seq };
   }
@@ -713,7 +730,7 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
 
   private onBusLost(): void {
     // Without a bus there is no BlueZ to see: empty the tree so that nobody acts on stale state.
-    this.syncGeneration += 1;
+    this.supersedeSync();
     this.syncedValue = false;
     const previous = this.ownerValue;
     this.ownerValue = undefined;
@@ -727,8 +744,9 @@ export class BluezMirror extends TypedEmitter<MirrorEvents> {
       if (msg.body[0] !== BLUEZ_NAME) return;
       const current = typeof msg.body[2] === 'string' && msg.body[2] !== '' ? msg.body[2] : undefined;
       if (current === undefined) {
-        // bluetoothd went away: drop its whole tree at once (its InterfacesRemoved never come).
-        this.syncGeneration += 1;
+        // bluetoothd went away: drop its whole tree at once (its InterfacesRemoved never come),
+        // and stop waiting for a GetManagedObjects it will never answer.
+        this.supersedeSync();
         this.syncedValue = true;
         this.buffered = [];
         const previous = this.ownerValue;

@@ -172,6 +172,41 @@ describe('shared bus: errors that are not a lost connection', () => {
   });
 });
 
+describe('shared bus: nothing grows with the peers it has talked to', () => {
+  it('calls to the unique names of 30 services that came and went (a bluetoothd restarted 30 times) leave no trace in the connection: dbus-next remembers every unique destination that answered, and the bus forgets them (found by the soak)', async () => {
+    const owners = (): string[] =>
+      Object.keys((bus.messageBus() as unknown as { _nameOwners: Record<string, string> })._nameOwners);
+    // Each of the 30 services below owns org.example.Test in its turn.
+    service.close();
+    const before = owners().filter((n) => n.startsWith(':'));
+    for (let i = 0; i < 30; i += 1) {
+      const peer = await startTestService(daemon.address);
+      const unique = await bus.call(
+        {
+          destination: 'org.freedesktop.DBus',
+          path: '/org/freedesktop/DBus',
+          interface: 'org.freedesktop.DBus',
+          member: 'GetNameOwner',
+          signature: 's',
+          body: ['org.example.Test'],
+        },
+        { timeoutMs: 5000 },
+      );
+      // As the mirror does: GetManagedObjects-style calls go to bluetoothd's unique name.
+      const to = { ...echo('x'), destination: String(unique[0]) };
+      await expect(bus.call(to, { timeoutMs: 5000 })).resolves.toEqual(['x']);
+      await expect(
+        bus.call(
+          { ...to, member: 'Fail', signature: 'ss', body: ['org.example.Error.X', 'no'] },
+          { timeoutMs: 5000 },
+        ),
+      ).rejects.toBeInstanceOf(DBusCallError);
+      peer.close();
+    }
+    expect(owners().filter((n) => n.startsWith(':'))).toEqual(before);
+  });
+});
+
 describe('shared bus: match rules and connections are released', () => {
   it('match rules are refcounted, re-added after a reconnect and removed with RemoveMatch', async () => {
     const rule = "type='signal',interface='org.example.Test'";

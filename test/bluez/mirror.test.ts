@@ -1,9 +1,12 @@
+import dbus from 'dbus-next';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BluezSimulator, startSimulatedBluez } from '../../src/testing/index.js';
 import type { DeviceSpec, Scenario } from '../../src/testing/index.js';
 import { BusLostError, MIRROR_MATCH_RULES, WaitTimeoutError, openBluez } from '../../src/bluez/index.js';
 import type { BluezClient, MirrorChange } from '../../src/bluez/index.js';
-import { daemonStats, sleep, startMonitor } from './helpers.js';
+import { acquireBus } from '../../src/bluez/bus.js';
+import { startPrivateBus } from '../../src/testing/index.js';
+import { daemonStats, rawConnection, sleep, startMonitor } from './helpers.js';
 
 type Env = Awaited<ReturnType<typeof startSimulatedBluez>>;
 
@@ -204,6 +207,41 @@ describe('the ObjectManager mirror', () => {
     // Our match rules were re-added on the new connection: signals flow again.
     await client.connect('hci0', mac(1), { timeoutMs: 15_000, waitServicesResolved: true });
     expect(client.device('hci0', mac(1))?.servicesResolved).toBe(true);
+  });
+
+  it('bluetoothd leaves the bus while the mirror waits for its GetManagedObjects: the call is abandoned at once, not left running to its deadline (found by the soak: a 2 s deadline timer outlived the cycle)', async () => {
+    const daemon = await startPrivateBus();
+    cleanups.push(() => daemon.stop());
+    // A stand-in bluetoothd that answers the first GetManagedObjects and never the later ones, and
+    // restarts on the same connection (gives org.bluez up and takes it again), as the simulator does.
+    const fake = await rawConnection(daemon.address);
+    cleanups.push(() => fake.disconnect());
+    let answered = 0;
+    const asked: number[] = [];
+    fake.addMethodHandler((msg: dbus.Message) => {
+      if (msg.member !== 'GetManagedObjects') return false;
+      asked.push(Date.now());
+      if (answered++ === 0) fake.send(dbus.Message.newMethodReturn(msg, 'a{oa{sa{sv}}}', [{}]));
+      return true;
+    });
+    await fake.requestName('org.bluez', 0);
+    const client = await open({ address: daemon.address } as Env, { dbusCallTimeoutMs: 30_000 });
+    expect(client.mirror.bluezReady).toBe(true);
+    const shared = acquireBus(daemon.address);
+    cleanups.push(() => shared.release());
+    const idle = shared.pendingCount;
+
+    await fake.releaseName('org.bluez');
+    await fake.requestName('org.bluez', 0);
+    for (let i = 0; i < 400 && asked.length < 2; i += 1) await sleep(5);
+    expect(asked.length).toBe(2);
+    expect(shared.pendingCount).toBe(idle + 1); // the resync's GetManagedObjects, unanswered
+
+    await fake.releaseName('org.bluez');
+    for (let i = 0; i < 400 && client.mirror.owner !== undefined; i += 1) await sleep(5);
+    expect(client.mirror.owner).toBeUndefined();
+    // Abandoned when the mirror saw org.bluez go, not 30 s later.
+    expect(shared.pendingCount).toBe(idle);
   });
 
   it('after close the daemon holds no match rule and no connection from the library', async () => {

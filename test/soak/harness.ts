@@ -17,6 +17,7 @@
  * library user active) and the pool or connections. Leak counts are compared before and after each
  * cycle, so a leak is caught in the cycle that made it.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { getEventListeners } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { openBluez } from '../../src/bluez/client.js';
@@ -48,16 +49,38 @@ const realSetTimeout = globalThis.setTimeout;
 const realClearTimeout = globalThis.clearTimeout;
 const realSetInterval = globalThis.setInterval;
 const realClearInterval = globalThis.clearInterval;
-let phase = 'idle';
 const sleep = (ms: number): Promise<void> => new Promise((r) => realSetTimeout(r, ms));
+
+/**
+ * A lane: one world (private bus, BluezClient) running its cycles one after the other. Several lanes
+ * may run in one process (`npm run soak -- --lanes K`); each runs its work inside its own async
+ * context, so a timer, warning or rejection is charged to the lane (and its cycle) that made it.
+ */
+interface Lane {
+  readonly lane: number;
+  cycle: number;
+  phase: string;
+  readonly warnings: string[];
+  readonly unhandled: string[];
+}
+const laneContext = new AsyncLocalStorage<Lane>();
+const activeLanes = new Set<Lane>();
 
 /** Timers and intervals created while a cycle runs and still pending after it, with the creating stack. */
 class TimerBook {
-  private readonly live = new Map<unknown, { ms: number; where: Error; cycle: number }>();
-  cycle = 0;
+  private readonly live = new Map<
+    unknown,
+    { ms: number; where: Error; lane: Lane | undefined; cycle: number }
+  >();
+  /** Timers created outside every lane's context while more than one lane ran (charged to none). */
+  unattributed = 0;
   install(): void {
     const book = this.live;
-    const cycleNow = (): number => this.cycle;
+    const owner = (): { lane: Lane | undefined; cycle: number } => {
+      const lane = laneContext.getStore() ?? (activeLanes.size === 1 ? [...activeLanes][0] : undefined);
+      if (lane === undefined) this.unattributed += 1;
+      return { lane, cycle: lane?.cycle ?? 0 };
+    };
     globalThis.setTimeout = ((fn: (...a: unknown[]) => void, ms?: number, ...args: unknown[]) => {
       const handle = realSetTimeout(
         (...a: unknown[]) => {
@@ -67,12 +90,12 @@ class TimerBook {
         ms,
         ...args,
       );
-      book.set(handle, { ms: ms ?? 0, where: new Error('timer created here'), cycle: cycleNow() });
+      book.set(handle, { ms: ms ?? 0, where: new Error('timer created here'), ...owner() });
       return handle;
     }) as typeof setTimeout;
     globalThis.setInterval = ((fn: (...a: unknown[]) => void, ms?: number, ...args: unknown[]) => {
       const handle = realSetInterval(fn, ms, ...args);
-      book.set(handle, { ms: ms ?? 0, where: new Error('interval created here'), cycle: cycleNow() });
+      book.set(handle, { ms: ms ?? 0, where: new Error('interval created here'), ...owner() });
       return handle;
     }) as typeof setInterval;
     globalThis.clearTimeout = ((h: Parameters<typeof clearTimeout>[0]) => {
@@ -90,11 +113,11 @@ class TimerBook {
     globalThis.setInterval = realSetInterval;
     globalThis.clearInterval = realClearInterval;
   }
-  /** Pending timers made during `cycle`, described by delay and stack. */
-  pendingOf(cycle: number): string[] {
+  /** Pending timers made by `lane` during `cycle`, described by delay and stack. */
+  pendingOf(lane: Lane, cycle: number): string[] {
     const out: string[] = [];
     for (const t of this.live.values()) {
-      if (t.cycle !== cycle) continue;
+      if (t.lane !== lane || t.cycle !== cycle) continue;
       const stack = (t.where.stack ?? '')
         .split('\n')
         .slice(2, 7)
@@ -103,9 +126,50 @@ class TimerBook {
     }
     return out;
   }
-  forget(cycle: number): void {
-    for (const [h, t] of this.live) if (t.cycle === cycle) this.live.delete(h);
+  forget(lane: Lane, cycle: number): void {
+    for (const [h, t] of this.live) if (t.lane === lane && t.cycle === cycle) this.live.delete(h);
   }
+}
+
+// Installed while at least one world runs: one timer book and one pair of process hooks for all lanes.
+let shared:
+  | { timers: TimerBook; worlds: number; onWarning: (w: Error) => void; onUnhandled: (r: unknown) => void }
+  | undefined;
+
+function instrument(): TimerBook {
+  if (shared === undefined) {
+    const timers = new TimerBook();
+    timers.install();
+    // A warning or rejection outside every lane's context is charged to every lane running then.
+    const owners = (): Lane[] => {
+      const lane = laneContext.getStore();
+      return lane === undefined ? [...activeLanes] : [lane];
+    };
+    const onWarning = (w: Error): void => {
+      for (const lane of owners()) lane.warnings.push(`${w.name}: ${w.message}`);
+    };
+    const onUnhandled = (reason: unknown): void => {
+      for (const lane of owners()) lane.unhandled.push(describeError(reason));
+    };
+    process.on('warning', onWarning);
+    process.on('unhandledRejection', onUnhandled);
+    shared = { timers, worlds: 0, onWarning, onUnhandled };
+  }
+  shared.worlds += 1;
+  return shared.timers;
+}
+
+function uninstrument(): void {
+  if (shared === undefined || --shared.worlds > 0) return;
+  process.off('warning', shared.onWarning);
+  process.off('unhandledRejection', shared.onUnhandled);
+  shared.timers.uninstall();
+  shared = undefined;
+}
+
+/** Timers created outside every lane while several lanes ran (0 with one lane: all are its own). */
+export function unattributedTimers(): number {
+  return shared?.timers.unattributed ?? 0;
 }
 
 /** What a cycle's leak checks compare: counts taken in the same phase before and after it. */
@@ -117,6 +181,8 @@ interface LeakCounts {
 
 /** The shared part of the soak: the private bus, one BluezClient, the timer book, process hooks. */
 export interface SoakWorld {
+  /** The lane (0 unless several run in one process): its devices' addresses carry it. */
+  readonly lane: number;
   bus: PrivateBus;
   bluez: BluezClient;
   /** Cycles run so far. */
@@ -165,11 +231,11 @@ const DEVICE_DEFAULTS = {
 const WATCHDOG = { timeoutMs: 150, action: 'reconnect' } as const;
 const NOTIFY_EVERY_MS = 20;
 
-function peripheral(s: SoakScenario, i: number): DeviceSpec {
+function peripheral(s: SoakScenario, i: number, lane: number): DeviceSpec {
   const d = s.devices[i]!;
   const all = d.inRange.length === s.adapters;
   return {
-    address: deviceAddress(i),
+    address: deviceAddress(i, lane),
     name: `soak-${i}`,
     addressType: 'random',
     rssi: -60 - i,
@@ -216,11 +282,12 @@ function recordOutcomes(
   settled: ReadonlyArray<{ ok: true } | { ok: false; error: unknown }>,
   aborters: readonly AbortController[],
   call: string,
+  lane: number,
   outcomes: string[],
   violations: string[],
 ): void {
   settled.forEach((r, i) => {
-    const address = deviceAddress(i);
+    const address = deviceAddress(i, lane);
     const cancelled = aborters[i]!.signal.aborted;
     if (r.ok) outcomes.push(`${address} connected`);
     else if (cancelled && (r.error === aborters[i]!.signal.reason || isAbortError(r.error)))
@@ -285,127 +352,133 @@ class Subscriptions {
   }
 }
 
-/** Starts the shared world: a private bus and one BluezClient on it. */
-export async function startSoakWorld(): Promise<SoakWorld> {
-  const bus = await startPrivateBus();
-  let bluez: BluezClient;
-  try {
-    bluez = await openBluez({ busAddress: bus.address, dbusCallTimeoutMs: 2000, disconnectTimeoutMs: 300 });
-  } catch (err) {
-    await bus.stop();
-    throw err;
-  }
-  const timers = new TimerBook();
-  timers.install();
-  const warnings: string[] = [];
-  const unhandled: string[] = [];
-  const onWarning = (w: Error): void => {
-    warnings.push(`${w.name}: ${w.message}`);
-  };
-  const onUnhandled = (reason: unknown): void => {
-    unhandled.push(describeError(reason));
-  };
-  process.on('warning', onWarning);
-  process.on('unhandledRejection', onUnhandled);
-
-  const counts = async (): Promise<LeakCounts> => {
-    const stats = await daemonStats(bus.address);
-    return {
-      matchRules: stats.rulesByConnection.get(bluez.uniqueName ?? '')?.length ?? 0,
-      connections: stats.activeConnections,
-      mirrorListeners: bluez.mirror.totalListenerCount(),
-    };
-  };
-  let before = await counts();
-
-  const world: SoakWorld = {
-    bus,
-    bluez,
-    cycles: 0,
-    get phase() {
-      return phase;
-    },
-    async runCycle(scenario) {
-      const t0 = performance.now();
-      world.cycles += 1;
-      timers.cycle = world.cycles;
-      warnings.length = 0;
-      unhandled.length = 0;
-      const violations: string[] = [];
-      const outcomes: string[] = [];
-      const marks: number[] = [performance.now()];
-      phase = 'starting the simulator';
-      const sim = await BluezSimulator.start({
-        busAddress: bus.address,
-        latencyScale: 0.01,
-        scenario: simScenario(scenario),
-      });
-      try {
-        await bounded(
-          'the client seeing the new bluetoothd',
-          bluez.waitForBluez({ timeoutMs: 3000 }),
-          4000,
-          violations,
-        );
-        await until(() => (bluez.adapters().length === scenario.adapters ? undefined : 'adapters'), 2000);
-        marks.push(performance.now());
-        if (violations.length === 0) {
-          if (scenario.api === 'pool') await poolCycle(bluez, sim, scenario, violations, outcomes);
-          else await establishCycle(bluez, sim, scenario, violations, outcomes);
-        }
-      } finally {
-        marks.push(performance.now());
-        phase = 'stopping the simulator';
-        await sim.stop();
-      }
-      // bluetoothd gone: the shared client is back where it was before the cycle.
-      await until(() => (bluez.mirror.bluezReady ? 'bluez still up' : undefined), 2000);
-      await sleep(0);
-      marks.push(performance.now());
-      phase = 'leak checks';
-      const pending = timers.pendingOf(world.cycles);
-      if (pending.length > 0) {
-        // A timer that fires soon after may be a short library deadline finishing on its own; give
-        // it up to 50 ms, then whatever is still pending is a leak.
-        await until(() => (timers.pendingOf(world.cycles).length > 0 ? 'pending' : undefined), 50);
-        const still = timers.pendingOf(world.cycles);
-        if (still.length > 0) violations.push(`timers left pending after the cycle: ${still.join(' ;; ')}`);
-        timers.forget(world.cycles);
-      }
-      const busy = busyDeviceLocks();
-      if (busy.length > 0) violations.push(`device locks still held: ${busy.join(', ')}`);
-      phase = 'daemon stats';
-      const after = await counts();
-      for (const k of Object.keys(after) as (keyof LeakCounts)[]) {
-        if (after[k] !== before[k]) violations.push(`${k}: ${before[k]} before the cycle, ${after[k]} after`);
-      }
-      before = after;
-      if (warnings.length > 0) violations.push(`process warnings: ${warnings.join(' ;; ')}`);
-      if (unhandled.length > 0) violations.push(`unhandled rejections: ${unhandled.join(' ;; ')}`);
-      marks.push(performance.now());
-      const phases = marks.slice(1).map((m, i) => Math.round(m - marks[i]!));
-      return { violations, outcomes, durationMs: performance.now() - t0, phasesMs: phases };
-    },
-    async stop() {
-      process.off('warning', onWarning);
-      process.off('unhandledRejection', onUnhandled);
-      timers.uninstall();
-      await bluez.close();
+/**
+ * Starts the shared world of one lane: a private bus and one BluezClient on it. Lanes started in
+ * one process (`lane` 0, 1, …) share nothing but the process: each has its own dbus-daemon, client
+ * and device addresses, and its cycles' timers, warnings and rejections are charged to it alone.
+ */
+export async function startSoakWorld(options: { lane?: number } = {}): Promise<SoakWorld> {
+  const laneNo = options.lane ?? 0;
+  if (!Number.isInteger(laneNo) || laneNo < 0 || laneNo > 255)
+    throw new RangeError('lane must be an integer from 0 to 255');
+  const lane: Lane = { lane: laneNo, cycle: 0, phase: 'idle', warnings: [], unhandled: [] };
+  if ([...activeLanes].some((l) => l.lane === laneNo)) throw new RangeError(`lane ${laneNo} already runs`);
+  return laneContext.run(lane, async () => {
+    const bus = await startPrivateBus();
+    let bluez: BluezClient;
+    try {
+      bluez = await openBluez({ busAddress: bus.address, dbusCallTimeoutMs: 2000, disconnectTimeoutMs: 300 });
+    } catch (err) {
       await bus.stop();
-    },
-  };
-  return world;
+      throw err;
+    }
+    const timers = instrument();
+    activeLanes.add(lane);
+    const counts = async (): Promise<LeakCounts> => {
+      const stats = await daemonStats(bus.address);
+      return {
+        matchRules: stats.rulesByConnection.get(bluez.uniqueName ?? '')?.length ?? 0,
+        connections: stats.activeConnections,
+        mirrorListeners: bluez.mirror.totalListenerCount(),
+      };
+    };
+    let before = await counts();
+    const addressPrefix = deviceAddress(0, laneNo).slice(0, -2);
+
+    const world: SoakWorld = {
+      lane: laneNo,
+      bus,
+      bluez,
+      cycles: 0,
+      get phase() {
+        return lane.phase;
+      },
+      runCycle: (scenario) =>
+        laneContext.run(lane, async () => {
+          const t0 = performance.now();
+          world.cycles += 1;
+          lane.cycle = world.cycles;
+          lane.warnings.length = 0;
+          lane.unhandled.length = 0;
+          const violations: string[] = [];
+          const outcomes: string[] = [];
+          const marks: number[] = [performance.now()];
+          lane.phase = 'starting the simulator';
+          const sim = await BluezSimulator.start({
+            busAddress: bus.address,
+            latencyScale: 0.01,
+            scenario: simScenario(scenario, laneNo),
+          });
+          try {
+            await bounded(
+              'the client seeing the new bluetoothd',
+              bluez.waitForBluez({ timeoutMs: 3000 }),
+              4000,
+              violations,
+            );
+            await until(() => (bluez.adapters().length === scenario.adapters ? undefined : 'adapters'), 2000);
+            marks.push(performance.now());
+            if (violations.length === 0) {
+              if (scenario.api === 'pool') await poolCycle(bluez, sim, scenario, lane, violations, outcomes);
+              else await establishCycle(bluez, sim, scenario, lane, violations, outcomes);
+            }
+          } finally {
+            marks.push(performance.now());
+            lane.phase = 'stopping the simulator';
+            await sim.stop();
+          }
+          // bluetoothd gone: the shared client is back where it was before the cycle.
+          await until(() => (bluez.mirror.bluezReady ? 'bluez still up' : undefined), 2000);
+          await sleep(0);
+          marks.push(performance.now());
+          lane.phase = 'leak checks';
+          const pending = timers.pendingOf(lane, world.cycles);
+          if (pending.length > 0) {
+            // A timer that fires soon after may be a short library deadline finishing on its own; give
+            // it up to 50 ms, then whatever is still pending is a leak.
+            await until(() => (timers.pendingOf(lane, world.cycles).length > 0 ? 'pending' : undefined), 50);
+            const still = timers.pendingOf(lane, world.cycles);
+            if (still.length > 0)
+              violations.push(`timers left pending after the cycle: ${still.join(' ;; ')}`);
+            timers.forget(lane, world.cycles);
+          }
+          // Device locks are per process: this lane's are those of its own addresses.
+          const busy = busyDeviceLocks().filter((a) => a.startsWith(addressPrefix));
+          if (busy.length > 0) violations.push(`device locks still held: ${busy.join(', ')}`);
+          lane.phase = 'daemon stats';
+          const after = await counts();
+          for (const k of Object.keys(after) as (keyof LeakCounts)[]) {
+            if (after[k] !== before[k])
+              violations.push(`${k}: ${before[k]} before the cycle, ${after[k]} after`);
+          }
+          before = after;
+          if (lane.warnings.length > 0) violations.push(`process warnings: ${lane.warnings.join(' ;; ')}`);
+          if (lane.unhandled.length > 0)
+            violations.push(`unhandled rejections: ${lane.unhandled.join(' ;; ')}`);
+          marks.push(performance.now());
+          const phases = marks.slice(1).map((m, i) => Math.round(m - marks[i]!));
+          return { violations, outcomes, durationMs: performance.now() - t0, phasesMs: phases };
+        }),
+      async stop() {
+        activeLanes.delete(lane);
+        uninstrument();
+        await bluez.close();
+        await bus.stop();
+      },
+    };
+    return world;
+  });
 }
 
-function simScenario(s: SoakScenario): Scenario {
+function simScenario(s: SoakScenario, lane: number): Scenario {
   return {
     adapters: [...Array(s.adapters).keys()].map((i) => ({ name: adapterName(i) })),
-    devices: s.devices.map((_, i) => peripheral(s, i)),
+    devices: s.devices.map((_, i) => peripheral(s, i, lane)),
   };
 }
 
 /** Injects every fault at its moment; returns a function that clears what is still active. */
-function scheduleFaults(sim: BluezSimulator, s: SoakScenario): { clearAll(): void } {
+function scheduleFaults(sim: BluezSimulator, s: SoakScenario, lane: number): { clearAll(): void } {
   const handles: FaultHandle[] = [];
   const timers: ReturnType<typeof setTimeout>[] = [];
   const inject = (spec: Parameters<BluezSimulator['inject']>[0]): void => {
@@ -421,10 +494,10 @@ function scheduleFaults(sim: BluezSimulator, s: SoakScenario): { clearAll(): voi
   };
   s.devices.forEach((d, i) => {
     for (const a of d.phantomOn)
-      inject({ kind: 'phantom', target: { device: deviceAddress(i), adapter: adapterName(a) } });
+      inject({ kind: 'phantom', target: { device: deviceAddress(i, lane), adapter: adapterName(a) } });
     for (const f of d.faults) {
       const spec = deviceFaultSpec(
-        deviceAddress(i),
+        deviceAddress(i, lane),
         f.adapter === null ? null : adapterName(f.adapter),
         f.fault,
       );
@@ -476,6 +549,7 @@ async function poolCycle(
   bluez: BluezClient,
   sim: BluezSimulator,
   s: SoakScenario,
+  lane: Lane,
   violations: string[],
   outcomes: string[],
 ): Promise<void> {
@@ -486,7 +560,7 @@ async function poolCycle(
     defaults: { ...CONNECTION_OPTIONS, ...DEVICE_DEFAULTS },
   });
   const subs = new Subscriptions(bluez);
-  const watched = new Set(s.devices.flatMap((d, i) => (d.watchdog ? [deviceAddress(i)] : [])));
+  const watched = new Set(s.devices.flatMap((d, i) => (d.watchdog ? [deviceAddress(i, lane.lane)] : [])));
   const failures = new Map<string, unknown>();
   const offs = [
     pool.actor.on('device-connected', (e) => {
@@ -498,9 +572,9 @@ async function poolCycle(
   // Links the library held once the faults were over (`hciN/ADDRESS`): none may stay behind.
   const heldAtSettle = new Set<string>();
   const abortTimers: ReturnType<typeof setTimeout>[] = [];
-  const faults = scheduleFaults(sim, s);
+  const faults = scheduleFaults(sim, s, lane.lane);
   const results = s.devices.map((d, i) => {
-    const address = deviceAddress(i);
+    const address = deviceAddress(i, lane.lane);
     const ac = new AbortController();
     aborters.push(ac);
     if (d.abortAtMs !== null) abortTimers.push(realSetTimeout(() => ac.abort(), d.abortAtMs));
@@ -514,7 +588,7 @@ async function poolCycle(
   try {
     await sleep(FAULT_WINDOW_MS);
     faults.clearAll();
-    phase = 'pool: waiting for connected()';
+    lane.phase = 'pool: waiting for connected()';
     const settled = await bounded(
       'the pool settling every connected() call',
       Promise.all(results),
@@ -522,10 +596,10 @@ async function poolCycle(
       violations,
     );
     if (settled === undefined) return;
-    recordOutcomes(settled, aborters, 'connected()', outcomes, violations);
+    recordOutcomes(settled, aborters, 'connected()', lane.lane, outcomes, violations);
     // With keep-alive a connected device may be reconnecting: wait until every device the pool holds
     // is connected or failed, and BlueZ's links are exactly the pool's.
-    phase = 'pool: settling';
+    lane.phase = 'pool: settling';
     const complaint = await until(() => {
       const devices = pool.snapshot().devices;
       const busy = devices.filter((d) => d.status !== 'connected' && d.status !== 'failed');
@@ -546,9 +620,9 @@ async function poolCycle(
     for (const t of abortTimers) realClearTimeout(t);
     faults.clearAll();
     // The app shuts down: every device disconnected (verified), then the pool closed.
-    phase = 'pool: stopping subscriptions';
+    lane.phase = 'pool: stopping subscriptions';
     await subs.stopAll();
-    phase = 'pool: disconnecting';
+    lane.phase = 'pool: disconnecting';
     await Promise.all(
       pool
         .snapshot()
@@ -565,10 +639,10 @@ async function poolCycle(
       violations.push(`pool children left after every disconnect: ${children.join(', ')}`);
     if (pool.heldLocks !== 0)
       violations.push(
-        `pool leases held after every disconnect: ${pool.heldLocks} (device locks busy: ${busyDeviceLocks().join(', ') || 'none'})`,
+        `pool leases held after every disconnect: ${pool.heldLocks} (device locks busy in the process: ${busyDeviceLocks().join(', ') || 'none'})`,
       );
     for (const off of offs) off.unsubscribe();
-    phase = 'pool: close';
+    lane.phase = 'pool: close';
     await bounded('pool.close()', pool.close(), 10_000, violations);
     if (pool.actor.getSnapshot().status !== 'stopped')
       violations.push(`the pool actor is ${pool.actor.getSnapshot().status} after close()`);
@@ -579,7 +653,8 @@ async function poolCycle(
       violations.push(`links left in BlueZ after disconnecting everything: ${left.join(', ')}`);
     aborters.forEach((ac, i) => {
       const n = getEventListeners(ac.signal, 'abort').length;
-      if (n > 0) violations.push(`${deviceAddress(i)}: ${n} abort listener(s) left on the caller's signal`);
+      if (n > 0)
+        violations.push(`${deviceAddress(i, lane.lane)}: ${n} abort listener(s) left on the caller's signal`);
     });
   }
 }
@@ -588,6 +663,7 @@ async function establishCycle(
   bluez: BluezClient,
   sim: BluezSimulator,
   s: SoakScenario,
+  lane: Lane,
   violations: string[],
   outcomes: string[],
 ): Promise<void> {
@@ -596,11 +672,11 @@ async function establishCycle(
   // Links the library held once the faults were over (`hciN/ADDRESS`): none may stay behind.
   const heldAtSettle = new Set<string>();
   const abortTimers: ReturnType<typeof setTimeout>[] = [];
-  const faults = scheduleFaults(sim, s);
+  const faults = scheduleFaults(sim, s, lane.lane);
   const connections: Array<ManagedConnection | null> = s.devices.map(() => null);
   const actorSubs: Array<{ unsubscribe(): void }> = [];
   const results = s.devices.map((d, i) => {
-    const address = deviceAddress(i);
+    const address = deviceAddress(i, lane.lane);
     const ac = new AbortController();
     aborters.push(ac);
     if (d.abortAtMs !== null) abortTimers.push(realSetTimeout(() => ac.abort(), d.abortAtMs));
@@ -635,7 +711,7 @@ async function establishCycle(
   try {
     await sleep(FAULT_WINDOW_MS);
     faults.clearAll();
-    phase = 'establish: waiting for establishConnection';
+    lane.phase = 'establish: waiting for establishConnection';
     const settled = await bounded(
       'every establishConnection call settling',
       Promise.all(results),
@@ -643,8 +719,8 @@ async function establishCycle(
       violations,
     );
     if (settled === undefined) return;
-    recordOutcomes(settled, aborters, 'establishConnection', outcomes, violations);
-    phase = 'establish: settling';
+    recordOutcomes(settled, aborters, 'establishConnection', lane.lane, outcomes, violations);
+    lane.phase = 'establish: settling';
     const complaint = await until(() => {
       const held = new Map<string, string | null>();
       for (const c of connections) {
@@ -662,7 +738,7 @@ async function establishCycle(
     for (const c of connections)
       if (c !== null && c.actor.getSnapshot().status === 'active')
         heldAtSettle.add(`${c.adapter}/${c.address}`);
-    phase = 'establish: closed';
+    lane.phase = 'establish: closed';
     for (const c of connections) {
       if (c === null || c.actor.getSnapshot().status === 'active') continue;
       const end = await c.closed;
@@ -676,9 +752,9 @@ async function establishCycle(
     for (const t of abortTimers) realClearTimeout(t);
     faults.clearAll();
     for (const sub of actorSubs) sub.unsubscribe();
-    phase = 'establish: stopping subscriptions';
+    lane.phase = 'establish: stopping subscriptions';
     await subs.stopAll();
-    phase = 'establish: disconnecting';
+    lane.phase = 'establish: disconnecting';
     await Promise.all(
       connections.map(async (c) => {
         if (c === null) return;
@@ -695,7 +771,8 @@ async function establishCycle(
       violations.push(`links left in BlueZ after disconnecting everything: ${left.join(', ')}`);
     aborters.forEach((ac, i) => {
       const n = getEventListeners(ac.signal, 'abort').length;
-      if (n > 0) violations.push(`${deviceAddress(i)}: ${n} abort listener(s) left on the caller's signal`);
+      if (n > 0)
+        violations.push(`${deviceAddress(i, lane.lane)}: ${n} abort listener(s) left on the caller's signal`);
     });
   }
 }

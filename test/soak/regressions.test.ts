@@ -135,6 +135,61 @@ describe('links left behind, found by the soak', () => {
     expect(device?.connected ?? false).toBe(false);
     expect(busyDeviceLocks()).toEqual([]);
   });
+  /**
+   * The cancel arrives while the Connect is pending; the Disconnect meant to cancel it hangs past
+   * disconnectTimeoutMs, so bluetoothd goes on connecting. The teardown saw no link yet and used to
+   * report the link down at once; the Connect then completed with nobody holding the link.
+   */
+  async function cancelWhileConnectPending(connectMs: number, disconnectHangs: number): Promise<void> {
+    world = await startWorld({ adapters: [{ name: 'hci0' }], devices: [bms(['hci0'])] });
+    const { bluez, env } = world;
+    env.sim.inject({ kind: 'connect-latency', target: { device: bms().address }, ms: connectMs });
+    env.sim.inject({
+      kind: 'hang',
+      target: { device: bms().address },
+      interface: 'org.bluez.Device1',
+      member: 'Disconnect',
+      count: disconnectHangs,
+    });
+    const listeners = bluez.mirror.totalListenerCount();
+    const ac = new AbortController();
+    const connecting = establishConnection({
+      bluez,
+      address: bms().address,
+      adapters: ['hci0'],
+      signal: ac.signal,
+      attemptTimeoutMs: 4000,
+      disconnectTimeoutMs: 100,
+    });
+    await eventually('Connect pending in bluetoothd', () =>
+      env.sim.calls.some((c) => c.member === 'Connect' && c.repliedAt === undefined),
+    );
+    ac.abort();
+    await expect(connecting).rejects.toMatchObject({ name: 'AbortError' });
+    // Whatever the abandoned Connect does, it has done it by now, and no link is left up.
+    await eventually('the abandoned Connect answered', () =>
+      env.sim.calls.every((c) => c.member !== 'Connect' || c.repliedAt !== undefined),
+    );
+    await new Promise((r) => setTimeout(r, 50));
+    const device = env.sim.state().adapters[0]?.devices.find((d) => d.address === bms().address);
+    expect(device?.connected ?? false).toBe(false);
+    expect(bluez.mirror.totalListenerCount()).toBe(listeners);
+    expect(busyDeviceLocks()).toEqual([]);
+  }
+
+  it('a connect cancelled while its Connect is pending, the cancelling Disconnect hangs past disconnectTimeoutMs and the Connect then succeeds: the teardown waits for that reply and takes the link down (soak seed 517752859, paths 422 and 2335)', async () => {
+    // Disconnect swallowed (100 ms), then the Connect replies at 150 ms, during the wait for it.
+    await cancelWhileConnectPending(150, 1);
+  });
+
+  it('a connect cancelled while its Connect is pending, the cancelling Disconnect hangs and the Connect is still pending after the bounded wait: the teardown sends Disconnect again, which cancels it, and leaves no link (soak seed 517752859, path 422)', async () => {
+    // The Connect would take 600 ms; the second try's Disconnect reaches bluetoothd and cancels it.
+    await cancelWhileConnectPending(600, 1);
+  });
+
+  it('a connect cancelled while its Connect is pending, and every Disconnect hangs: the Connect that completes is torn down by RemoveDevice, no link left (soak seed 517752859, path 2335)', async () => {
+    await cancelWhileConnectPending(250, 10);
+  });
 });
 
 describe('locks left behind, found by the soak', () => {

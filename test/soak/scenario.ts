@@ -161,8 +161,9 @@ export const soakScenario: fc.Arbitrary<SoakScenario> = fc.integer({ min: 1, max
 );
 
 export const adapterName = (i: number): string => `hci${i}`;
-export const deviceAddress = (i: number): string =>
-  `C0:FF:EE:00:00:${(i + 1).toString(16).padStart(2, '0').toUpperCase()}`;
+/** Device `i`'s address; `lane` (0 by default) keeps the devices of concurrent lanes apart. */
+export const deviceAddress = (i: number, lane = 0): string =>
+  `C0:FF:EE:00:${lane.toString(16).padStart(2, '0').toUpperCase()}:${(i + 1).toString(16).padStart(2, '0').toUpperCase()}`;
 
 /** The simulator fault for a device fault. */
 export function deviceFaultSpec(address: string, adapter: string | null, fault: DeviceFault): FaultSpec {
