@@ -30,6 +30,8 @@ export class NoReplyWithin extends Error {
 
 interface RawMsg {
   type: number;
+  replySerial?: number;
+  errorName?: string;
   path: string;
   interface: string;
   member: string;
@@ -48,12 +50,30 @@ export class RawClient {
   readonly bus: dbus.MessageBus;
   readonly log: LogEntry[] = [];
   private closed = false;
+  /** Our calls awaiting a reply, by serial: the reply is logged where it arrives on the wire. */
+  private readonly awaiting = new Map<number, { path: string; member: string }>();
 
   private constructor(address: string) {
     this.bus = dbus.sessionBus({ busAddress: address });
     this.bus.on('error', () => undefined);
     this.bus.on('message', (m: dbus.Message) => {
       const msg = m as unknown as RawMsg;
+      // A reply is logged here, in wire order: dbus-next resolves the call's promise in this same
+      // turn, but code awaiting it runs only after every message that came in the same read (the
+      // signals that followed the reply on the wire would otherwise be logged before it).
+      if ((msg.type === 2 || msg.type === 3) && msg.replySerial !== undefined) {
+        const call = this.awaiting.get(msg.replySerial);
+        if (call === undefined) return;
+        this.awaiting.delete(msg.replySerial);
+        this.log.push({
+          kind: msg.type === 2 ? 'reply' : 'error',
+          path: call.path,
+          member: call.member,
+          detail: msg.type === 2 ? '' : (msg.errorName ?? ''),
+          body: msg.type === 2 ? msg.body : [],
+        });
+        return;
+      }
       if (msg.type !== 4 || msg.interface === 'org.freedesktop.DBus') return;
       const detail =
         msg.member === 'PropertiesChanged'
@@ -106,18 +126,19 @@ export class RawClient {
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new NoReplyWithin(member, timeoutMs)), timeoutMs);
     });
+    const replied = this.bus.call(msg);
+    // dbus-next numbers the message when it sends it, synchronously inside call().
+    const serial = (msg as unknown as { serial: number | null }).serial;
+    if (serial !== null) this.awaiting.set(serial, { path, member });
     try {
-      const reply = await Promise.race([this.bus.call(msg), deadline]);
-      this.log.push({ kind: 'reply', path, member, detail: '', body: reply?.body ?? [] });
+      const reply = await Promise.race([replied, deadline]);
       return { ok: true, body: reply?.body ?? [] };
     } catch (e) {
-      if (e instanceof dbus.DBusError) {
-        this.log.push({ kind: 'error', path, member, detail: e.type, body: [] });
-        return { ok: false, errorName: e.type, text: e.text, body: [] };
-      }
+      if (e instanceof dbus.DBusError) return { ok: false, errorName: e.type, text: e.text, body: [] };
       throw e;
     } finally {
       clearTimeout(timer);
+      if (serial !== null) this.awaiting.delete(serial);
     }
   }
 
