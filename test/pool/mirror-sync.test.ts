@@ -59,6 +59,24 @@ async function until(what: string, check: () => boolean, ms = 10_000): Promise<v
   }
 }
 
+/**
+ * Until no event has reached the pool for `quietMs` (at most `ms`): what one change sets off has
+ * all arrived, however slowly a loaded machine delivers it. A fixed pause was not enough under load.
+ */
+async function quiet(events: readonly unknown[], quietMs = 150, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  let count = events.length;
+  let since = Date.now();
+  while (Date.now() - since < quietMs) {
+    if (Date.now() > end) throw new Error(`events kept coming for ${ms} ms`);
+    await tick(10);
+    if (events.length !== count) {
+      count = events.length;
+      since = Date.now();
+    }
+  }
+}
+
 describe('mirror → pool sync: work proportional to what changed', () => {
   it('300 devices known on 4 adapters, 100 in the pool: one device heard on hci2 gives exactly one SIGHTINGS, for that device, and looks at no other device', async () => {
     const heard = address(7);
@@ -115,18 +133,21 @@ describe('mirror → pool sync: work proportional to what changed', () => {
     await until('hci1 links', () =>
       w.events.some((e) => e.type === 'LINKS_CHANGED' && e.name === 'hci1' && e.up.includes(dev)),
     );
-    await tick(100);
+    await quiet(w.events);
     w.events.length = 0;
     const before = { ...w.sync.stats };
 
     w.env.sim.dropLink(dev, 'hci1');
     await until('the link drop reaches the pool', () => w.events.length > 0);
-    await tick(100);
+    await until('BlueZ says the link is down', () => w.bluez.device('hci1', dev)?.servicesResolved === false);
+    await quiet(w.events);
 
     // What changed on hci1 (that link down), not hci1's whole list again.
     expect(w.events).toEqual([{ type: 'LINKS_CHANGED', name: 'hci1', up: [], down: [dev] }]);
     // One device changed: its sightings were looked at (unchanged, so no event), no other's.
-    expect(w.sync.stats.sightingsComputed - before.sightingsComputed).toBeLessThanOrEqual(1);
+    // At most twice: bluetoothd signals Connected=false and ServicesResolved=false separately, and
+    // a loaded machine can deliver them in two batches (a full re-derive would look at all 40).
+    expect(w.sync.stats.sightingsComputed - before.sightingsComputed).toBeLessThanOrEqual(2);
     expect(w.sync.stats.linksComputed - before.linksComputed).toBeGreaterThanOrEqual(1);
     expect(w.sync.stats.full).toBe(before.full);
   });
